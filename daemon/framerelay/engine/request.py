@@ -1,0 +1,35 @@
+"""What one edit needs and what it produces. Torch-free, so the daemon can build and check requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from framerelay.engine.params import DEFAULT_MODEL, EngineParams
+
+OUTPUT_FORMATS = ("mp4", "mov", "png")
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    source: Path
+    edited_frames: tuple[Path, ...]  # one output per edited frame
+    outputs: tuple[Path, ...]  # same length as edited_frames
+    start: float | None = None  # seconds into the source
+    end: float | None = None
+    output_format: str | None = None  # mp4 | mov | png; None: from the output path
+    model: str = DEFAULT_MODEL
+    device: str | None = None  # None: cuda if available, else cpu
+    dtype: str | None = None  # None: bf16/fp16 on cuda, fp32 on cpu
+    params: EngineParams = field(default_factory=EngineParams)
+
+
+@dataclass(frozen=True)
+class EditResult:
+    outputs: tuple[Path, ...]
+    frame_count: int
+    fps: Fraction
+    size: tuple[int, int]  # (width, height) of the outputs, equal to the source
+    preset: str = ""  # the preset used (resolved when "auto")
+    timings: dict[str, float] = field(default_factory=dict)
