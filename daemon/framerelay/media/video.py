@@ -38,6 +38,7 @@ RGB_INTERPOLATION = (
 )
 TIME_TOLERANCE = Fraction(1, 1_000_000)  # seconds
 MIN_CLIP_FRAMES = 2
+_INCOMPLETE_HINT = "Wait until the file has finished copying or rendering, or export it again."
 _TRANSCODE_HINT = "Transcode it to H.264 .mp4 or ProRes .mov (e.g. with ffmpeg or your editor)."
 
 
@@ -166,14 +167,10 @@ def select_frames(
 ) -> FrameSelection:
     """Validate a time window and find the frames in it, without decoding them."""
     check_window(start, end)
-    path = Path(path)
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        index = _index_stream(container, stream, path)
-        info = _info(path, container, stream, len(index))
-    _require_frames(len(index), min_frames, path, None)
+    info, index = _scan(Path(path))
+    _require_frames(len(index), min_frames, info.path, None)
     frames = index.select(start, end)
-    _require_frames(len(frames), min_frames, path, (start, end, len(index)))
+    _require_frames(len(frames), min_frames, info.path, (start, end, len(index)))
     return FrameSelection(info=info, index=index, frames=frames)
 
 
@@ -213,14 +210,10 @@ def iter_frames(
 
 def read_frame(path: str | Path, index: int) -> np.ndarray:
     """Frame `index` (0-based, in presentation order) as (H, W, 3) uint8 RGB, by exact seek."""
-    path = Path(path)
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        frame_index = _index_stream(container, stream, path)
-        info = _info(path, container, stream, len(frame_index))
+    info, frame_index = _scan(Path(path))
     if not 0 <= index < len(frame_index):
         raise InvalidSpecError(
-            f"frame {index} is out of range: {path.name} has {len(frame_index)} frames",
+            f"frame {index} is out of range: {info.path.name} has {len(frame_index)} frames",
             f"Pick a frame from 0 to {len(frame_index) - 1}.",
         )
     selection = FrameSelection(info=info, index=frame_index, frames=range(index, index + 1))
@@ -242,13 +235,20 @@ def check_window(start: float | None, end: float | None) -> None:
         )
 
 
+def _scan(path: Path) -> tuple[VideoInfo, FrameIndex]:
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        index = _index_stream(container, stream, path)
+        return _info(path, container, stream, len(index)), index
+
+
 def _open(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise SourceUnreadableError(
             f"source video not found: {path}", "Check the path; the file may have moved."
         )
     if path.is_file() and path.stat().st_size == 0:
-        raise SourceUnreadableError(f"source video is empty (0 bytes): {path}", _TRANSCODE_HINT)
+        raise SourceUnreadableError(f"source video is empty (0 bytes): {path}", _INCOMPLETE_HINT)
     if path.is_dir():
         raise SourceUnreadableError(
             f"source is a folder, not a video file: {path}", "Give the path of a video file."
@@ -333,7 +333,7 @@ def _index_stream(
         raise SourceUnreadableError(
             f"{path.name} is incomplete: its header lists {stream.frames} frames "
             f"but only {present} are in the file",
-            "Wait until the file has finished copying or rendering, or export it again.",
+            _INCOMPLETE_HINT,
         )
     if untimed:
         return _index_by_decoding(path, fps)
