@@ -25,6 +25,7 @@ def register(commands) -> None:
         help="output file (.mp4, .mov or a folder for PNGs); a folder when several edits",
     )
     parser.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by path)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local diffusers folder")
     parser.add_argument("--preset", choices=PRESET_NAMES, default="auto")
     parser.add_argument("--beta1", type=float, help="end of full temporal matching (fraction)")
@@ -81,6 +82,7 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         start=args.start,
         end=args.end,
         output_format=args.format,
+        overwrite=args.overwrite,
         model=args.model,
         device=args.device,
         dtype=args.dtype,

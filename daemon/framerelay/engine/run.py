@@ -245,7 +245,9 @@ def run_edit(
             edited = _edit_one(pipe, inversion, edit, params, controller, progress, cancel)
             progress(Progress("encode", 0, 1))
             restored = fit.from_model(edited)
-            info = writer.write_video(restored, edit.output, clip.fps, request.output_format)
+            info = writer.write_video(
+                restored, edit.output, clip.fps, request.output_format, overwrite=request.overwrite
+            )
             outputs.append(info.path)
             progress(Progress("encode", 1, 1))
         timings["edit+encode"] = time.perf_counter() - clock - sum(timings.values())
