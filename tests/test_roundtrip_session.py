@@ -188,6 +188,7 @@ def test_attach_without_export_needs_the_frame_size(tmp_path, events):
         session.attach(picked)
     with EditSession(tmp_path / "b", events, frame_size=(96, 64)) as session:
         assert session.attach(picked).version == 1
+        assert session.state is SessionState.edit_ready
 
 
 def test_sixteen_bit_round_trip_stays_16bit(session, events):

@@ -86,7 +86,8 @@ Launcher = Callable[..., LaunchResult]
 class EditSession:
     """Round trip for one job in `folder`, a folder only the round trip writes images into.
 
-    Events go to `on_event` from the caller's thread or the watcher's thread, in order.
+    Events go to `on_event` in order, from the caller's thread or the watcher's thread, while the
+    session's lock is held: the handler may call back into the session but must not block.
     """
 
     def __init__(
@@ -277,7 +278,7 @@ class EditSession:
         self._version = version
         self._current = accepted
         self._accepted_sources.add(_source_key(frame.path))
-        if self._state is SessionState.awaiting_edit:
+        if self._state in (SessionState.created, SessionState.awaiting_edit):
             self._state = SessionState.edit_ready
         self._emit(
             EventKind.edit_received,
