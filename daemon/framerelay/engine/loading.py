@@ -56,6 +56,16 @@ def _missing_model(model: str, reason: str) -> ModelMissingError:
     return ModelMissingError(f"cannot load the model {model!r}: {reason}", hint)
 
 
+def _reason(error: Exception | None) -> str:
+    text = str(error or "unknown error")
+    if "not fully cached" in text or "outgoing traffic has been disabled" in text:
+        return "it is not in the local Hugging Face cache and cannot be downloaded now"
+    if "gated" in text.lower() or "401" in text or "403" in text:
+        return "the hub refused access (gated model: log in and accept its licence)"
+    first = text.splitlines()[0]
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def load_pipeline(model: str, placement: Placement, local_files_only: bool = False):
     """A StableVideoDiffusionPipeline from a folder or hub id, moved to `placement`.
 
@@ -90,8 +100,7 @@ def load_pipeline(model: str, placement: Placement, local_files_only: bool = Fal
             last_error = error
             log.debug("loading %s (variant %s) failed: %s", source, variant, error)
     if pipe is None:
-        reason = str(last_error).splitlines()[0] if last_error else "unknown error"
-        raise _missing_model(model, reason) from last_error
+        raise _missing_model(model, _reason(last_error)) from last_error
     if placement.dtype == torch.float16 and pipe.vae.config.get("force_upcast", False):
         pipe.vae.to(torch.float32)  # SVD's VAE overflows in fp16
     pipe.set_progress_bar_config(disable=True)
