@@ -230,7 +230,8 @@ class SigmaSchedule:
     σ = σ_data·exp(-logSNR(u)/2) with u ~ U(0, 1) and logSNR the shifted-cosine schedule of
     "simple diffusion" (Hoogeboom et al. 2023) interpolated from noise_d_low to noise_d_high as u
     goes 0 -> 1 (k-diffusion's `rand_cosine_interpolated`), within [sigma_min, sigma_max].
-    Compared with EDM's log-normal it puts more steps at the high noise levels that set motion.
+    Its median σ is 0.71 and 10 % of draws exceed 3.4 (EDM's default log-normal: 0.30 and 2 %),
+    so more steps land at the high noise levels that shape coarse structure and motion.
     """
 
     sigma_min: float = 0.002
