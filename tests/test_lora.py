@@ -370,6 +370,12 @@ def test_save_and_load_round_trip_gives_identical_outputs(tmp_path):
     difference = (unet_output(make_unet(), batch) - unet_output(unet, batch)).abs().max()
     assert difference > 100 * SAME["atol"]  # the adapter does change the output
 
+    assert not any(p.requires_grad for p in loaded.parameters())  # loaded for inference
+
+    half = make_unet().to(torch.bfloat16)
+    load_motion_lora(half, path)
+    assert {p.dtype for p in motion_lora_parameters(half)} == {torch.float32}
+
     wrong_rank = make_unet()
     inject_motion_lora(wrong_rank, rank=4)
     with pytest.raises(ValueError, match="rank-8"):

@@ -73,8 +73,9 @@ def inject_motion_lora(
     """Freeze the UNet, add the motion LoRA and return its (trainable) parameters.
 
     lora_alpha = rank, so the LoRA scale is 1 as in the official code; A starts ~ N(0, 1/rank),
-    B at zero. Unlike the official (cloneofsimo-style) LoRA, peft applies dropout to the LoRA's
-    input rather than its output; both only regularise the low-rank branch.
+    B at zero. The adapter is float32 whatever the UNet's dtype (AdamW needs fp32 weights; peft
+    casts the branch's input). Unlike the official (cloneofsimo-style) LoRA, peft applies dropout
+    to the LoRA's input rather than its output; both only regularise the low-rank branch.
     """
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
@@ -93,6 +94,9 @@ def inject_motion_lora(
         target_modules=MOTION_LORA_TARGETS,
     )
     inject_adapter_in_model(config, unet, adapter_name=adapter_name)
+    for module in _lora_layers(unet, adapter_name):
+        module.lora_A[adapter_name].to(torch.float32)
+        module.lora_B[adapter_name].to(torch.float32)
     parameters = motion_lora_parameters(unet, adapter_name)
     for parameter in parameters:
         parameter.requires_grad_(True)
@@ -152,7 +156,11 @@ def load_motion_lora(
     adapter_name: str = MOTION_ADAPTER,
     dropout: float = 0.0,
 ) -> None:
-    """Load weights written by save_motion_lora; injects the adapter first if the UNet has none."""
+    """Load weights written by save_motion_lora.
+
+    Injects the adapter first if the UNet has none (frozen: for inference); otherwise loads into
+    the existing one and leaves its requires_grad flags alone.
+    """
     path = Path(path)
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
@@ -162,7 +170,8 @@ def load_motion_lora(
         )
     rank = int(metadata["rank"])
     if not has_motion_lora(unet, adapter_name):
-        inject_motion_lora(unet, rank=rank, dropout=dropout, adapter_name=adapter_name)
+        for parameter in inject_motion_lora(unet, rank, dropout, adapter_name):
+            parameter.requires_grad_(False)
     elif motion_lora_rank(unet, adapter_name) != rank:
         raise ValueError(
             f"{path} holds a rank-{rank} LoRA; the UNet's {adapter_name!r} adapter has rank "
