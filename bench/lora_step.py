@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from framerelay.engine.lora import LoraTrainingParams, TrainingBatch, train_motion_lora
 from framerelay.progress import Progress
 

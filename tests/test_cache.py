@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from framerelay.cache import (
     ArtifactCache,
     cache_key,

@@ -18,6 +18,7 @@ from tests.media_factory import NTSC, make_clip, pattern_frame, write_image
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--height", "64", "--width", "128", "--steps", "3", "--quiet", "--device", "cpu"]
+FAST += ["--lora-steps", "2", "--lora-rank", "4", "--no-cache"]
 
 
 def _edited_frame(path: Path, width: int, height: int, **kwargs) -> Path:
@@ -200,21 +201,3 @@ def test_missing_model_fails_with_the_one_line_hint(tmp_path):
         "it is not in the local Hugging Face cache and cannot be downloaded now"
     )
     assert "hf auth login" in lines[1] and "--model" in lines[1]
-
-
-def test_clip_longer_than_a_window_is_refused_with_a_hint(tmp_path, tiny_model_dir):
-    source = make_clip(tmp_path / "source.mp4", n=6, width=96, height=64)
-    edited = _edited_frame(tmp_path / "edited.png", 96, 64)
-    result = _run_cli(
-        "edit",
-        str(source),
-        str(edited),
-        "-o",
-        str(tmp_path / "o.mp4"),
-        "--window",
-        "4",
-        "--model",
-        str(tiny_model_dir),
-    )
-    assert result.returncode == 2
-    assert "6 frames" in result.stderr and "--start/--end" in result.stderr

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
+from peft.tuners.lora import LoraLayer
+from safetensors import safe_open
+
 from framerelay.engine.lora import (
     MOTION_LORA_TARGETS,
     LoraTrainingParams,
@@ -30,8 +33,6 @@ from framerelay.engine.lora import (
 from framerelay.engine.tiny import tiny_unet
 from framerelay.errors import CancelledError
 from framerelay.progress import CancelToken, Progress
-from peft.tuners.lora import LoraLayer
-from safetensors import safe_open
 
 FRAMES = 6
 TINY_TRANSFORMERS = 6  # 2 in down_blocks.0, 1 in the mid block, 3 in up_blocks.1

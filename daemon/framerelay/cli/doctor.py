@@ -66,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     _line(
         "self-test",
         f"passed in {report.seconds:.1f} s: {report.frames} frames at {report.fps} fps, "
-        f"{width}x{height}, through decode, invert, matched edit and encode",
+        f"{width}x{height}, through decode, motion LoRA, invert, matched edit, two chained windows and encode",
     )
     return 0

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from framerelay.engine.params import DEFAULT_MODEL, PRESET_NAMES, EngineParams, MatchingParams
+from framerelay.engine.params import (
+    DEFAULT_MODEL,
+    PRESET_NAMES,
+    EngineParams,
+    MatchingParams,
+    MotionLoraParams,
+)
 from framerelay.engine.request import OUTPUT_FORMATS, EditRequest
 
 
@@ -39,6 +45,18 @@ def register(commands) -> None:
     parser.add_argument("--height", type=int, default=576)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--window", type=int, default=14, help="frames per model window")
+    parser.add_argument("--overlap", type=int, default=1, help="frames shared by windows")
+    parser.add_argument(
+        "--no-skip-interval",
+        action="store_true",
+        help="later windows do not attend to the first window",
+    )
+    parser.add_argument(
+        "--lora-steps", type=int, default=250, help="motion LoRA steps per window (0: skip)"
+    )
+    parser.add_argument("--lora-rank", type=int, default=32)
+    parser.add_argument("--cache-dir", type=Path, help="artifact cache (default: user cache dir)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--min-guidance", type=float, default=1.0)
     parser.add_argument("--max-guidance", type=float, default=2.0)
     parser.add_argument("--memory-budget", type=int, default=4096, metavar="MB")
@@ -68,6 +86,9 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         height=args.height,
         width=args.width,
         window=args.window,
+        overlap=args.overlap,
+        skip_interval=not args.no_skip_interval,
+        lora=MotionLoraParams(steps=args.lora_steps, rank=args.lora_rank),
         steps=args.steps,
         seed=args.seed,
         min_guidance=args.min_guidance,
@@ -87,6 +108,8 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         device=args.device,
         dtype=args.dtype,
         params=params.validate(),
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
     )
 
 
@@ -105,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     for output in result.outputs:
         print(
             f"wrote {output}: {result.frame_count} frames, {result.fps} fps, {width}x{height}, "
-            f"preset {result.preset}, {seconds:.1f} s"
+            f"preset {result.preset}, {result.windows} window(s), "
+            f"{result.lora_steps_run} LoRA steps, {result.cache_hits} cache hit(s), {seconds:.1f} s"
         )
     return 0

@@ -43,12 +43,17 @@ _STATE = (
 
 
 @contextmanager
-def _acting_as_anchor(controller: AttentionController) -> Iterator[None]:
+def _acting_as_anchor(controller: AttentionController, unet) -> Iterator[None]:
+    """Replay an anchor call: capture K/V, in eval mode (no LoRA dropout), then put the
+    controller and the UNet back as they were, set to prepend what was captured."""
     saved = {name: getattr(controller, name) for name in _STATE}
+    was_training = unet.training
     controller.kv_mode, controller.anchor_kv = "capture", {}
+    unet.eval()
     try:
         yield
     finally:
+        unet.train(was_training)
         for name, value in saved.items():
             setattr(controller, name, value)
         controller.kv_mode = "prepend"
@@ -60,12 +65,12 @@ class AnchorEdit:
 
     condition: Condition
     trajectory: list[torch.Tensor]  # the latents each editing step started from
+    matching: MatchingConfig | None  # the anchor's own attention matching during its edit
 
 
 @dataclass
 class Anchor:
     inversion: Inversion  # the anchor window's source trajectory and condition
-    matching: MatchingConfig | None  # the anchor's own attention matching during its edit
     switch_adapter: AdapterSwitch | None = None
 
     def _use(self, adapter: str) -> None:
@@ -79,11 +84,12 @@ def capture_source_kv(pipe, anchor: Anchor, controller: AttentionController, sig
     latents = anchor.inversion.latents_at(sigma)
     anchor._use("anchor")
     try:
-        with _acting_as_anchor(controller):
-            controller.plain(latents.shape[1])
+        with _acting_as_anchor(controller, pipe.unet):
+            controller.plain(latents.shape[1], sigma)
             predict_v(pipe.unet, latents, sigma, anchor.inversion.condition)
     finally:
         anchor._use("current")
+    controller.anchor_sigma = sigma
 
 
 @torch.no_grad()
@@ -110,11 +116,11 @@ def capture_edit_kv(
     frames = x.shape[1]
     anchor._use("anchor")
     try:
-        with _acting_as_anchor(controller):
-            if anchor.matching is None:
-                controller.plain(frames)
+        with _acting_as_anchor(controller, pipe.unet):
+            if edit.matching is None:
+                controller.plain(frames, sigma)
             else:
-                controller.config = anchor.matching
+                controller.config = edit.matching
                 controller.store = SourceAttentionStore(0)
                 controller.edit(step, len(edit.trajectory), sigma, frames, len(batch), True)
             predict_v(pipe.unet, batch, sigma, condition)
@@ -126,3 +132,4 @@ def capture_edit_kv(
             rows = k.shape[0] // len(batch)
             captured[name] = (k[rows:], v[rows:])
     controller.anchor_kv = captured
+    controller.anchor_sigma = sigma

@@ -170,6 +170,7 @@ class AttentionController:
         # clip's pass); "prepend" puts the captured K/V before the current clip's own.
         self.kv_mode: str | None = None
         self.anchor_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.anchor_sigma = 0.0  # the anchor's noise level behind anchor_kv
 
     # -- set by the sampler around each UNet call -------------------------------------------
     def record(self, sigma: float, num_frames: int) -> None:
@@ -194,9 +195,10 @@ class AttentionController:
             self.store.end()
         self.mode = "off"
 
-    def plain(self, num_frames: int) -> None:
+    def plain(self, num_frames: int, sigma: float) -> None:
         """A call with no matching and no recording (kv_mode still applies)."""
         self.mode, self.branches, self.num_frames, self._inline = "off", 1, num_frames, False
+        self.sigma = sigma
 
     # -- read by processors -----------------------------------------------------------------
     @property
@@ -211,9 +213,11 @@ class AttentionController:
         position = torch.linspace(0.0, 1.0, self.num_frames, device=device)
         return start + (end - start) * position
 
-    def observe(self, event: str, layer: str, probs: Callable[[], torch.Tensor]) -> None:
+    def observe(
+        self, event: str, layer: str, probs: Callable[[], torch.Tensor], sigma: float | None = None
+    ) -> None:
         if self.observer is not None:
-            self.observer(event, layer, self.sigma, probs())
+            self.observer(event, layer, self.sigma if sigma is None else sigma, probs())
 
 
 def _split_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
@@ -290,8 +294,11 @@ class MatchingProcessor:
         residual = hidden_states
         q, k, v = _project(attn, hidden_states)
         ctl = self.controller
-        if self.layer.kind == TEMPORAL and ctl.kv_mode is not None:
-            k, v = self._skip_interval(k, v)
+        if self.layer.kind == TEMPORAL:
+            if ctl.kv_mode != "capture":
+                ctl.observe(f"kv:{ctl.mode}", self.layer.name, lambda: torch.cat([k, v], dim=-1))
+            if ctl.kv_mode is not None:
+                k, v = self._skip_interval(k, v)
         out = F.scaled_dot_product_attention(q, k, v)
         if ctl.mode == "record":
             self._record(attn, hidden_states, q, k)
@@ -313,7 +320,12 @@ class MatchingProcessor:
             raise ValueError(
                 f"{name}: anchor K/V batch {anchor_k.shape[0]} != current batch {k.shape[0]}"
             )
-        ctl.observe("anchor_used", name, lambda: torch.cat([anchor_k, anchor_v], dim=-1))
+        ctl.observe(
+            f"anchor_used:{ctl.mode}",
+            name,
+            lambda: torch.cat([anchor_k, anchor_v], dim=-1),
+            ctl.anchor_sigma,
+        )
         return torch.cat([anchor_k, k], dim=2), torch.cat([anchor_v, v], dim=2)
 
     def _record(self, attn, hidden_states, q, k) -> None:

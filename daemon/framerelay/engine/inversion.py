@@ -28,7 +28,9 @@ class Inversion:
     trajectory: list[torch.Tensor]  # trajectory[i]: source latents at sigmas[i]; [0] is x_T
     condition: Condition  # what the source branch is conditioned on
     init_noise_sigma: float
-    clean: torch.Tensor | None = None  # the inverted latents, at sigma_min' (inversion's first call)
+    clean: torch.Tensor | None = (
+        None  # the inverted latents, at sigma_min' (inversion's first call)
+    )
 
     @property
     def first_sigma(self) -> float:
@@ -87,8 +89,11 @@ def invert(
     trajectory: list[torch.Tensor] = [x] * steps
     for k in range(steps):
         sigma, sigma_next = ascending[k], ascending[k + 1]
-        if controller is not None and k > 0:
-            controller.record(sigma, frames)
+        if controller is not None:
+            if k > 0:
+                controller.record(sigma, frames)
+            else:  # sigma_min' is no denoising sigma: nothing to record
+                controller.plain(frames, sigma)
         if before_call is not None:
             before_call(sigma)
         v = predict_v(unet, x, sigma, condition)

@@ -73,6 +73,9 @@ def load_pipeline(model: str, placement: Placement, local_files_only: bool = Fal
     ship one; HF_HUB_OFFLINE / HF_HOME / HF_HUB_CACHE are honoured by huggingface_hub itself.
     """
     from diffusers import StableVideoDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
 
     folder = Path(model).expanduser()
     if folder.exists():

@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -421,6 +421,7 @@ def train_motion_lora(
     cancel: CancelToken | None = None,
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
+    before_step: Callable[[float], None] | None = None,
 ) -> TrainingResult:
     """Train the motion LoRA on one clip; resumable from the latest checkpoint in checkpoint_dir.
 
@@ -430,7 +431,8 @@ def train_motion_lora(
     atomically to checkpoint_dir/step-<n>/ and older ones are deleted. A checkpoint made with other
     training params is discarded. Randomness is drawn inside torch.random.fork_rng, so the caller's
     global RNG state is left as it was. autocast_dtype (bf16 or fp16) applies on CUDA only; fp16
-    uses a gradient scaler.
+    uses a gradient scaler. `before_step(sigma)` runs before each step's forward pass, with the
+    sampled noise level (skip-interval cross-attention captures the anchor's K/V there).
     """
     params.validate()
     batch.validate()
@@ -460,7 +462,7 @@ def train_motion_lora(
         with _training_mode(unet, params.gradient_checkpointing), _out_of_memory_as_error(batch):
             for step in range(start + 1, params.steps + 1):
                 cancel.raise_if_cancelled()
-                loss = _train_step(unet, batch, params, state, autocast_dtype)
+                loss = _train_step(unet, batch, params, state, autocast_dtype, before_step)
                 if not math.isfinite(loss) and state.scaler is None:
                     raise InternalError(
                         f"Motion LoRA training diverged: loss {loss} at step {step}."
@@ -514,10 +516,13 @@ def _train_step(
     params: LoraTrainingParams,
     state: _TrainingState,
     autocast_dtype: torch.dtype | None,
+    before_step: Callable[[float], None] | None = None,
 ) -> float:
     device = batch.video_latents.device
     generator = state.generator
     sigma = params.sigma_schedule.sigma(torch.rand(1, generator=generator))
+    if before_step is not None:
+        before_step(float(sigma))
     noise = torch.randn(batch.video_latents.shape, generator=generator).to(device)
     condition_noise = torch.randn(batch.condition_latent.shape, generator=generator).to(device)
     state.optimizer.zero_grad(set_to_none=True)

@@ -40,10 +40,26 @@ class MatchingParams:
 
 
 @dataclass(frozen=True)
+class MotionLoraParams:
+    """Per-window motion LoRA on the temporal transformer blocks (paper section 4.1)."""
+
+    steps: int = 250  # 0 skips motion extraction (a quick draft)
+    rank: int = 32
+    lr: float = 5e-4
+    dropout: float = 0.1
+    checkpoint_every: int = 50
+    gradient_checkpointing: bool = True
+    height: int | None = None  # training resolution; None: the processing size
+    width: int | None = None
+
+
+@dataclass(frozen=True)
 class EngineParams:
     height: int = 576
     width: int = 1024
     window: int = 14  # frames per model window (SVD img2vid); 25 for -xt
+    overlap: int = 1  # frames shared by consecutive windows (written once)
+    skip_interval: bool = True  # later windows attend to the first window's keys and values
     steps: int = 25
     seed: int = 23
     min_guidance: float = 1.0
@@ -57,6 +73,7 @@ class EngineParams:
     decode_chunk_size: int = 8
     source_memory_budget_mb: int = 4096  # RAM for source-branch attention; the rest is recomputed
     matching: MatchingParams = field(default_factory=MatchingParams)
+    lora: MotionLoraParams = field(default_factory=MotionLoraParams)
 
     def with_overrides(self, **changes) -> EngineParams:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -71,6 +88,26 @@ class EngineParams:
                 )
         if not 2 <= self.window <= 64:
             raise InvalidSpecError(f"window must be 2..64 frames, got {self.window}.")
+        if not 0 <= self.overlap < self.window:
+            raise InvalidSpecError(
+                f"overlap must be 0..window-1, got {self.overlap} for a {self.window}-frame window."
+            )
+        if self.skip_interval and self.overlap < 1:
+            raise InvalidSpecError(
+                "skip-interval cross-attention chains windows through an overlapping frame.",
+                "Use --overlap 1 (the default) or turn skip-interval off.",
+            )
+        lora = self.lora
+        if not 0 <= lora.steps <= 5000 or not 1 <= lora.rank <= 256:
+            raise InvalidSpecError(
+                f"LoRA steps must be 0..5000 and rank 1..256, got {lora.steps} and {lora.rank}."
+            )
+        if (lora.height is None) != (lora.width is None) or any(
+            v is not None and (v < 64 or v % 64) for v in (lora.height, lora.width)
+        ):
+            raise InvalidSpecError(
+                f"LoRA training size must be two multiples of 64, got {lora.height}x{lora.width}."
+            )
         if not 1 <= self.steps <= 200:
             raise InvalidSpecError(f"steps must be 1..200, got {self.steps}.")
         if self.min_guidance < 1.0 or self.max_guidance < self.min_guidance:

@@ -24,6 +24,8 @@ class EditRequest:
     device: str | None = None  # None: cuda if available, else cpu
     dtype: str | None = None  # None: bf16/fp16 on cuda, fp32 on cpu
     params: EngineParams = field(default_factory=EngineParams)
+    cache_dir: Path | None = None  # None: the user cache dir (FRAMERELAY_CACHE_DIR overrides)
+    use_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,6 @@ class EditResult:
     size: tuple[int, int]  # (width, height) of the outputs, equal to the source
     preset: str = ""  # the preset used (resolved when "auto")
     timings: dict[str, float] = field(default_factory=dict)
+    windows: int = 1
+    lora_steps_run: int = 0  # 0 when every window's LoRA came from the cache
+    cache_hits: int = 0

@@ -1,4 +1,5 @@
-"""One edit job end to end: decode, fit, invert, edit, map back, encode.
+"""One edit job end to end: decode, fit, per window train the motion LoRA, invert and edit,
+map back, encode.
 
 `Engine` holds the loaded model so that a daemon keeps it warm between jobs; `run_edit` is what the
 CLI and the daemon call.
@@ -7,27 +8,37 @@ CLI and the daemon call.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from framerelay.engine import attention
+from framerelay.cache import ArtifactCache, hash_frames
+from framerelay.engine import artifacts, attention, lora
+from framerelay.engine.anchor import Anchor, AnchorEdit, capture_edit_kv, capture_source_kv
 from framerelay.engine.conditioning import (
+    Condition,
+    added_time_ids,
     decode_video_latents,
     encode_condition,
+    encode_image_embeddings,
+    encode_image_latent,
     encode_video_latents,
+    resize_frames,
 )
 from framerelay.engine.editing import sample_edit
 from framerelay.engine.inversion import Inversion, invert
-from framerelay.engine.loading import Placement, choose_placement, load_pipeline
-from framerelay.engine.params import PRESETS, EngineParams, MatchingParams
+from framerelay.engine.loading import DTYPES, Placement, choose_placement, load_pipeline
+from framerelay.engine.outputs import VideoSink
+from framerelay.engine.params import EngineParams, MatchingParams
 from framerelay.engine.presets import choose_preset
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
+from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
 from framerelay.media import geometry, image, video, writer
 from framerelay.progress import CancelToken, Progress, ProgressSink, ignore_progress
@@ -57,8 +68,15 @@ class Engine:
     @property
     def pipe(self):
         if self._pipe is None:
-            self._pipe = load_pipeline(self.model, self.placement, self.local_files_only)
+            pipe = load_pipeline(self.model, self.placement, self.local_files_only)
+            for module in (pipe.unet, pipe.vae, pipe.image_encoder):
+                module.eval()
+            self._pipe = pipe
         return self._pipe
+
+    @property
+    def dtype_name(self) -> str:
+        return next(name for name, dtype in DTYPES.items() if dtype == self.placement.dtype)
 
     def matches(self, model: str, device: str | None, dtype: str | None) -> bool:
         return self.model == model and self.placement == choose_placement(device, dtype)
@@ -70,11 +88,29 @@ class Engine:
 
 
 @dataclass
-class _PreparedEdit:
+class _Edit:
+    """One edited first frame and the state of its chain of windows."""
+
+    index: int
     path: Path
     output: Path
-    frame: torch.Tensor  # (1, 3, H, W) in [-1, 1]
+    frame: torch.Tensor  # (1, 3, H, W) in [-1, 1], at the model size
     preset: str
+    sink: VideoSink | None = None
+    anchor: AnchorEdit | None = None
+    last_latent: torch.Tensor | None = None  # (1, 1, 4, h, w): the previous window's last frame
+    last_frame: torch.Tensor | None = None  # (1, 3, H, W), re-fitted
+
+
+@dataclass
+class _Window:
+    index: int
+    count: int
+    frames: torch.Tensor  # (F, 3, H, W) in [-1, 1]
+    key: str
+
+
+# -- checks and preparation ---------------------------------------------------------------------
 
 
 def _check_request(request: EditRequest) -> EngineParams:
@@ -86,24 +122,20 @@ def _check_request(request: EditRequest) -> EngineParams:
             f"{len(request.edited_frames)} edited frames but {len(request.outputs)} outputs.",
             "Give one output per edited frame.",
         )
+    if len(set(request.outputs)) != len(request.outputs):
+        raise InvalidSpecError("two edits would write the same output.", "Give distinct outputs.")
     for output in request.outputs:
         writer.output_format(output, request.output_format)
+        if output.exists() and not request.overwrite:
+            raise InvalidSpecError(
+                f"the output {output} exists.", "Choose another output or pass --overwrite."
+            )
     return params
 
 
-def _decode_source(request: EditRequest, params: EngineParams) -> video.Clip:
-    clip = video.read_clip(request.source, request.start, request.end)
-    if len(clip.frames) > params.window:
-        raise InvalidSpecError(
-            f"the clip has {len(clip.frames)} frames; one model window holds {params.window}.",
-            "Shorten the range with --start/--end (long videos come with chained windows).",
-        )
-    return clip
-
-
 def _prepare_edit(
-    path: Path, output: Path, source_first: np.ndarray, params: EngineParams
-) -> _PreparedEdit:
+    index: int, path: Path, output: Path, source_first: np.ndarray, params: EngineParams
+) -> _Edit:
     edited = image.load_image(path)
     height, width = source_first.shape[:2]
     geometry.check_edit_aspect(edited.shape[1], edited.shape[0], width, height)
@@ -115,7 +147,7 @@ def _prepare_edit(
         choice = choose_preset(_unit(source.to_model(source_first[None])), _unit(frame.numpy()))
         log.info("auto preset for %s: %s", path.name, choice)
         preset = choice.preset
-    return _PreparedEdit(path, output, frame, preset)
+    return _Edit(index, path, output, frame, preset)
 
 
 def _unit(model_frames: np.ndarray) -> np.ndarray:
@@ -123,21 +155,11 @@ def _unit(model_frames: np.ndarray) -> np.ndarray:
     return (model_frames[0].transpose(1, 2, 0) + 1.0) / 2.0
 
 
-def _matching_config(matching: MatchingParams, preset: str) -> attention.MatchingConfig:
+def _matching_config(matching: MatchingParams, preset: str) -> attention.MatchingConfig | None:
+    if not matching.enabled:
+        return None
     beta1, beta2 = matching.betas(preset)
     return attention.MatchingConfig(beta1, beta2, matching.mask_threshold)
-
-
-@contextmanager
-def _processors(unet, controller: attention.AttentionController | None):
-    if controller is None:
-        yield
-        return
-    previous = attention.install_processors(unet, controller)
-    try:
-        yield
-    finally:
-        attention.restore_processors(unet, previous)
 
 
 @contextmanager
@@ -150,46 +172,197 @@ def _out_of_memory_as_error():
         raise OutOfMemoryError("the machine ran out of memory.") from error
 
 
-def _invert_source(
+def _in_window(progress: ProgressSink, index: int, count: int) -> ProgressSink:
+    return lambda report: progress(replace(report, clip=index + 1, clips=count))
+
+
+# -- the motion LoRA: train (or load from the cache) and switch for skip-interval ------------------
+
+
+class _Adapters:
+    """The UNet's motion LoRA: the current window's, or (for a capture pass) the anchor's."""
+
+    def __init__(self, unet):
+        self.unet = unet
+        self.anchor_state: dict[str, torch.Tensor] | None = None
+        self._current: dict[str, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        if lora.has_motion_lora(self.unet):
+            lora.remove_motion_lora(self.unet)
+
+    def current_state(self) -> dict[str, torch.Tensor] | None:
+        if not lora.has_motion_lora(self.unet):
+            return None
+        from peft import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(self.unet, adapter_name=lora.MOTION_ADAPTER)
+        return {name: tensor.detach().clone() for name, tensor in state.items()}
+
+    def switch(self, which: str) -> None:
+        if self.anchor_state is None or not lora.has_motion_lora(self.unet):
+            return
+        from peft import set_peft_model_state_dict
+
+        if which == "anchor":
+            self._current = self.current_state()
+            set_peft_model_state_dict(self.unet, self.anchor_state, lora.MOTION_ADAPTER)
+        elif self._current is not None:
+            set_peft_model_state_dict(self.unet, self._current, lora.MOTION_ADAPTER)
+            self._current = None
+
+
+def _training_frames(frames: torch.Tensor, params: EngineParams) -> torch.Tensor:
+    if params.lora.height is None:
+        return frames
+    return resize_frames(frames, params.lora.height, params.lora.width)
+
+
+def _train_lora(
     pipe,
-    frames: torch.Tensor,
+    window: _Window,
     params: EngineParams,
-    controller: attention.AttentionController | None,
+    anchor: Anchor | None,
+    controller: attention.AttentionController,
+    checkpoints: Path,
+    progress: ProgressSink,
+    cancel: CancelToken | None,
+    autocast: torch.dtype | None,
+) -> int:
+    frames = _training_frames(window.frames, params)
+    first = frames[:1]
+    batch = lora.TrainingBatch(
+        video_latents=encode_video_latents(pipe, frames, params.decode_chunk_size).float(),
+        condition_latent=encode_image_latent(pipe, first).float(),
+        image_embeddings=encode_image_embeddings(pipe, first).float(),
+        added_time_ids=added_time_ids(pipe, params).float(),
+    )
+    training = lora.LoraTrainingParams(
+        steps=params.lora.steps,
+        rank=params.lora.rank,
+        lr=params.lora.lr,
+        dropout=params.lora.dropout,
+        checkpoint_every=params.lora.checkpoint_every,
+        gradient_checkpointing=params.lora.gradient_checkpointing,
+        seed=params.seed,
+        noise_aug_strength=params.noise_aug_strength,
+    )
+    before_step = None
+    same_size = params.lora.height is None
+    if anchor is not None and same_size:
+        sigmas = anchor.inversion.sigmas[:-1]
+
+        def before_step(sigma: float) -> None:
+            nearest = float(sigmas[(sigmas.log() - np.log(sigma)).abs().argmin()])
+            capture_source_kv(pipe, anchor, controller, nearest)
+
+    result = lora.train_motion_lora(
+        pipe.unet,
+        batch,
+        training,
+        checkpoints,
+        progress=progress,
+        cancel=cancel,
+        autocast_dtype=autocast,
+        before_step=before_step,
+    )
+    controller.kv_mode = None
+    pipe.unet.eval()
+    return result.steps_run
+
+
+# -- one window ----------------------------------------------------------------------------------
+
+
+def _invert_window(
+    pipe,
+    window: _Window,
+    params: EngineParams,
+    anchor: Anchor | None,
+    controller: attention.AttentionController,
     progress: ProgressSink,
     cancel: CancelToken | None,
 ) -> Inversion:
     generator = torch.Generator().manual_seed(params.seed)
-    condition = encode_condition(pipe, frames[:1], params, generator)
-    perturbed = perturb_smooth_areas(frames, params.sarp_threshold, params.sarp_alpha, generator)
-    latents = encode_video_latents(pipe, perturbed, params.decode_chunk_size)
-    with _processors(pipe.unet, controller):
-        return invert(pipe, latents, condition, params.steps, controller, progress, cancel)
+    condition = encode_condition(pipe, window.frames[:1], params, generator)
+    frames = perturb_smooth_areas(
+        window.frames, params.sarp_threshold, params.sarp_alpha, generator
+    )
+    latents = encode_video_latents(pipe, frames, params.decode_chunk_size)
+    before_call = None
+    if anchor is not None:
+
+        def before_call(sigma: float) -> None:
+            capture_source_kv(pipe, anchor, controller, sigma)
+
+    recording = controller if params.matching.enabled else None
+    inversion = invert(
+        pipe, latents, condition, params.steps, recording, progress, cancel, before_call
+    )
+    controller.kv_mode = None
+    return inversion
 
 
-def _edit_one(
+def _edit_condition(pipe, edit: _Edit, params: EngineParams) -> Condition:
+    generator = torch.Generator().manual_seed(params.seed + 1 + edit.index)
+    if edit.last_latent is None:
+        return encode_condition(pipe, edit.frame.to(pipe.unet.device), params, generator)
+    # A later window: conditioned on the previous window's last generated frame, its final
+    # latent used directly (no decode/encode round trip), its pixels for the CLIP embedding.
+    latent = edit.last_latent[:, 0] / pipe.vae.config.scaling_factor
+    noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
+    latent = latent + params.noise_aug_strength * noise.to(latent.device)
+    unet = pipe.unet
+    return Condition(
+        image_embeddings=encode_image_embeddings(pipe, edit.last_frame).to(unet.device, unet.dtype),
+        image_latent=latent.to(unet.device, unet.dtype),
+        added_time_ids=added_time_ids(pipe, params),
+    )
+
+
+def _edit_window(
     pipe,
+    window: _Window,
+    edit: _Edit,
     inversion: Inversion,
-    edit: _PreparedEdit,
     params: EngineParams,
-    controller: attention.AttentionController | None,
+    anchor: Anchor | None,
+    controller: attention.AttentionController,
     progress: ProgressSink,
     cancel: CancelToken | None,
-) -> np.ndarray:
-    generator = torch.Generator().manual_seed(params.seed + 1)
-    condition = encode_condition(pipe, edit.frame, params, generator)
-    with _processors(pipe.unet, controller):
-        latents = sample_edit(
-            pipe,
-            inversion,
-            condition,
-            params.min_guidance,
-            params.max_guidance,
-            controller,
-            progress,
-            cancel,
-        )
-    frames = decode_video_latents(pipe, latents, params.decode_chunk_size)
-    return frames.cpu().numpy()
+) -> torch.Tensor:
+    matching = _matching_config(params.matching, edit.preset)
+    condition = _edit_condition(pipe, edit, params)
+    use_cfg = params.max_guidance > 1.0
+    before_call = None
+    if anchor is not None and edit.anchor is not None:
+
+        def before_call(step: int, sigma: float, inline: bool) -> None:
+            capture_edit_kv(pipe, anchor, edit.anchor, controller, step, sigma, inline, use_cfg)
+
+    trajectory: list[torch.Tensor] | None = [] if window.index == 0 else None
+    if matching is not None:
+        controller.config = matching
+    latents = sample_edit(
+        pipe,
+        inversion,
+        condition,
+        params.min_guidance,
+        params.max_guidance,
+        controller if matching is not None else None,
+        progress,
+        cancel,
+        before_call,
+        trajectory,
+    )
+    controller.kv_mode = None
+    if trajectory is not None:
+        edit.anchor = AnchorEdit(condition, trajectory, matching)
+    edit.last_latent = latents[:, -1:]
+    return latents
+
+
+# -- the job -------------------------------------------------------------------------------------
 
 
 def run_edit(
@@ -198,68 +371,118 @@ def run_edit(
     cancel: CancelToken | None = None,
     engine: Engine | None = None,
 ) -> EditResult:
-    """Propagate each edited first frame through the source clip; one output per edited frame."""
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    """Propagate each edited first frame through the source clip; one output per edited frame.
+
+    The motion LoRA and the inversion are computed once per window and shared by every edit, and
+    kept in the artifact cache so that another edit of the same clip reuses them.
+    """
+    clock, timings = time.perf_counter(), {}
     params = _check_request(request)
 
-    # 1. Decode the source range and fit it to the model size.
+    # 1. Plan: which frames, which windows, the geometry and the edited frames.
     progress(Progress("decode", 0, 1))
-    clip = _decode_source(request, params)
-    height, width = clip.frames.shape[1:3]
-    fit = geometry.fit_to(width, height, params.width, params.height)
-    frames = torch.from_numpy(fit.to_model(clip.frames))
+    selection = video.select_frames(request.source, request.start, request.end)
+    info = selection.info
+    windows = plan_windows(selection.frame_count, params.window, params.overlap)
+    fit = geometry.fit_to(info.width, info.height, params.width, params.height)
+    source_first = next(iter(video.iter_frames(request.source, request.start, request.end)))
     edits = [
-        _prepare_edit(path, output, clip.frames[0], params)
-        for path, output in zip(request.edited_frames, request.outputs, strict=True)
+        _prepare_edit(i, path, output, source_first, params)
+        for i, (path, output) in enumerate(zip(request.edited_frames, request.outputs, strict=True))
     ]
     progress(Progress("decode", 1, 1))
-    timings["decode"] = time.perf_counter() - clock
 
-    with _out_of_memory_as_error():
-        # 2. Load the model (kept warm by a daemon's Engine).
+    with _out_of_memory_as_error(), ExitStack() as stack:
+        # 2. The model, kept warm by a daemon's Engine, and the job's attention controller.
         progress(Progress("load", 0, 1))
         engine = engine or Engine(request.model, request.device, request.dtype)
-        pipe = engine.pipe
+        pipe, device = engine.pipe, engine.placement.device
         progress(Progress("load", 1, 1))
-        timings["load"] = time.perf_counter() - clock - sum(timings.values())
-
-        # 3. Invert once, recording the source branch within the memory budget.
-        controller = None
-        if params.matching.enabled:
-            layers = attention.self_attention_layers(pipe.unet)
-            budget = params.source_memory_budget_mb * 2**20
-            store = attention.SourceAttentionStore(budget, device="cpu")
-            first = _matching_config(params.matching, edits[0].preset)
-            controller = attention.AttentionController(layers, first, store)
-        inversion = _invert_source(
-            pipe, frames.to(engine.placement.device), params, controller, progress, cancel
+        timings["load"] = time.perf_counter() - clock
+        cache = ArtifactCache(request.cache_dir) if request.use_cache else None
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="framerelay-")))
+        adapters = _Adapters(pipe.unet)
+        adapters.reset()
+        controller = attention.AttentionController(
+            attention.self_attention_layers(pipe.unet),
+            attention.MatchingConfig(0.5, 0.8),
+            attention.SourceAttentionStore(0),
         )
-        timings["invert"] = time.perf_counter() - clock - sum(timings.values())
-
-        # 4. Edit, map back to the source geometry and encode, once per edited frame.
-        outputs = []
+        previous = attention.install_processors(pipe.unet, controller)
+        stack.callback(attention.restore_processors, pipe.unet, previous)
+        stack.callback(adapters.reset)
         for edit in edits:
-            if controller is not None:
-                controller.config = _matching_config(params.matching, edit.preset)
-            edited = _edit_one(pipe, inversion, edit, params, controller, progress, cancel)
-            progress(Progress("encode", 0, 1))
-            restored = fit.from_model(edited)
-            info = writer.write_video(
-                restored, edit.output, clip.fps, request.output_format, overwrite=request.overwrite
+            edit.sink = VideoSink(edit.output, info.fps, request.output_format, request.overwrite)
+            stack.callback(edit.sink.abort)
+        autocast = engine.placement.dtype if device.type == "cuda" else None
+
+        # 3. Window by window: LoRA, inversion, then every edit's chain.
+        anchor: Anchor | None = None
+        anchor_key: str | None = None
+        lora_steps = hits = 0
+        frames_iter = video.iter_frames(request.source, request.start, request.end)
+        for index, (span, raw) in enumerate(group_frames(frames_iter, windows)):
+            report = _in_window(progress, index, len(windows))
+            frames = torch.from_numpy(fit.to_model(raw)).to(device)
+            key = artifacts.window_key(
+                hash_frames(raw), params, request.model, engine.dtype_name, len(span), anchor_key
             )
-            outputs.append(info.path)
-            progress(Progress("encode", 1, 1))
-        timings["edit+encode"] = time.perf_counter() - clock - sum(timings.values())
+            window = _Window(index, len(windows), frames, key)
+            entry = cache.get(key) if cache is not None else None
+            hits += entry is not None
+            controller.store = attention.SourceAttentionStore(
+                params.source_memory_budget_mb * 2**20, device="cpu"
+            )
+
+            adapters.reset()
+            if params.lora.steps > 0:
+                if entry is not None:
+                    lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)
+                else:
+                    where = artifacts.checkpoint_dir(cache, key) if cache else scratch / key
+                    lora_steps += _train_lora(
+                        pipe, window, params, anchor, controller, where, report, cancel, autocast
+                    )
+
+            if entry is not None:
+                inversion = artifacts.load_inversion(entry.path / artifacts.INVERSION_FILE, device)
+            else:
+                inversion = _invert_window(pipe, window, params, anchor, controller, report, cancel)
+                if cache is not None:
+                    lora_file = None
+                    if params.lora.steps > 0:
+                        lora_file = lora.save_motion_lora(pipe.unet, scratch / f"{key}.safetensors")
+                    artifacts.store_window(cache, key, inversion, lora_file)
+
+            for edit in edits:
+                latents = _edit_window(
+                    pipe, window, edit, inversion, params, anchor, controller, report, cancel
+                )
+                decoded = decode_video_latents(pipe, latents, params.decode_chunk_size)
+                restored = fit.from_model(decoded.cpu().numpy())
+                edit.last_frame = torch.from_numpy(fit.to_model(restored[-1:])).to(device)
+                edit.sink.write(restored if index == 0 else restored[params.overlap :])
+                report(Progress("encode", index + 1, len(windows)))
+
+            if index == 0 and params.skip_interval and len(windows) > 1:
+                anchor = Anchor(inversion, adapters.switch)
+                adapters.anchor_state = adapters.current_state()
+                anchor_key = key
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+        timings["windows"] = time.perf_counter() - clock - timings["load"]
+
+        # 4. Close the outputs: only now are they published at their paths.
+        outputs = tuple(edit.sink.close().path for edit in edits)
 
     return EditResult(
-        outputs=tuple(outputs),
-        frame_count=len(clip.frames),
-        fps=clip.fps,
-        size=(width, height),
+        outputs=outputs,
+        frame_count=selection.frame_count,
+        fps=info.fps,
+        size=(info.width, info.height),
         preset=",".join(edit.preset for edit in edits),
         timings=timings,
+        windows=len(windows),
+        lora_steps_run=lora_steps,
+        cache_hits=hits,
     )
-
-
-__all__ = ["PRESETS", "Engine", "run_edit"]

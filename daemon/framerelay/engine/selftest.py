@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framerelay.engine.params import EngineParams
+from framerelay.engine.params import EngineParams, MotionLoraParams
 from framerelay.engine.request import EditRequest
 from framerelay.engine.run import run_edit
 from framerelay.engine.tiny import save_tiny_pipeline
@@ -57,7 +57,15 @@ def run_selftest(workdir: Path, progress: ProgressSink = ignore_progress) -> Sel
         outputs=(workdir / "result.mp4",),
         model=str(model),
         device="cpu",
-        params=EngineParams(height=64, width=128, steps=4, source_memory_budget_mb=64),
+        params=EngineParams(
+            height=64,
+            width=128,
+            steps=3,
+            window=4,
+            source_memory_budget_mb=64,
+            lora=MotionLoraParams(steps=2, rank=4, checkpoint_every=1),
+        ),
+        use_cache=False,
     )
     result = run_edit(request, progress=progress)
     info = video.probe(result.outputs[0])
