@@ -13,7 +13,7 @@ import sys
 from framerelay import __version__
 from framerelay.errors import FramerelayError
 
-COMMAND_MODULES = ("edit", "doctor")
+COMMAND_MODULES = ("edit", "doctor", "serve", "submit", "jobs", "watch", "cancel")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,6 +54,7 @@ class FakeExecutor:
         default_frames: int = 8,
         fail: Callable[[Execution], BaseException | None] | None = None,
         fail_phase: str = "edit",
+        gate: threading.Event | None = None,
     ):
         self.phases = phases
         self.step_seconds = step_seconds
@@ -62,6 +63,7 @@ class FakeExecutor:
         self.default_frames = default_frames
         self.fail = fail
         self.fail_phase = fail_phase
+        self.gate = gate  # when given, each job waits for it before its first step
         self.runs: list[FakeRun] = []
         self.loads = 0
         self.unloads = 0
@@ -87,6 +89,7 @@ class FakeExecutor:
             report.progress(Progress(phase, step, total, message=message))
 
         self._load(progress, cancel)
+        self._wait_for_gate(cancel)
         done = read_checkpoint(run.work_dir)
         for phase, total in self.phases:
             if phase in done:
@@ -105,6 +108,10 @@ class FakeExecutor:
             done.append(phase)
             write_checkpoint(run.work_dir, done)
         return self._write_outputs(run)
+
+    def _wait_for_gate(self, cancel: CancelToken) -> None:
+        while self.gate is not None and not self.gate.wait(0.01):
+            cancel.raise_if_cancelled()
 
     def _load(self, progress: Callable[[str, int, int], None], cancel: CancelToken) -> None:
         with self._lock:

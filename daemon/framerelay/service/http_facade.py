@@ -66,7 +66,7 @@ class HttpFacade:
         self.methods = methods()
         self._server = FacadeServer((host, port), self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="http-facade", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="http-facade", daemon=True
         )
         self._streams: set[queue.Queue[Any]] = set()
         self._lock = threading.Lock()
