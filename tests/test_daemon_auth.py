@@ -56,9 +56,9 @@ def test_the_client_reports_a_wrong_token_with_a_hint(tmp_path):
 
     with running_daemon(tmp_path) as (daemon, client):
         assert client.status().pid == os.getpid()
-        with DaemonClient(daemon.discovery.grpc_target, "not-the-token") as stranger:
-            with pytest.raises(UnauthenticatedError) as caught:
-                stranger.list()
+        stranger = DaemonClient(daemon.discovery.grpc_target, "not-the-token")
+        with stranger, pytest.raises(UnauthenticatedError) as caught:
+            stranger.list()
     assert caught.value.code is ErrorCode.unauthenticated
     assert "discovery file" in caught.value.hint
 
@@ -77,9 +77,8 @@ def test_http_calls_without_the_right_token_are_401(tmp_path):
 def test_http_streams_need_the_token_too(tmp_path):
     import urllib.error
 
-    with running_daemon(tmp_path) as (daemon, _):
-        with pytest.raises(urllib.error.HTTPError) as caught:
-            next(http_stream(daemon.discovery, "WatchQueue", {}, token="wrong"))
+    with running_daemon(tmp_path) as (daemon, _), pytest.raises(urllib.error.HTTPError) as caught:
+        next(http_stream(daemon.discovery, "WatchQueue", {}, token="wrong"))
     assert caught.value.code == 401
 
 

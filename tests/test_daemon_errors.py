@@ -80,7 +80,8 @@ def ctx(tmp_path_factory) -> Iterator[Context]:
     gate.set()
     fake = FakeExecutor(fail=planned_failure, gate=gate)
     with DaemonThread(make_config(tmp), fake) as daemon:
-        with DaemonClient.from_discovery(daemon.discovery) as client:
+        client = DaemonClient.from_discovery(daemon.discovery)
+        with client:
             yield Context(daemon, client, source, edited, gate, tmp)
 
 
