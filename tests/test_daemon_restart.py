@@ -5,13 +5,27 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from framerelay.errors import BusyError, UnavailableError
+from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.proto.v1 import events_pb2, jobs_pb2
+from framerelay.service.app import DaemonThread
 from framerelay.service.client import DaemonClient
 
-from tests.daemon_harness import clip_spec, kinds, make_media, start_serve, stop_serve
+from tests.daemon_harness import (
+    clip_spec,
+    kinds,
+    make_config,
+    make_media,
+    running_daemon,
+    start_serve,
+    stop_serve,
+    wait_for,
+)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
@@ -68,3 +82,40 @@ def test_a_killed_daemon_resumes_its_job_without_losing_or_reusing_a_sequence_nu
     assert waited[1].cursor > everything[-1].cursor  # it waited for the recovered job
     output = Path(everything[-1].finished.output_paths[0])
     assert output.stat().st_size > 0 and not list(output.parent.glob(".*partial*"))
+
+
+def test_a_stop_interrupts_the_running_job_which_the_next_start_runs_again(tmp_path):
+    source, edited = make_media(tmp_path / "media")
+    gate = threading.Event()
+    first = DaemonThread(make_config(tmp_path), FakeExecutor(gate=gate))
+    with first, DaemonClient.from_discovery(first.discovery) as client:
+        job = client.submit(clip_spec(source, edited))
+        queued = client.submit(clip_spec(source, edited))
+        wait_for(lambda: client.get(job.id).state == jobs_pb2.JOB_STATE_RUNNING)
+        watch = client.watch(job.id)
+        seen = [next(watch) for _ in range(3)]  # queued, started, load
+        asked = time.monotonic()
+        first.stop()
+        with pytest.raises(UnavailableError) as stopped:
+            list(watch)
+        took = time.monotonic() - asked
+
+    assert took < 1.5, "watchers must not hold the stop for the grace period"
+    assert stopped.value.message == "the daemon is stopping."
+    gate.set()
+    with running_daemon(tmp_path) as (_, client):
+        events = list(client.watch(job.id, after_seq=seen[-1].seq))
+        after = list(client.watch(queued.id))
+        final = client.get(job.id)
+    assert events[0].queued.reason == events_pb2.QUEUED_REASON_RECOVERED
+    assert final.state == jobs_pb2.JOB_STATE_FINISHED and final.attempt == 2
+    assert kinds(after)[-1] == "finished"
+
+
+def test_a_second_daemon_on_the_same_data_refuses_to_start(tmp_path):
+    with running_daemon(tmp_path), pytest.raises(BusyError) as busy:
+        DaemonThread(make_config(tmp_path), FakeExecutor()).__enter__()
+    assert "another framerelay daemon" in busy.value.message
+    assert "FRAMERELAY_DATA_DIR" in busy.value.hint
+    with running_daemon(tmp_path) as (_, client):  # the lock went with the first daemon
+        assert client.status().queue_length == 0

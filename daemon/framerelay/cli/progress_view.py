@@ -63,7 +63,7 @@ def follow(client: DaemonClient, job_id: str, after_seq: int = 0) -> events_pb2.
                     ended = show(event, bars)
                     if ended is not None:
                         return ended
-                return client.get(job_id).result
+                raise UnavailableError("the event stream ended before the job did.")
             except (UnavailableError, UnauthenticatedError):
                 deadline = deadline or time.monotonic() + RECONNECT_SECONDS
                 if time.monotonic() > deadline:

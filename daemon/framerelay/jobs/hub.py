@@ -10,9 +10,12 @@ from framerelay.jobs.events import JobEvent
 
 
 class EventHub:
+    """Watchers get JobEvents, then None once the hub closes (the daemon is stopping)."""
+
     def __init__(self) -> None:
-        self._by_job: dict[str, set[asyncio.Queue[JobEvent]]] = {}
-        self._all: set[asyncio.Queue[JobEvent]] = set()
+        self._by_job: dict[str, set[asyncio.Queue[JobEvent | None]]] = {}
+        self._all: set[asyncio.Queue[JobEvent | None]] = set()
+        self.closed = False
 
     def publish(self, event: JobEvent) -> None:
         for inbox in self._by_job.get(event.job_id, ()):
@@ -20,10 +23,17 @@ class EventHub:
         for inbox in self._all:
             inbox.put_nowait(event)
 
+    def close(self) -> None:
+        self.closed = True
+        for inbox in (*self._all, *(i for group in self._by_job.values() for i in group)):
+            inbox.put_nowait(None)
+
     @contextmanager
-    def subscribe(self, job_id: str | None) -> Iterator[asyncio.Queue[JobEvent]]:
+    def subscribe(self, job_id: str | None) -> Iterator[asyncio.Queue[JobEvent | None]]:
         """Events of one job, or of every job when job_id is None, until the block ends."""
-        inbox: asyncio.Queue[JobEvent] = asyncio.Queue()
+        inbox: asyncio.Queue[JobEvent | None] = asyncio.Queue()
+        if self.closed:
+            inbox.put_nowait(None)
         group = self._all if job_id is None else self._by_job.setdefault(job_id, set())
         group.add(inbox)
         try:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError
+from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError, UnavailableError
 from framerelay.jobs.events import Cancelled, ErrorInfo, JobEvent, Payload, Queued, Started
 from framerelay.jobs.hub import EventHub
 from framerelay.jobs.job import Job, JobState
@@ -156,6 +156,7 @@ class JobQueue:
         for token in self._tokens.values():
             token.cancel()
         self._wakeup.set()
+        self._hub.close()
 
     def start(self, job: Job) -> tuple[Job, CancelToken]:
         token = CancelToken()
@@ -192,6 +193,8 @@ class JobQueue:
                 return
             while True:
                 event = await live.get()
+                if event is None:
+                    raise stopping()
                 if event.seq <= last:
                     continue
                 yield event
@@ -230,6 +233,8 @@ class JobQueue:
                     break
             while True:
                 event = await live.get()
+                if event is None:
+                    raise stopping()
                 if event.cursor > last:
                     yield event
                     last = event.cursor
@@ -237,3 +242,10 @@ class JobQueue:
     @property
     def watcher_count(self) -> int:
         return self._hub.watcher_count
+
+
+def stopping() -> UnavailableError:
+    return UnavailableError(
+        "the daemon is stopping.",
+        "Reconnect once it runs again and resume after the last seq (or cursor) you saw.",
+    )

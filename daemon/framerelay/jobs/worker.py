@@ -179,7 +179,7 @@ class Worker:
         reporter = ThreadReporter(asyncio.get_running_loop(), self, job.id)
         try:
             result = await run_in_thread(self.executor.execute, execution, reporter, token)
-        except BaseException as error:
+        except Exception as error:
             payload = self._failure(job.id, error)
         else:
             payload = self._success(job.id, result)
@@ -190,7 +190,7 @@ class Worker:
         shutil.rmtree(execution.work_dir, ignore_errors=True)
         log.info("job %s %s", job.id, type(payload).__name__.lower())
 
-    def _failure(self, job_id: str, error: BaseException) -> Payload | None:
+    def _failure(self, job_id: str, error: Exception) -> Payload | None:
         if isinstance(error, CancelledError):
             if self._stopping and not self.queue.get(job_id).cancel_requested:
                 return None

@@ -35,6 +35,7 @@ from framerelay.service.discovery import (
     write_discovery,
 )
 from framerelay.service.http_facade import HttpFacade
+from framerelay.service.instance import InstanceLock
 from framerelay.service.servicer import DaemonServicer
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Daemon:
         self.cache = cache or DirectoryCache(config.cache_dir)
         self.token = token or new_token()
         self.discovery: Discovery | None = None
+        self._lock = InstanceLock(config.data_dir)
         self._store: JobStore | None = None
         self._server: grpc.aio.Server | None = None
         self._http: HttpFacade | None = None
@@ -74,6 +76,7 @@ class Daemon:
 
     async def _start(self) -> Discovery:
         config = self.config
+        self._lock.acquire()
         for folder in (config.data_dir, config.outputs_dir, config.work_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._store = JobStore(config.database)
@@ -145,6 +148,7 @@ class Daemon:
             self._store.close()
         if self.discovery is not None:
             remove_discovery(discovery_path(self.config.config_dir), self.discovery.pid)
+        self._lock.release()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -166,6 +170,7 @@ class DaemonThread:
             self._started.set_result(self.loop.run_until_complete(self.daemon.start()))
         except BaseException as error:
             self._started.set_exception(error)
+            self.loop.close()
             return
         self.loop.run_until_complete(self.daemon.wait_stopped())
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
