@@ -274,3 +274,29 @@ def test_the_cache_is_not_cleared_under_a_running_job(tmp_path):
             client.clear_cache()
         gate.set()
     assert job.id in raised.value.message and raised.value.hint
+
+
+def test_previews_arrive_as_small_pngs(tmp_path):
+    from io import BytesIO
+
+    from PIL import Image
+
+    source, edited = make_media(tmp_path / "media")
+    with running_daemon(tmp_path, FakeExecutor(preview_phase="edit")) as (_, client):
+        job = client.submit(clip_spec(source, edited))
+        events = list(client.watch(job.id))
+    (preview,) = [e.preview for e in events if e.WhichOneof("kind") == "preview"]
+    assert (preview.width, preview.height, preview.phase) == (64, 64, "edit")
+    assert Image.open(BytesIO(preview.png)).size == (64, 64)
+
+
+def test_a_permission_problem_is_the_users_to_fix(tmp_path):
+    source, edited = make_media(tmp_path / "media")
+
+    def deny(run):
+        return PermissionError(13, "Permission denied", "/renders/locked")
+
+    with running_daemon(tmp_path, FakeExecutor(fail=deny)) as (_, client):
+        job = client.submit(clip_spec(source, edited))
+        error = list(client.watch(job.id))[-1].failed.error
+    assert "/renders/locked" in error.message and "output folder" in error.hint

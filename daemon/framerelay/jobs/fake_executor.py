@@ -55,6 +55,7 @@ class FakeExecutor:
         fail: Callable[[Execution], BaseException | None] | None = None,
         fail_phase: str = "edit",
         gate: threading.Event | None = None,
+        preview_phase: str | None = None,
     ):
         self.phases = phases
         self.step_seconds = step_seconds
@@ -64,6 +65,7 @@ class FakeExecutor:
         self.fail = fail
         self.fail_phase = fail_phase
         self.gate = gate  # when given, each job waits for it before its first step
+        self.preview_phase = preview_phase  # when given, a preview follows its last step
         self.runs: list[FakeRun] = []
         self.loads = 0
         self.unloads = 0
@@ -105,6 +107,8 @@ class FakeExecutor:
                 time.sleep(self.step_seconds)
                 record.steps.append((phase, step))
                 progress(phase, step, total)
+            if phase == self.preview_phase:
+                report.preview(preview_png(self.frame_size), *self.frame_size, phase)
             done.append(phase)
             write_checkpoint(run.work_dir, done)
         return self._write_outputs(run)
@@ -130,6 +134,16 @@ class FakeExecutor:
         for index, output in enumerate(run.outputs):
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
         return ExecutionResult(run.outputs, frames, fps, self.frame_size)
+
+
+def preview_png(size: tuple[int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def read_checkpoint(work_dir: Path) -> list[str]:

@@ -25,6 +25,7 @@ from framerelay.errors import (
     ErrorCode,
     FramerelayError,
     InternalError,
+    InvalidSpecError,
     OutOfMemoryError,
 )
 from framerelay.jobs.events import (
@@ -74,6 +75,11 @@ def public_error(error: BaseException) -> FramerelayError:
         return error
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(f"the disk is full: {error.filename or error.strerror}.")
+    if isinstance(error, PermissionError):
+        return InvalidSpecError(
+            f"permission denied: {error.filename or error.strerror}.",
+            "Check that the daemon's user can read the inputs and write the output folder.",
+        )
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return OutOfMemoryError("the job ran out of memory.")
     return InternalError(f"the job failed with an internal error ({type(error).__name__}).")

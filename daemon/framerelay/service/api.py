@@ -19,7 +19,7 @@ from framerelay import __version__
 from framerelay.errors import BusyError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import CancelOutcome, JobQueue
-from framerelay.proto.v1 import daemon_pb2
+from framerelay.proto.v1 import daemon_pb2, jobs_pb2
 from framerelay.service.cache import CacheStore
 from framerelay.service.convert import (
     event_to_proto,
@@ -66,7 +66,7 @@ class DaemonApi:
         self.cache = cache
         self.started = time.monotonic()
 
-    def _job(self, job_id: str):
+    def _job(self, job_id: str) -> jobs_pb2.Job:
         job = self.queue.get(job_id)
         return job_to_proto(job, self.queue.position(job))
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import queue
+import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import Future
@@ -52,6 +53,7 @@ class FacadeServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], facade: HttpFacade):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, FacadeHandler)
         self.facade = facade
 
