@@ -79,10 +79,10 @@ class JobQueue:
         """1-based place in the queue; 0 when the job is not queued."""
         if job.state is not JobState.queued:
             return 0
-        return [j.id for j in self.store.queued()].index(job.id) + 1
+        return self.store.jobs_ahead(job) + 1
 
     def positions(self) -> dict[str, int]:
-        return {job.id: n for n, job in enumerate(self.store.queued(), start=1)}
+        return {job_id: n for n, job_id in enumerate(self.store.queued_ids(), start=1)}
 
     def list(self, states: Iterable[JobState] = (), limit: int = 0) -> tuple[list[Job], int]:
         """Jobs and the daemon-wide cursor of the same moment."""

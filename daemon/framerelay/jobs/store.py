@@ -174,6 +174,20 @@ class JobStore:
         ).fetchone()
         return Job.from_json(json.loads(row[0])) if row else None
 
+    def queued_ids(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE state = 'queued' ORDER BY rank, created_at"
+        )
+        return [job_id for (job_id,) in rows]
+
+    def jobs_ahead(self, job: Job) -> int:
+        """How many queued jobs run before `job`."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND "
+            "(rank < ? OR (rank = ? AND created_at < ?))",
+            (job.rank, job.rank, job.created_at),
+        ).fetchone()[0]
+
     def queue_length(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
 
