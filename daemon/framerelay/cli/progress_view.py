@@ -32,8 +32,7 @@ class PhaseBars:
             self._bar = tqdm(total=progress.total, desc=progress.phase, unit="step", leave=True)
         if progress.clips > 1:
             self._bar.set_postfix_str(f"clip {progress.clip}/{progress.clips}")
-        self._bar.n = progress.step
-        self._bar.refresh()
+        self._bar.update(progress.step - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
