@@ -145,3 +145,37 @@ def test_serve_refuses_a_public_address_and_warns_when_allowed(tmp_path):
     assert found.token not in err
     log_text = (tmp_path / "log" / "daemon.log").read_text()
     assert found.token not in log_text and "0.0.0.0" in log_text
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_fixed_ports_are_used_and_a_taken_port_is_a_clear_error(tmp_path):
+    import socket
+
+    from framerelay.jobs.fake_executor import FakeExecutor
+    from framerelay.service.app import DaemonThread
+
+    grpc_port, http_port = free_port(), free_port()
+    with running_daemon(tmp_path, port=grpc_port, http_port=http_port) as (daemon, client):
+        assert (daemon.discovery.grpc_port, daemon.discovery.http_port) == (grpc_port, http_port)
+        assert client.status().version
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidSpecError) as http_taken:
+            DaemonThread(make_config(tmp_path, http_port=port), FakeExecutor()).__enter__()
+        with (
+            running_daemon(tmp_path / "first") as (first, _),
+            pytest.raises(InvalidSpecError) as grpc_taken,
+        ):
+            config = make_config(tmp_path / "second", port=first.discovery.grpc_port)
+            DaemonThread(config, FakeExecutor()).__enter__()
+    assert str(port) in http_taken.value.message and "--http-port" in http_taken.value.hint
+    assert "--port" in grpc_taken.value.hint

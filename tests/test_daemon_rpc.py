@@ -300,3 +300,20 @@ def test_a_permission_problem_is_the_users_to_fix(tmp_path):
         job = client.submit(clip_spec(source, edited))
         error = list(client.watch(job.id))[-1].failed.error
     assert "/renders/locked" in error.message and "output folder" in error.hint
+
+
+def test_a_job_whose_outputs_are_missing_is_not_reported_finished(tmp_path):
+    from framerelay.jobs.executor import ExecutionResult
+
+    class Liar(FakeExecutor):
+        def _write_outputs(self, run):
+            return ExecutionResult(run.outputs, 6, Fraction(24), (64, 64))
+
+    source, edited = make_media(tmp_path / "media")
+    with running_daemon(tmp_path, Liar()) as (_, client):
+        job = client.submit(clip_spec(source, edited))
+        last = list(client.watch(job.id))[-1]
+        after = client.submit(clip_spec(source, edited))
+        assert list(client.watch(after.id))[-1].WhichOneof("kind") == "failed"
+    assert last.WhichOneof("kind") == "failed"
+    assert "was not written" in last.failed.error.message

@@ -157,14 +157,29 @@ class Worker:
             if self._stopping:
                 break
             if job is None:
-                await run_in_thread(self.executor.unload, name="unload")
+                await self._unload()
                 continue
             try:
                 await self._run(job)
             except Exception:  # the worker outlives any job
                 log.exception("the worker failed on job %s", job.id)
+                self._give_up(job.id)
             finally:
                 self._job_id = None
+
+    async def _unload(self) -> None:
+        try:
+            await run_in_thread(self.executor.unload, name="unload")
+        except Exception:
+            log.exception("unloading the model failed")
+
+    def _give_up(self, job_id: str) -> None:
+        """Ends a job the worker itself failed on, so that it does not stay running."""
+        try:
+            info = ErrorInfo.of(ErrorCode.internal, "the daemon failed while running the job.")
+            self.queue.record(job_id, Failed(info))
+        except Exception:
+            log.exception("could not record the failure of job %s", job_id)
 
     def stop(self) -> None:
         """Interrupts the running job, which a restart will run again, and ends `run`."""

@@ -82,7 +82,10 @@ class Daemon:
         self._store = JobStore(config.database)
         queue = JobQueue(self._store, config.outputs_dir)
         api = DaemonApi(queue, self.executor, self.cache)
-        self._server = grpc.aio.server(interceptors=[TokenInterceptor(self.token)])
+        self._server = grpc.aio.server(
+            interceptors=[TokenInterceptor(self.token)],
+            options=[("grpc.so_reuseport", 0)],  # a taken port is an error, not a shared one
+        )
         daemon_pb2_grpc.add_DaemonServicer_to_server(DaemonServicer(api), self._server)
         grpc_port = self._listen_grpc()
         await self._server.start()
