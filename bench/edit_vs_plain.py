@@ -1,0 +1,181 @@
+"""Inversion + matched edit against plain diffusers SVD sampling, in one run.
+
+CPU (default): the medium random UNet (~28 M parameters), 14 frames at 128x224 px, 25 steps.
+--cuda: the real-size SVD UNet/VAE/CLIP with random weights at 576x1024x14 (needs a GPU).
+
+Prints seconds per phase, the ratio to plain sampling, peak memory and the bytes that a clip's
+cache entry holds (the inversion trajectory); nothing is written to disk by the matching itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from framerelay.engine import attention
+from framerelay.engine.conditioning import encode_condition, encode_video_latents
+from framerelay.engine.editing import sample_edit
+from framerelay.engine.inversion import invert
+from framerelay.engine.params import EngineParams
+from framerelay.engine.sarp import perturb_smooth_areas
+
+
+def real_size_pipeline(dtype: torch.dtype):
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from framerelay.engine.tiny import svd_scheduler
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        unet = UNetSpatioTemporalConditionModel()
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=[128, 256, 512, 512],
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            latent_channels=4,
+        )
+        clip = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=1280,
+                num_hidden_layers=32,
+                num_attention_heads=16,
+                intermediate_size=5120,
+                patch_size=14,
+                image_size=224,
+                projection_dim=1024,
+            )
+        )
+    pipe = StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=clip,
+        unet=unet,
+        scheduler=svd_scheduler(),
+        feature_extractor=CLIPImageProcessorPil(crop_size=224, size=224),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to("cuda", dtype)
+
+
+def synthetic_clip(frames: int, height: int, width: int) -> torch.Tensor:
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    clip = []
+    for i in range(frames):
+        red = 0.5 + 0.5 * np.sin(6 * x + 0.3 * i)
+        green = 0.5 + 0.5 * np.cos(5 * y - 0.2 * i)
+        blue = np.full_like(x, 0.4)
+        clip.append(np.stack([red, green, blue]))
+    return torch.tensor(np.stack(clip), dtype=torch.float32) * 2 - 1
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device: str, fn):
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return result, time.perf_counter() - start
+
+
+def peak_memory(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB VRAM"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB RSS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cuda", action="store_true")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--frames", type=int, default=14)
+    parser.add_argument("--budget-mb", type=int, default=4096, help="source store budget")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    if args.cuda:
+        device, height, width, dtype = "cuda", 576, 1024, torch.bfloat16
+        pipe = real_size_pipeline(dtype)
+    else:
+        from framerelay.engine.tiny import tiny_pipeline
+
+        torch.set_num_threads(2)
+        device, height, width, dtype = "cpu", 128, 224, torch.float32
+        pipe = tiny_pipeline("medium", num_frames=args.frames)
+    params = EngineParams(height=height, width=width, steps=args.steps)
+    frames = synthetic_clip(args.frames, height, width).to(device)
+    edited = frames[:1].flip(-1)
+    first = Image.fromarray(((frames[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype("uint8"))
+    print(f"device {device}, {args.frames} frames at {height}x{width}, {args.steps} steps, {dtype}")
+
+    def plain():
+        return pipe(
+            image=first,
+            height=height,
+            width=width,
+            num_frames=args.frames,
+            num_inference_steps=args.steps,
+            min_guidance_scale=1.0,
+            max_guidance_scale=2.0,
+            output_type="latent",
+        ).frames
+
+    def framerelay(budget_mb: int | None):
+        generator = torch.Generator().manual_seed(0)
+        source = encode_condition(pipe, frames[:1], params, generator)
+        condition = encode_condition(pipe, edited, params, generator)
+        perturbed = perturb_smooth_areas(frames, 0.001, 0.005, generator)
+        latents = encode_video_latents(pipe, perturbed, 8)
+        controller = None
+        if budget_mb is not None:
+            store = attention.SourceAttentionStore(budget_mb * 2**20, device="cpu")
+            layers = attention.self_attention_layers(pipe.unet)
+            controller = attention.AttentionController(
+                layers, attention.MatchingConfig(0.5, 0.8), store
+            )
+            previous = attention.install_processors(pipe.unet, controller)
+        try:
+            inversion, t_invert = timed(
+                device, lambda: invert(pipe, latents, source, args.steps, controller)
+            )
+            _, t_edit = timed(
+                device, lambda: sample_edit(pipe, inversion, condition, 1.0, 2.0, controller)
+            )
+        finally:
+            if controller is not None:
+                attention.restore_processors(pipe.unet, previous)
+        stored = len(controller.store) if controller else 0
+        ram = controller.store.nbytes if controller else 0
+        return t_invert, t_edit, inversion.nbytes(), stored, ram
+
+    plain()  # warm-up
+    for repeat in range(args.repeats):
+        _, t_plain = timed(device, plain)
+        print(f"[{repeat}] plain diffusers sampling: {t_plain:.2f} s ({peak_memory(device)})")
+        for label, budget in (
+            ("framerelay, source in RAM", args.budget_mb),
+            ("framerelay, source inline", 0),
+            ("invert + edit, no matching", None),
+        ):
+            t_inv, t_edit, disk, stored, ram = framerelay(budget)
+            total = t_inv + t_edit
+            print(
+                f"[{repeat}] {label}: invert {t_inv:.2f} s + edit {t_edit:.2f} s = {total:.2f} s, "
+                f"ratio {total / t_plain:.2f}x plain; steps stored {stored} ({ram / 2**20:.1f} MiB RAM); "
+                f"cache bytes per clip {disk / 2**20:.2f} MiB; {peak_memory(device)}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""`framerelay edit SOURCE EDITED_FRAME... -o OUTPUT`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from framerelay.engine.params import DEFAULT_MODEL, PRESET_NAMES, EngineParams, MatchingParams
+from framerelay.engine.request import OUTPUT_FORMATS, EditRequest
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "edit",
+        help="propagate an edited first frame through a clip",
+        description="Propagate each edited first frame through the source clip.",
+    )
+    parser.add_argument("source", type=Path, help="the source clip")
+    parser.add_argument("edited", type=Path, nargs="+", help="edited first frame(s)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file (.mp4, .mov or a folder for PNGs); a folder when several edits",
+    )
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by path)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local diffusers folder")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="auto")
+    parser.add_argument("--beta1", type=float, help="end of full temporal matching (fraction)")
+    parser.add_argument("--beta2", type=float, help="end of low-resolution temporal matching")
+    parser.add_argument("--mask-threshold", type=float, nargs="+", metavar="T", default=[0.35])
+    parser.add_argument("--no-matching", action="store_true", help="skip attention matching")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument("--start", type=float, help="start of the range, seconds")
+    parser.add_argument("--end", type=float, help="end of the range, seconds (exclusive)")
+    parser.add_argument("--height", type=int, default=576)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--window", type=int, default=14, help="frames per model window")
+    parser.add_argument("--min-guidance", type=float, default=1.0)
+    parser.add_argument("--max-guidance", type=float, default=2.0)
+    parser.add_argument("--memory-budget", type=int, default=4096, metavar="MB")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, ...]:
+    if len(args.edited) == 1:
+        return (args.output,)
+    suffix = "" if args.format == "png" else f".{args.format or 'mp4'}"
+    return tuple(args.output / f"{edit.stem}{suffix}" for edit in args.edited)
+
+
+def build_request(args: argparse.Namespace) -> EditRequest:
+    thresholds = args.mask_threshold
+    matching = MatchingParams(
+        preset=args.preset,
+        beta1=args.beta1,
+        beta2=args.beta2,
+        mask_threshold=(thresholds[0], thresholds[-1]),
+        enabled=not args.no_matching,
+    )
+    params = EngineParams(
+        height=args.height,
+        width=args.width,
+        window=args.window,
+        steps=args.steps,
+        seed=args.seed,
+        min_guidance=args.min_guidance,
+        max_guidance=args.max_guidance,
+        source_memory_budget_mb=args.memory_budget,
+        matching=matching,
+    )
+    return EditRequest(
+        source=args.source,
+        edited_frames=tuple(args.edited),
+        outputs=_outputs(args),
+        start=args.start,
+        end=args.end,
+        output_format=args.format,
+        overwrite=args.overwrite,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        params=params.validate(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    request = build_request(args)
+    from framerelay.cli.progress_bars import PhaseBars
+    from framerelay.engine.run import run_edit
+
+    bars = PhaseBars(enabled=not args.quiet)
+    try:
+        result = run_edit(request, progress=bars)
+    finally:
+        bars.close()
+    width, height = result.size
+    seconds = sum(result.timings.values())
+    for output in result.outputs:
+        print(
+            f"wrote {output}: {result.frame_count} frames, {result.fps} fps, {width}x{height}, "
+            f"preset {result.preset}, {seconds:.1f} s"
+        )
+    return 0

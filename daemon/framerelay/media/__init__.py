@@ -1,0 +1,1 @@
+"""Video and image I/O: frame-accurate decode, pad-to-fit geometry, atomic writers. No torch."""

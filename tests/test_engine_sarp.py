@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import torch
+from framerelay.engine.sarp import perturb_smooth_areas, smooth_area_mask, sobel_gradient
+
+
+def _half_flat_frame() -> torch.Tensor:
+    """Left half perfectly flat grey, right half random texture; [-1, 1]."""
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.zeros(1, 3, 32, 64)
+    frame[..., 32:] = torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
+    return frame
+
+
+def test_gradient_is_zero_on_flat_and_large_on_texture():
+    gradient = sobel_gradient(_half_flat_frame())
+    assert gradient.shape == (1, 1, 32, 64)
+    assert gradient[..., :31].abs().max() == 0
+    assert gradient[..., 33:].mean() > 0.5
+
+
+def test_mask_covers_the_flat_region_only():
+    mask = smooth_area_mask(_half_flat_frame(), threshold=0.001)
+    assert mask[..., :31].all()
+    assert mask[..., 33:].float().mean() < 0.01
+
+
+def test_noise_is_added_only_inside_the_mask_with_scale_alpha():
+    frame = _half_flat_frame()
+    perturbed = perturb_smooth_areas(frame, 0.001, 0.005, torch.Generator().manual_seed(1))
+    flat_noise = (perturbed - frame)[..., :31]
+    assert abs(float(flat_noise.std()) - 0.005) < 0.0005
+    textured = (perturbed - frame)[..., 33:]
+    assert float((textured != 0).float().mean()) < 0.01
+
+
+def test_perturbation_clamps_and_zero_alpha_is_identity():
+    frame = torch.ones(1, 3, 8, 8)  # flat white: noise pushes above 1
+    perturbed = perturb_smooth_areas(frame, 0.001, 0.5, torch.Generator().manual_seed(2))
+    assert perturbed.max() <= 1.0 and perturbed.min() < 1.0
+    assert perturb_smooth_areas(frame, 0.001, 0.0, torch.Generator()) is frame
