@@ -119,11 +119,15 @@ def test_outputs_are_planned_per_edited_frame(media, tmp_path):
     spec = spec_from_proto(full_proto(*media))
     job_id = "0123456789abcdef" * 2
     assert plan_outputs(spec, job_id, tmp_path) == (
-        Path("/renders/source.01234567.1"),
-        Path("/renders/source.01234567.2"),
+        Path("/renders/source_01234567_1"),
+        Path("/renders/source_01234567_2"),
     )
     single = JobSpec(source=media[0], edited_frames=(media[1],), output_format="mp4")
-    assert plan_outputs(single, job_id, tmp_path) == (tmp_path / job_id / "source.01234567.mp4",)
+    assert plan_outputs(single, job_id, tmp_path) == (tmp_path / job_id / "source_01234567.mp4",)
+    dotted = JobSpec(
+        source=Path("/a/A001.C002.mov"), edited_frames=(media[1],), output_format="png"
+    )
+    assert plan_outputs(dotted, job_id, tmp_path) == (tmp_path / job_id / "A001_C002_01234567",)
 
 
 def test_a_job_becomes_an_engine_request(media, tmp_path):

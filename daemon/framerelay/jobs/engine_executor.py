@@ -1,24 +1,24 @@
 """The real executor: runs jobs through `framerelay.engine.run.run_edit`.
 
-The engine (and torch with it) is imported on the first job, never before, so the daemon starts
-and answers without torch. `load` is the one place a model is loaded and `unload` the one place it
-is freed; the worker calls `unload` after the configured idle time.
+The engine (and torch with it) is imported by the first job, never before, so the daemon starts
+and answers without torch. The engine's `Engine` holds the loaded model: this executor keeps one
+between jobs (the model stays warm) and the worker calls `unload` after the idle time.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.errors import InvalidSpecError
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
-from framerelay.progress import CancelToken, Progress
+from framerelay.progress import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def edit_request_for(
         start=spec.start_seconds,
         end=spec.end_seconds,
         output_format=spec.output_format,
+        overwrite=True,  # the paths are the job's own: a re-run after a restart replaces them
         model=spec.model or default_model,
         device=device,
         dtype=dtype,
@@ -61,49 +62,42 @@ class EngineExecutor:
         self.default_model = default_model
         self.device = device
         self.dtype = dtype
-        self._engine: ModuleType | None = None
-        self._loaded_model = ""
+        self._engine: Any = None  # framerelay.engine.run.Engine, once a job has run
         self._lock = threading.Lock()
 
     def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
         request = edit_request_for(run, self.default_model, self.device, self.dtype)
-        engine = self.load(request.model, report)
+        module = importlib.import_module(ENGINE_MODULE)
+        engine = self._engine_for(module, request.model)
         for output in run.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)
-        return result_from(engine.run_edit(request, report.progress, cancel))
+        return result_from(module.run_edit(request, report.progress, cancel, engine=engine))
 
-    def load(self, model: str, report: Reporter) -> ModuleType:
-        """Imports the engine and makes `model` the warm one.
-
-        The engine's model holder plugs in here: it should load `model` on the device once and keep
-        it until `unload`; run_edit then reuses it.
-        """
+    def _engine_for(self, module: ModuleType, model: str) -> Any:
+        """The warm engine when it holds `model`, else a new one (it loads on first use)."""
         with self._lock:
-            if self._engine is None or self._loaded_model != model:
-                report.progress(Progress("load", 0, 1, message=model))
-                self._engine = importlib.import_module(ENGINE_MODULE)
-                self._loaded_model = model
-                report.progress(Progress("load", 1, 1, message=model))
-            return self._engine
+            engine = self._engine
+            if engine is None or not engine.matches(model, self.device, self.dtype):
+                if engine is not None:
+                    engine.unload()
+                engine = module.Engine(model, self.device, self.dtype)
+                self._engine = engine
+            return engine
 
     def unload(self) -> None:
         with self._lock:
-            if not self._loaded_model:
-                return
-            log.info("unloading %s after the idle time", self._loaded_model)
-            self._loaded_model = ""
-            gc.collect()
-            torch = sys.modules.get("torch")
-            if torch is not None and torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            if self._engine is not None and self._engine.loaded:
+                log.info("unloading %s after the idle time", self._engine.model)
+                self._engine.unload()
 
     def status(self) -> ExecutorStatus:
-        torch = sys.modules.get("torch")  # only once a job imported it: status never imports torch
-        if torch is None or not self._loaded_model:
-            return ExecutorStatus(self.device or "auto", False, self._loaded_model)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if not device.startswith("cuda"):
-            return ExecutorStatus(device, True, self._loaded_model)
-        index = torch.cuda.current_device()
+        engine = self._engine
+        if engine is None:  # nothing imported torch yet: report without importing it
+            return ExecutorStatus(self.device or "auto", False)
+        device = engine.placement.device
+        if not engine.loaded or device.type != "cuda":
+            return ExecutorStatus(str(device), engine.loaded, engine.model)
+        torch = sys.modules["torch"]
+        index = device.index if device.index is not None else torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
-        return ExecutorStatus(f"cuda:{index}", True, self._loaded_model, total - free, total)
+        return ExecutorStatus(f"cuda:{index}", True, engine.model, total - free, total)

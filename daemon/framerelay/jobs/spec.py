@@ -212,13 +212,18 @@ def fraction_from_list(value: list[int] | None) -> Fraction | None:
 
 
 def plan_outputs(spec: JobSpec, job_id: str, default_root: Path) -> tuple[Path, ...]:
-    """One output per edited frame: `<folder>/<source stem>.<job id>[.<n>].<ext>`.
+    """One output per edited frame: `<folder>/<source stem>_<job id[:8]>[_<n>].<ext>`.
 
-    PNG outputs are folders of numbered frames, so they get no extension.
+    PNG outputs are folders of numbered frames, named without any dot (a dot would read as an
+    extension).
     """
     folder = spec.output_folder or default_root / job_id
-    suffix = "" if spec.output_format == "png" else f".{spec.output_format}"
-    stem = f"{spec.source.stem}.{job_id[:8]}"
-    if len(spec.edited_frames) == 1:
-        return (folder / f"{stem}{suffix}",)
-    return tuple(folder / f"{stem}.{n}{suffix}" for n in range(1, len(spec.edited_frames) + 1))
+    stem = f"{spec.source.stem}_{job_id[:8]}"
+    names = (
+        [stem]
+        if len(spec.edited_frames) == 1
+        else [f"{stem}_{n}" for n in range(1, len(spec.edited_frames) + 1)]
+    )
+    if spec.output_format == "png":
+        return tuple(folder / name.replace(".", "_") for name in names)
+    return tuple(folder / f"{name}.{spec.output_format}" for name in names)
