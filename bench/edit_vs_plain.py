@@ -116,7 +116,9 @@ def main() -> None:
     params = EngineParams(height=height, width=width, steps=args.steps)
     frames = synthetic_clip(args.frames, height, width).to(device)
     edited = frames[:1].flip(-1)
-    first = Image.fromarray(((frames[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype("uint8"))
+    first = Image.fromarray(
+        ((frames[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype("uint8")
+    )
     print(f"device {device}, {args.frames} frames at {height}x{width}, {args.steps} steps, {dtype}")
 
     def plain():

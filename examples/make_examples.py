@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from framerelay.media.image import save_png
 from framerelay.media.video import read_frame
 from framerelay.media.writer import write_video

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from framerelay.cli import main
 from framerelay.media.video import probe
-
 from tests.media_factory import NTSC, make_clip, pattern_frame, write_image
 
 ROOT = Path(__file__).resolve().parents[1]

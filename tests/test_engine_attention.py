@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
 from framerelay.engine import attention as A
 from framerelay.engine.conditioning import Condition, encode_condition, encode_video_latents
 from framerelay.engine.editing import sample_edit

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+
 from framerelay.engine.loading import choose_placement, load_pipeline
 from framerelay.errors import InvalidSpecError, ModelMissingError
 

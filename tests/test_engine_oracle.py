@@ -10,10 +10,11 @@ import math
 
 import pytest
 import torch
+from PIL import Image
+
 from framerelay.engine.conditioning import Condition
 from framerelay.engine.editing import sample_edit
 from framerelay.engine.inversion import invert
-from PIL import Image
 
 MU, SCALE = 0.0, 0.05
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from framerelay.engine.presets import choose_preset
 
 

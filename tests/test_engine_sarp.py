@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import torch
+
 from framerelay.engine.sarp import perturb_smooth_areas, smooth_area_mask, sobel_gradient
 
 

@@ -5,9 +5,9 @@ import wave
 
 import av
 import pytest
+
 from framerelay.errors import InvalidSpecError, SourceUnreadableError
 from framerelay.media import video
-
 from tests.media_factory import make_clip, pattern_frames
 
 READERS = [video.probe, video.read_clip, video.index_frames, lambda p: video.read_frame(p, 0)]

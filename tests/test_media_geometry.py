@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-from framerelay.errors import InvalidSpecError
-from framerelay.media.geometry import Fit, check_edit_aspect, fit_to
 from hypothesis import given
 from hypothesis import strategies as st
+
+from framerelay.errors import InvalidSpecError
+from framerelay.media.geometry import Fit, check_edit_aspect, fit_to
 
 TARGET = (256, 192)  # (width, height), multiples of 64
 

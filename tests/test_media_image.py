@@ -2,9 +2,9 @@ import logging
 
 import numpy as np
 import pytest
+
 from framerelay.errors import EditUnreadableError, InvalidSpecError
 from framerelay.media.image import load_image, save_png, save_tiff16, to_uint8, to_uint16
-
 from tests.media_factory import make_psd, pattern_frame, write_image
 
 RED_BOX = (slice(5, 15), slice(10, 30))  # rows, columns of make_psd's red layer

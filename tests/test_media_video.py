@@ -3,9 +3,9 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+
 from framerelay.errors import InvalidSpecError
 from framerelay.media import video
-
 from tests.media_factory import (
     decode_all,
     make_clip,

@@ -5,9 +5,9 @@ import av
 import cv2
 import numpy as np
 import pytest
+
 from framerelay.errors import DiskFullError, InvalidSpecError
 from framerelay.media import video, writer
-
 from tests.media_factory import pattern_frames
 
 FPS = Fraction(30000, 1001)

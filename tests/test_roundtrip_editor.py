@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from framerelay.errors import InvalidSpecError
 from framerelay.roundtrip.editor import EditorConfig, find_photoshop, open_in_editor
-
 from tests.roundtrip_support import Recorder
 
 

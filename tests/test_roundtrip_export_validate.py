@@ -6,10 +6,10 @@ import time
 import cv2
 import numpy as np
 import pytest
+
 from framerelay.errors import EditUnreadableError, InvalidSpecError
 from framerelay.roundtrip.export import export_frame
 from framerelay.roundtrip.validate import read_edited_frame
-
 from tests.roundtrip_support import edited, make_frame, png_bytes, psd_bytes, read_rgb, tiff_bytes
 
 

@@ -5,10 +5,10 @@ import time
 import cv2
 import numpy as np
 import pytest
+
 from framerelay.errors import EditUnreadableError, InvalidSpecError
 from framerelay.roundtrip.editor import EditorConfig, open_in_editor
 from framerelay.roundtrip.session import EditSession, EventKind, SessionState
-
 from tests.roundtrip_support import (
     Recorder,
     edited,

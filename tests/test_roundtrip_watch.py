@@ -3,8 +3,8 @@ import time
 from pathlib import Path
 
 import pytest
-from framerelay.roundtrip.watch import SaveWatcher, is_image_name
 
+from framerelay.roundtrip.watch import SaveWatcher, is_image_name
 from tests.roundtrip_support import (
     SAVE_STYLES,
     Recorder,

@@ -14,7 +14,7 @@ import sys
 from framerelay import __version__
 from framerelay.errors import FramerelayError
 
-COMMAND_MODULES = ("edit", "doctor", "serve", "submit", "jobs", "watch", "cancel")
+COMMAND_MODULES = ("edit", "doctor", "cache", "serve", "submit", "jobs", "watch", "cancel")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"framerelay.cli.{name}").register(commands)
+        module_name = f"framerelay.cli.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue  # a command not in this build
+        module.register(commands)
     return parser
 
 

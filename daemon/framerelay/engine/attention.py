@@ -166,6 +166,10 @@ class AttentionController:
         self.num_frames = 1
         self.observer: Observer | None = None  # tests watch the source attention here
         self._temporal_source: set[str] = set()
+        # Skip-interval cross-attention: "capture" keeps each temporal layer's K/V (the anchor
+        # clip's pass); "prepend" puts the captured K/V before the current clip's own.
+        self.kv_mode: str | None = None
+        self.anchor_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- set by the sampler around each UNet call -------------------------------------------
     def record(self, sigma: float, num_frames: int) -> None:
@@ -189,6 +193,10 @@ class AttentionController:
         if self.mode == "record":
             self.store.end()
         self.mode = "off"
+
+    def plain(self, num_frames: int) -> None:
+        """A call with no matching and no recording (kv_mode still applies)."""
+        self.mode, self.branches, self.num_frames, self._inline = "off", 1, num_frames, False
 
     # -- read by processors -----------------------------------------------------------------
     @property
@@ -281,8 +289,10 @@ class MatchingProcessor:
             raise ValueError(f"{self.layer.name}: matching expects plain self-attention")
         residual = hidden_states
         q, k, v = _project(attn, hidden_states)
-        out = F.scaled_dot_product_attention(q, k, v)
         ctl = self.controller
+        if self.layer.kind == TEMPORAL and ctl.kv_mode is not None:
+            k, v = self._skip_interval(k, v)
+        out = F.scaled_dot_product_attention(q, k, v)
         if ctl.mode == "record":
             self._record(attn, hidden_states, q, k)
         elif ctl.mode == "edit":
@@ -291,6 +301,20 @@ class MatchingProcessor:
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
+
+    def _skip_interval(self, k: torch.Tensor, v: torch.Tensor):
+        ctl, name = self.controller, self.layer.name
+        if ctl.kv_mode == "capture":
+            ctl.anchor_kv[name] = (k.detach(), v.detach())
+            ctl.observe("anchor_produced", name, lambda: torch.cat([k, v], dim=-1))
+            return k, v
+        anchor_k, anchor_v = ctl.anchor_kv[name]
+        if anchor_k.shape[0] != k.shape[0]:
+            raise ValueError(
+                f"{name}: anchor K/V batch {anchor_k.shape[0]} != current batch {k.shape[0]}"
+            )
+        ctl.observe("anchor_used", name, lambda: torch.cat([anchor_k, anchor_v], dim=-1))
+        return torch.cat([anchor_k, k], dim=2), torch.cat([anchor_v, v], dim=2)
 
     def _record(self, attn, hidden_states, q, k) -> None:
         ctl, name = self.controller, self.layer.name

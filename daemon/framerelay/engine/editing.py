@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from framerelay.engine.attention import AttentionController
@@ -27,12 +29,15 @@ def sample_edit(
     controller: AttentionController | None = None,
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    before_call: Callable[[int, float, bool], None] | None = None,
+    trajectory: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Denoise the inverted latents under the edited-frame condition; returns (1, F, 4, h, w).
 
     With a controller, each step matches attention against the source branch at the same sigma:
     from the RAM store when it holds that sigma, else recomputed inline as a third batch element on
-    the source latents of the inversion trajectory.
+    the source latents of the inversion trajectory. `before_call(step, sigma, inline)` runs before
+    every UNet call; `trajectory`, when given, receives the latents each step starts from.
     """
     unet, steps = pipe.unet, inversion.steps
     x = inversion.trajectory[0].clone()
@@ -51,6 +56,10 @@ def sample_edit(
         batch_condition = stack_conditions([inversion.condition] * inline + branches)
         if controller is not None:
             controller.edit(i, steps, sigma, frames, len(batch), inline)
+        if before_call is not None:
+            before_call(i, sigma, inline)
+        if trajectory is not None:
+            trajectory.append(x)
         v = predict_v(unet, torch.cat(batch), sigma, batch_condition)
         if controller is not None:
             controller.finish_call()

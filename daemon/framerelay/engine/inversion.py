@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,21 @@ class Inversion:
     trajectory: list[torch.Tensor]  # trajectory[i]: source latents at sigmas[i]; [0] is x_T
     condition: Condition  # what the source branch is conditioned on
     init_noise_sigma: float
+    clean: torch.Tensor | None = None  # the inverted latents, at sigma_min' (inversion's first call)
+
+    @property
+    def first_sigma(self) -> float:
+        """sigma_min': where the inversion first evaluates the UNet, on the clean latents."""
+        return float(inversion_sigmas(self.sigmas)[0])
+
+    def latents_at(self, sigma: float) -> torch.Tensor:
+        """The source latents at one of the sigmas the inversion evaluated."""
+        for i, value in enumerate(self.sigmas[:-1].tolist()):
+            if abs(value - sigma) <= 1e-9 * max(1.0, sigma):
+                return self.trajectory[i]
+        if self.clean is not None and abs(self.first_sigma - sigma) <= 1e-12:
+            return self.clean
+        raise KeyError(f"no source latents at sigma {sigma}")
 
     @property
     def noise(self) -> torch.Tensor:
@@ -50,12 +66,14 @@ def invert(
     controller: AttentionController | None = None,
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
+    before_call: Callable[[float], None] | None = None,
 ) -> Inversion:
     """Invert scaled video latents (1, F, 4, h, w), conditioned on the source first frame, no CFG.
 
     The UNet is evaluated at sigma_min' (one step below sigma_min) and at every denoising sigma but
     sigma_max; with a controller, what the source branch provides is recorded at each denoising
     sigma, and once more at sigma_max on x_T so that editing step 0 has its source data too.
+    `before_call(sigma)` runs before every UNet call (skip-interval uses it).
     """
     unet, frames = pipe.unet, latents.shape[1]
     config = pipe.scheduler.config
@@ -71,6 +89,8 @@ def invert(
         sigma, sigma_next = ascending[k], ascending[k + 1]
         if controller is not None and k > 0:
             controller.record(sigma, frames)
+        if before_call is not None:
+            before_call(sigma)
         v = predict_v(unet, x, sigma, condition)
         if controller is not None:
             controller.finish_call()
@@ -83,7 +103,10 @@ def invert(
     # 3. Record the source branch at sigma_max, where the inversion itself never evaluates.
     if controller is not None and not controller.store.full:
         controller.record(float(sigmas[0]), frames)
+        if before_call is not None:
+            before_call(float(sigmas[0]))
         predict_v(unet, x, float(sigmas[0]), condition)
         controller.finish_call()
 
-    return Inversion(sigmas, trajectory, condition, init_noise_sigma(config))
+    clean = latents.to(torch.float32)
+    return Inversion(sigmas, trajectory, condition, init_noise_sigma(config), clean)

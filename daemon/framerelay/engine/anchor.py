@@ -1,0 +1,128 @@
+"""Skip-interval cross-attention (I2VEdit section 4.1): later windows attend to the first.
+
+The first window is the anchor. In every temporal self-attention layer of a later window, the
+anchor's keys and values at the same step are put before the window's own
+([K_anchor; K_current], queries from the current window only): the anchor's *source* K/V while
+inverting (and training the motion LoRA), its *edited* K/V while editing.
+
+Keeping those K/V would cost about 1.4 GB per step at 576×1024, so they are recomputed instead: a
+capture pass replays the anchor's own UNet call at that step (its latents from the stored
+trajectories, its conditions, its LoRA and its attention matching) and keeps each temporal layer's
+K/V; the current window's call then prepends them. The anchor needs only its source and edited
+latent trajectories on hand, a few MB per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from framerelay.engine.attention import AttentionController, MatchingConfig, SourceAttentionStore
+from framerelay.engine.conditioning import Condition, stack_conditions
+from framerelay.engine.denoiser import predict_v
+from framerelay.engine.inversion import Inversion
+
+AdapterSwitch = Callable[[str], None]  # "anchor" or "current": which motion LoRA is active
+
+_STATE = (
+    "mode",
+    "sigma",
+    "step",
+    "steps",
+    "branches",
+    "num_frames",
+    "_inline",
+    "_temporal_source",
+    "config",
+    "store",
+    "kv_mode",
+)
+
+
+@contextmanager
+def _acting_as_anchor(controller: AttentionController) -> Iterator[None]:
+    saved = {name: getattr(controller, name) for name in _STATE}
+    controller.kv_mode, controller.anchor_kv = "capture", {}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(controller, name, value)
+        controller.kv_mode = "prepend"
+
+
+@dataclass
+class AnchorEdit:
+    """What the anchor window's edit used, per edited frame."""
+
+    condition: Condition
+    trajectory: list[torch.Tensor]  # the latents each editing step started from
+
+
+@dataclass
+class Anchor:
+    inversion: Inversion  # the anchor window's source trajectory and condition
+    matching: MatchingConfig | None  # the anchor's own attention matching during its edit
+    switch_adapter: AdapterSwitch | None = None
+
+    def _use(self, adapter: str) -> None:
+        if self.switch_adapter is not None:
+            self.switch_adapter(adapter)
+
+
+@torch.no_grad()
+def capture_source_kv(pipe, anchor: Anchor, controller: AttentionController, sigma: float) -> None:
+    """Before an inversion (or LoRA training) call of a later window at `sigma`."""
+    latents = anchor.inversion.latents_at(sigma)
+    anchor._use("anchor")
+    try:
+        with _acting_as_anchor(controller):
+            controller.plain(latents.shape[1])
+            predict_v(pipe.unet, latents, sigma, anchor.inversion.condition)
+    finally:
+        anchor._use("current")
+
+
+@torch.no_grad()
+def capture_edit_kv(
+    pipe,
+    anchor: Anchor,
+    edit: AnchorEdit,
+    controller: AttentionController,
+    step: int,
+    sigma: float,
+    keep_source_rows: bool,
+    use_cfg: bool,
+) -> None:
+    """Before editing step `step` of a later window: replay the anchor's edit call at that step.
+
+    The replay always carries the anchor's source branch (its matching needs it); its K/V rows are
+    kept only when the current call has a source branch too.
+    """
+    source = anchor.inversion
+    x = edit.trajectory[step]
+    branches = [edit.condition.unconditional(), edit.condition] if use_cfg else [edit.condition]
+    batch = torch.cat([source.trajectory[step]] + [x] * len(branches))
+    condition = stack_conditions([source.condition, *branches])
+    frames = x.shape[1]
+    anchor._use("anchor")
+    try:
+        with _acting_as_anchor(controller):
+            if anchor.matching is None:
+                controller.plain(frames)
+            else:
+                controller.config = anchor.matching
+                controller.store = SourceAttentionStore(0)
+                controller.edit(step, len(edit.trajectory), sigma, frames, len(batch), True)
+            predict_v(pipe.unet, batch, sigma, condition)
+            captured = controller.anchor_kv
+    finally:
+        anchor._use("current")
+    if not keep_source_rows:
+        for name, (k, v) in captured.items():
+            rows = k.shape[0] // len(batch)
+            captured[name] = (k[rows:], v[rows:])
+    controller.anchor_kv = captured
