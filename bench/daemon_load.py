@@ -53,8 +53,9 @@ class LoadResult:
 def make_inputs(root: Path) -> tuple[Path, Path]:
     from fractions import Fraction
 
-    from framerelay.jobs.fake_executor import write_test_video
     from PIL import Image
+
+    from framerelay.jobs.fake_executor import write_test_video
 
     source, edited = root / "source.mov", root / "edited.png"
     write_test_video(source, "mov", 4, Fraction(24), (16, 16))

@@ -9,11 +9,11 @@ import sys
 
 import grpc
 import pytest
+
 from framerelay.errors import ErrorCode, InvalidSpecError, UnauthenticatedError
 from framerelay.proto.v1 import daemon_pb2, daemon_pb2_grpc
 from framerelay.service.config import is_loopback
 from framerelay.service.discovery import discovery_path, read_discovery
-
 from tests.daemon_harness import (
     http_call,
     http_stream,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from framerelay.cli import main
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.service.client import DaemonClient
 from framerelay.service.discovery import discovery_path
-
 from tests.daemon_harness import (
     clip_spec,
     make_media,

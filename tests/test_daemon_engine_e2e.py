@@ -10,12 +10,12 @@ from types import ModuleType, SimpleNamespace
 
 import av
 import pytest
+
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.jobs.engine_executor import EngineExecutor
 from framerelay.jobs.fake_executor import write_test_video
 from framerelay.progress import Progress
 from framerelay.proto.v1 import specs_pb2
-
 from tests.daemon_harness import clip_spec, kinds, make_media, running_daemon, wait_for
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from framerelay.errors import (
     CATALOG,
     ErrorCode,
@@ -24,7 +25,6 @@ from framerelay.proto.v1 import daemon_pb2, jobs_pb2, specs_pb2
 from framerelay.service.app import DaemonThread
 from framerelay.service.client import DaemonClient
 from framerelay.service.errors import code_from_proto
-
 from tests.daemon_harness import (
     clip_spec,
     http_call,

@@ -7,7 +7,6 @@ import urllib.error
 import urllib.request
 
 from framerelay.jobs.fake_executor import FakeExecutor
-
 from tests.daemon_harness import http_call, http_stream, make_media, running_daemon, wait_for
 
 

@@ -10,7 +10,6 @@ import sys
 from framerelay.errors import ErrorCode
 from framerelay.proto.v1 import daemon_pb2, errors_pb2, events_pb2, jobs_pb2, specs_pb2
 from framerelay.service.errors import code_from_proto, code_to_proto
-
 from tests.daemon_harness import ROOT
 
 MODULES = (daemon_pb2, errors_pb2, events_pb2, jobs_pb2, specs_pb2)

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+
 from framerelay.errors import BusyError, UnavailableError
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.proto.v1 import events_pb2, jobs_pb2
 from framerelay.service.app import DaemonThread
 from framerelay.service.client import DaemonClient
-
 from tests.daemon_harness import (
     clip_spec,
     kinds,

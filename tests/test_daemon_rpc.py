@@ -9,11 +9,11 @@ from pathlib import Path
 
 import av
 import pytest
+
 from framerelay.errors import BusyError
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.proto.v1 import daemon_pb2, events_pb2, jobs_pb2, specs_pb2
 from framerelay.service.cache import DirectoryCache
-
 from tests.daemon_harness import clip_spec, kinds, make_media, running_daemon, wait_for
 
 

@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
 from framerelay.errors import (
     EditUnreadableError,
     InvalidSpecError,
@@ -16,7 +17,6 @@ from framerelay.jobs.executor import Execution
 from framerelay.jobs.spec import FrameRange, JobSpec, ParamOverrides, plan_outputs
 from framerelay.proto.v1 import specs_pb2
 from framerelay.service.convert import spec_from_proto, spec_to_proto
-
 from tests.daemon_harness import make_media
 
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
 from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError
 from framerelay.jobs.events import (
     Cancelled,
@@ -23,7 +24,6 @@ from framerelay.jobs.job import JobState
 from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.jobs.spec import FrameRange, JobSpec, ParamOverrides
 from framerelay.jobs.store import JobStore
-
 from tests.daemon_harness import make_media
 
 
