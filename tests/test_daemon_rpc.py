@@ -317,3 +317,19 @@ def test_a_job_whose_outputs_are_missing_is_not_reported_finished(tmp_path):
         assert list(client.watch(after.id))[-1].WhichOneof("kind") == "failed"
     assert last.WhichOneof("kind") == "failed"
     assert "was not written" in last.failed.error.message
+
+
+def test_the_daemon_serves_the_engines_artifact_cache_by_default(tmp_path):
+    from framerelay.cache import ArtifactCache
+
+    artifacts = ArtifactCache(tmp_path / "cache")
+    artifacts.put("a" * 64, lambda folder: (folder / "lora.bin").write_bytes(b"x" * 4000), {})
+    artifacts.put("b" * 64, lambda folder: (folder / "inv.bin").write_bytes(b"y" * 1000), {})
+    expected = artifacts.total_bytes()
+    with running_daemon(tmp_path) as (_, client):  # cache_dir = tmp_path / "cache"
+        before = client.cache_info()
+        freed = client.clear_cache().freed_bytes
+        after = client.cache_info()
+    assert (before.entries, before.bytes, before.root) == (2, expected, str(tmp_path / "cache"))
+    assert expected >= 5000 and freed == expected
+    assert (after.entries, after.bytes) == (0, 0) and artifacts.ls() == []

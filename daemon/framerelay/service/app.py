@@ -16,6 +16,7 @@ from typing import Any
 import grpc.aio
 
 from framerelay import __version__
+from framerelay.cache import ArtifactCache
 from framerelay.errors import InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import JobQueue
@@ -24,7 +25,7 @@ from framerelay.jobs.worker import Worker
 from framerelay.proto.v1 import daemon_pb2_grpc
 from framerelay.service.api import DaemonApi
 from framerelay.service.auth import TokenInterceptor
-from framerelay.service.cache import CacheStore, DirectoryCache
+from framerelay.service.cache import ArtifactCacheStore, CacheStore
 from framerelay.service.config import DaemonConfig, is_loopback
 from framerelay.service.discovery import (
     Discovery,
@@ -51,7 +52,7 @@ class Daemon:
     ):
         self.config = config.validate()
         self.executor = executor
-        self.cache = cache or DirectoryCache(config.cache_dir)
+        self.cache = cache or ArtifactCacheStore(ArtifactCache(config.cache_dir))
         self.token = token or new_token()
         self.discovery: Discovery | None = None
         self._lock = InstanceLock(config.data_dir)

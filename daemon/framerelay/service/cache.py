@@ -1,7 +1,7 @@
 """What the cache RPCs need from a cache: its size and a way to empty it.
 
-`framerelay.cache.ArtifactCache` plugs in through `CacheStore`; `DirectoryCache` serves a plain
-folder (each top-level entry counts as one cache entry).
+`ArtifactCacheStore` serves the engine's `framerelay.cache.ArtifactCache` (the daemon's default);
+`DirectoryCache` serves a plain folder, each top-level entry counting as one cache entry.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from framerelay.cache import ArtifactCache
+
 
 class CacheInfo(NamedTuple):
     entries: int
@@ -20,6 +22,8 @@ class CacheInfo(NamedTuple):
 
 
 class CacheStore(Protocol):
+    """Called from a worker thread, never from the event loop."""
+
     def info(self) -> CacheInfo: ...
 
     def clear(self) -> int:
@@ -59,3 +63,15 @@ class DirectoryCache:
             else:
                 entry.unlink()
         return freed
+
+
+class ArtifactCacheStore:
+    def __init__(self, cache: ArtifactCache):
+        self.cache = cache
+
+    def info(self) -> CacheInfo:
+        entries = self.cache.ls()
+        return CacheInfo(len(entries), sum(e.bytes for e in entries), self.cache.root)
+
+    def clear(self) -> int:
+        return self.cache.clear()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
+from framerelay.cache import default_cache_root
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.errors import InvalidSpecError
 
@@ -16,7 +17,6 @@ APP_NAME = "framerelay"
 ENV_CONFIG_DIR = "FRAMERELAY_CONFIG_DIR"
 ENV_DATA_DIR = "FRAMERELAY_DATA_DIR"
 ENV_LOG_DIR = "FRAMERELAY_LOG_DIR"
-ENV_CACHE_DIR = "FRAMERELAY_CACHE_DIR"
 LOOPBACK = "127.0.0.1"
 
 
@@ -34,7 +34,8 @@ def log_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    return _dir(ENV_CACHE_DIR, platformdirs.user_cache_path)
+    """The engine's artifact cache (LoRAs, inversions), shown and cleared by the cache RPCs."""
+    return default_cache_root()
 
 
 def _dir(variable: str, default) -> Path:
