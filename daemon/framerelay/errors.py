@@ -19,6 +19,10 @@ class ErrorCode(enum.Enum):
     disk_full = "disk_full"
     cancelled = "cancelled"
     internal = "internal"
+    not_found = "not_found"
+    unauthenticated = "unauthenticated"
+    unavailable = "unavailable"
+    busy = "busy"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,21 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
     ErrorCode.cancelled: CatalogEntry("CANCELLED", 409, "The job was cancelled; submit it again."),
     ErrorCode.internal: CatalogEntry(
         "INTERNAL", 500, "This is a bug; run again with --debug and report the log."
+    ),
+    ErrorCode.not_found: CatalogEntry(
+        "NOT_FOUND", 404, "List the daemon's jobs with `framerelay jobs --all`."
+    ),
+    ErrorCode.unauthenticated: CatalogEntry(
+        "UNAUTHENTICATED",
+        401,
+        "Send the token from the daemon's discovery file (it changes at every start) as "
+        "`authorization: Bearer <token>`.",
+    ),
+    ErrorCode.unavailable: CatalogEntry(
+        "UNAVAILABLE", 503, "Start the daemon with `framerelay serve`, then try again."
+    ),
+    ErrorCode.busy: CatalogEntry(
+        "FAILED_PRECONDITION", 409, "Wait until the running job ends, or cancel it, then try again."
     ),
 }
 
@@ -106,6 +125,22 @@ class CancelledError(FramerelayError):
 
 class InternalError(FramerelayError):
     code = ErrorCode.internal
+
+
+class NotFoundError(FramerelayError):
+    code = ErrorCode.not_found
+
+
+class UnauthenticatedError(FramerelayError):
+    code = ErrorCode.unauthenticated
+
+
+class UnavailableError(FramerelayError):
+    code = ErrorCode.unavailable
+
+
+class BusyError(FramerelayError):
+    code = ErrorCode.busy
 
 
 def error_for_code(code: ErrorCode, message: str, hint: str | None = None) -> FramerelayError:

@@ -14,7 +14,7 @@ import sys
 from framerelay import __version__
 from framerelay.errors import FramerelayError
 
-COMMAND_MODULES = ("edit", "doctor", "cache")
+COMMAND_MODULES = ("edit", "doctor", "cache", "serve", "submit", "jobs", "watch", "cancel")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,105 @@
+"""`framerelay serve`: run the daemon that owns the model, the job queue and the cache."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from framerelay.engine.params import DEFAULT_MODEL
+from framerelay.service.config import LOOPBACK, DaemonConfig, is_loopback
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the local daemon (gRPC + HTTP/JSON on 127.0.0.1)",
+        description="Run the daemon. Clients find it through the discovery file "
+        "(daemon.json in the user config dir, or $FRAMERELAY_CONFIG_DIR).",
+    )
+    parser.add_argument("--host", default=LOOPBACK, help="address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="gRPC port; 0: any free port")
+    parser.add_argument("--http-port", type=int, default=0, help="HTTP/JSON port; 0: any free port")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not a loopback address (anyone reaching it with the token "
+        "can read and write files as you)",
+    )
+    parser.add_argument(
+        "--idle-unload",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="unload the model after this long without jobs (default: %(default)s)",
+    )
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="default model: hub id or folder")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument(
+        "--fake",
+        action="store_true",
+        help="run jobs without the model: outputs are test patterns (for plugin development)",
+    )
+    parser.add_argument("--fake-step-seconds", type=float, default=0.05, help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from framerelay.service.logsetup import setup_logging
+
+    config = DaemonConfig.from_env(
+        host=args.host,
+        port=args.port,
+        http_port=args.http_port,
+        allow_remote=args.allow_remote,
+        idle_unload_s=args.idle_unload,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+    ).validate()
+    if not is_loopback(config.host):
+        print(
+            f"WARNING: listening on {config.host}, reachable from other machines. Anyone with "
+            "the token can submit jobs that read and write files as you.",
+            file=sys.stderr,
+        )
+    log_path = setup_logging(config.log_dir, args.verbose or args.debug)
+    print(f"framerelay: logging to {log_path}", file=sys.stderr)
+    asyncio.run(serve(config, make_executor(args, config)))
+    return 0
+
+
+def make_executor(args: argparse.Namespace, config: DaemonConfig):
+    if args.fake:
+        from framerelay.jobs.fake_executor import FakeExecutor
+
+        return FakeExecutor(step_seconds=args.fake_step_seconds)
+    from framerelay.jobs.engine_executor import EngineExecutor
+
+    return EngineExecutor(config.model, config.device, config.dtype)
+
+
+async def serve(config: DaemonConfig, executor) -> None:
+    from framerelay.service.app import Daemon
+    from framerelay.service.discovery import discovery_path
+
+    daemon = Daemon(config, executor)
+    found = await daemon.start()
+    print(
+        f"framerelay daemon ready: gRPC {found.grpc_target}, HTTP {found.http_url}; "
+        f"discovery file {discovery_path(config.config_dir)}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C raises instead
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await daemon.stop()

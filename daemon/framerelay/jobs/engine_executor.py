@@ -1,0 +1,103 @@
+"""The real executor: runs jobs through `framerelay.engine.run.run_edit`.
+
+The engine (and torch with it) is imported by the first job, never before, so the daemon starts
+and answers without torch. The engine's `Engine` holds the loaded model: this executor keeps one
+between jobs (the model stays warm) and the worker calls `unload` after the idle time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+from types import ModuleType
+from typing import Any
+
+from framerelay.engine.params import DEFAULT_MODEL
+from framerelay.engine.request import EditRequest, EditResult
+from framerelay.errors import InvalidSpecError
+from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
+from framerelay.progress import CancelToken
+
+log = logging.getLogger(__name__)
+
+ENGINE_MODULE = "framerelay.engine.run"
+
+
+def edit_request_for(
+    run: Execution, default_model: str, device: str | None, dtype: str | None
+) -> EditRequest:
+    spec = run.spec
+    if spec.mask is not None:  # EditRequest has no mask field yet
+        raise InvalidSpecError(
+            "this engine does not take a mask yet.", "Submit the job without a mask."
+        )
+    return EditRequest(
+        source=spec.source,
+        edited_frames=spec.edited_frames,
+        outputs=run.outputs,
+        start=spec.start_seconds,
+        end=spec.end_seconds,
+        output_format=spec.output_format,
+        overwrite=True,  # the paths are the job's own: a re-run after a restart replaces them
+        model=spec.model or default_model,
+        device=device,
+        dtype=dtype,
+        params=spec.engine_params(),
+    )
+
+
+def result_from(edit: EditResult) -> ExecutionResult:
+    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size)
+
+
+class EngineExecutor:
+    def __init__(
+        self,
+        default_model: str = DEFAULT_MODEL,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
+        self.default_model = default_model
+        self.device = device
+        self.dtype = dtype
+        self._engine: Any = None  # framerelay.engine.run.Engine, once a job has run
+        self._lock = threading.Lock()
+
+    def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
+        request = edit_request_for(run, self.default_model, self.device, self.dtype)
+        module = importlib.import_module(ENGINE_MODULE)
+        engine = self._engine_for(module, request.model)
+        for output in run.outputs:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        return result_from(module.run_edit(request, report.progress, cancel, engine=engine))
+
+    def _engine_for(self, module: ModuleType, model: str) -> Any:
+        """The warm engine when it holds `model`, else a new one (it loads on first use)."""
+        with self._lock:
+            engine = self._engine
+            if engine is None or not engine.matches(model, self.device, self.dtype):
+                if engine is not None:
+                    engine.unload()
+                engine = module.Engine(model, self.device, self.dtype)
+                self._engine = engine
+            return engine
+
+    def unload(self) -> None:
+        with self._lock:
+            if self._engine is not None and self._engine.loaded:
+                log.info("unloading %s after the idle time", self._engine.model)
+                self._engine.unload()
+
+    def status(self) -> ExecutorStatus:
+        engine = self._engine
+        if engine is None:  # nothing imported torch yet: report without importing it
+            return ExecutorStatus(self.device or "auto", False)
+        device = engine.placement.device
+        if not engine.loaded or device.type != "cuda":
+            return ExecutorStatus(str(device), engine.loaded, engine.model)
+        torch = sys.modules["torch"]
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        free, total = torch.cuda.mem_get_info(index)
+        return ExecutorStatus(f"cuda:{index}", True, engine.model, total - free, total)

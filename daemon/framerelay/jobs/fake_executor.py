@@ -1,0 +1,193 @@
+"""An executor without a model, for tests, benchmarks and plugin development (`serve --fake`).
+
+It walks the engine's phases step by step, checks the cancel token at every step boundary, keeps a
+per-phase checkpoint in the job's work folder (so a re-run after a restart skips finished phases,
+as the engine's caches do) and writes small real videos: a moving gradient, through PyAV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
+from framerelay.progress import CancelToken, Progress
+
+DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
+    ("decode", 2),
+    ("lora", 4),
+    ("invert", 3),
+    ("edit", 4),
+    ("encode", 2),
+)
+DEFAULT_FPS = Fraction(24)
+CHECKPOINT = "fake-phases.json"
+CODECS = {"mp4": ("libx264", "yuv420p"), "mov": ("prores_ks", "yuv422p10le")}
+
+
+@dataclass
+class FakeRun:
+    """What one execute() call did, for tests to inspect."""
+
+    job_id: str
+    attempt: int
+    steps: list[tuple[str, int]] = field(default_factory=list)
+    skipped_phases: list[str] = field(default_factory=list)
+    reports_after_cancel: int = 0
+
+
+class FakeExecutor:
+    def __init__(
+        self,
+        phases: tuple[tuple[str, int], ...] = DEFAULT_PHASES,
+        step_seconds: float = 0.0,
+        load_seconds: float = 0.0,
+        frame_size: tuple[int, int] = (64, 64),
+        default_frames: int = 8,
+        fail: Callable[[Execution], BaseException | None] | None = None,
+        fail_phase: str = "edit",
+        gate: threading.Event | None = None,
+        preview_phase: str | None = None,
+    ):
+        self.phases = phases
+        self.step_seconds = step_seconds
+        self.load_seconds = load_seconds
+        self.frame_size = frame_size
+        self.default_frames = default_frames
+        self.fail = fail
+        self.fail_phase = fail_phase
+        self.gate = gate  # when given, each job waits for it before its first step
+        self.preview_phase = preview_phase  # when given, a preview follows its last step
+        self.runs: list[FakeRun] = []
+        self.loads = 0
+        self.unloads = 0
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def status(self) -> ExecutorStatus:
+        return ExecutorStatus("cpu" if self._loaded else "auto", self._loaded, "fake")
+
+    def unload(self) -> None:
+        with self._lock:
+            if self._loaded:
+                self._loaded = False
+                self.unloads += 1
+
+    def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
+        record = FakeRun(run.job_id, run.attempt)
+        self.runs.append(record)
+
+        def progress(phase: str, step: int, total: int, message: str = "") -> None:
+            if cancel.cancelled:
+                record.reports_after_cancel += 1
+            report.progress(Progress(phase, step, total, message=message))
+
+        self._load(progress, cancel)
+        self._wait_for_gate(cancel)
+        done = read_checkpoint(run.work_dir)
+        for phase, total in self.phases:
+            if phase in done:
+                record.skipped_phases.append(phase)
+                progress(phase, total, total, "cached")
+                continue
+            for step in range(1, total + 1):
+                cancel.raise_if_cancelled()
+                if step == 1 and phase == self.fail_phase and self.fail is not None:
+                    error = self.fail(run)
+                    if error is not None:
+                        raise error
+                time.sleep(self.step_seconds)
+                record.steps.append((phase, step))
+                progress(phase, step, total)
+            if phase == self.preview_phase:
+                report.preview(preview_png(self.frame_size), *self.frame_size, phase)
+            done.append(phase)
+            write_checkpoint(run.work_dir, done)
+        return self._write_outputs(run)
+
+    def _wait_for_gate(self, cancel: CancelToken) -> None:
+        while self.gate is not None and not self.gate.wait(0.01):
+            cancel.raise_if_cancelled()
+
+    def _load(self, progress: Callable[[str, int, int], None], cancel: CancelToken) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            cancel.raise_if_cancelled()
+            time.sleep(self.load_seconds)
+            self._loaded = True
+            self.loads += 1
+        progress("load", 1, 1)
+
+    def _write_outputs(self, run: Execution) -> ExecutionResult:
+        spec = run.spec
+        frames = spec.frame_range.count if spec.frame_range else self.default_frames
+        fps = spec.source_fps or DEFAULT_FPS
+        for index, output in enumerate(run.outputs):
+            write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
+        return ExecutionResult(run.outputs, frames, fps, self.frame_size)
+
+
+def preview_png(size: tuple[int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def read_checkpoint(work_dir: Path) -> list[str]:
+    path = work_dir / CHECKPOINT
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def write_checkpoint(work_dir: Path, phases: list[str]) -> None:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = work_dir / f".{CHECKPOINT}.{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(phases))
+    os.replace(tmp, work_dir / CHECKPOINT)
+
+
+def write_test_video(
+    path: Path, output_format: str, frames: int, fps: Fraction, size: tuple[int, int], seed: int = 0
+) -> None:
+    """A moving gradient of `frames` frames at `fps`, written beside `path`, renamed into place."""
+    import av
+    import numpy as np
+
+    width, height = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex}"
+    ramp = np.add.outer(np.arange(height), np.arange(width)).astype(np.int64)
+
+    def picture(n: int) -> np.ndarray:
+        base = (ramp * 2 + n * 9 + seed * 40) % 256
+        return np.stack([base, (base + 85) % 256, (base + 170) % 256], axis=-1).astype(np.uint8)
+
+    if output_format == "png":
+        tmp.mkdir()
+        for n in range(frames):
+            av.VideoFrame.from_ndarray(picture(n), format="rgb24").to_image().save(
+                tmp / f"frame_{n + 1:06d}.png"
+            )
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        codec, pix_fmt = CODECS[output_format]
+        with av.open(str(tmp), "w", format=output_format) as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+            for n in range(frames):
+                frame = av.VideoFrame.from_ndarray(picture(n), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    os.replace(tmp, path)

@@ -1,0 +1,251 @@
+"""The job queue: submit, order, cancel, move, and watch jobs over the store and the event hub.
+
+All methods run in the daemon's event loop; the worker takes jobs from here and records what the
+executor reports through `record`. Every event is stored before any watcher sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError, UnavailableError
+from framerelay.jobs.events import Cancelled, ErrorInfo, JobEvent, Payload, Queued, Started
+from framerelay.jobs.hub import EventHub
+from framerelay.jobs.job import Job, JobState
+from framerelay.jobs.spec import JobSpec, plan_outputs
+from framerelay.jobs.store import JobStore
+from framerelay.progress import CancelToken
+
+log = logging.getLogger(__name__)
+
+PAGE = 500  # events read from the store at a time when a watcher catches up
+
+
+class CancelOutcome(enum.Enum):
+    dequeued = "dequeued"
+    interrupt_requested = "interrupt_requested"
+    already_ended = "already_ended"
+
+
+class JobQueue:
+    def __init__(self, store: JobStore, output_root: Path, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.output_root = output_root
+        self._clock = clock
+        self._hub = EventHub()
+        self._wakeup = asyncio.Event()
+        self._tokens: dict[str, CancelToken] = {}
+        self._closed = False
+
+    # --- clients ---
+
+    def submit(self, spec: JobSpec) -> Job:
+        spec.validate()
+        if spec.request_id:
+            existing = self.store.by_request_id(spec.request_id)
+            if existing is not None:
+                return existing
+        job_id = uuid.uuid4().hex
+        bounds = self.store.rank_bounds()
+        job = Job(
+            id=job_id,
+            spec=spec,
+            outputs=tuple(str(p) for p in plan_outputs(spec, job_id, self.output_root)),
+            created_at=self._clock(),
+            rank=bounds[1] + 1 if bounds else 1.0,
+        )
+        position = self.store.queue_length() + 1
+        job, event = self.store.add(job, Queued(position, "submitted"), self._clock())
+        self._hub.publish(event)
+        self._wakeup.set()
+        log.info("job %s queued at %d: %s", job_id, position, spec.source.name)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}.")
+        return job
+
+    def position(self, job: Job) -> int:
+        """1-based place in the queue; 0 when the job is not queued."""
+        if job.state is not JobState.queued:
+            return 0
+        return self.store.jobs_ahead(job) + 1
+
+    def positions(self) -> dict[str, int]:
+        return {job_id: n for n, job_id in enumerate(self.store.queued_ids(), start=1)}
+
+    def list(self, states: Iterable[JobState] = (), limit: int = 0) -> tuple[list[Job], int]:
+        """Jobs and the daemon-wide cursor of the same moment."""
+        return self.store.list_jobs(states, limit), self.store.last_cursor()
+
+    def cancel(self, job_id: str) -> tuple[Job, CancelOutcome]:
+        job = self.get(job_id)
+        if job.state is JobState.queued:
+            error = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled before it ran.")
+            job = self.record(job_id, Cancelled("dequeued", error))
+            log.info("job %s cancelled while queued", job_id)
+            return job, CancelOutcome.dequeued
+        if job.state is JobState.running:
+            token = self._tokens.get(job_id)
+            if token is not None:
+                token.cancel()
+            job = replace(job, cancel_requested=True)
+            self.store.save(job)
+            log.info("job %s asked to stop", job_id)
+            return job, CancelOutcome.interrupt_requested
+        return job, CancelOutcome.already_ended
+
+    def move(self, job_id: str, position: int) -> tuple[Job, list[str]]:
+        if position < 1:
+            raise InvalidSpecError(f"queue positions start at 1, got {position}.", "1 runs next.")
+        job = self.get(job_id)
+        if job.state is not JobState.queued:
+            raise InvalidSpecError(
+                f"job {job_id} is {job.state.value}; only queued jobs move.",
+                "List the queue with `framerelay jobs`.",
+            )
+        order = [j for j in self.store.queued() if j.id != job_id]
+        order.insert(min(position - 1, len(order)), job)
+        self.store.save_all(replace(j, rank=float(n)) for n, j in enumerate(order, start=1))
+        new_position = order.index(job) + 1
+        job = self.record(job_id, Queued(new_position, "moved"))
+        return job, [j.id for j in order]
+
+    # --- the worker ---
+
+    def recover(self) -> list[Job]:
+        """Puts jobs that were running when the daemon stopped back at the front of the queue."""
+        recovered = []
+        for job in reversed(self.store.with_state(JobState.running)):
+            bounds = self.store.rank_bounds()
+            self.store.save(replace(job, rank=bounds[0] - 1 if bounds else 1.0))
+            recovered.append(self.record(job.id, Queued(1, "recovered")))
+            log.warning("job %s was interrupted by a restart; it runs again", job.id)
+        return recovered
+
+    async def next_job(self, timeout: float | None = None) -> Job | None:
+        """The job at the head of the queue, waiting for one up to `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            job = self.store.first_queued()
+            if job is not None:
+                return job
+            self._wakeup.clear()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                return None
+        return None
+
+    def close(self) -> None:
+        """Interrupts the running job and makes `next_job` return None from now on."""
+        self._closed = True
+        for token in self._tokens.values():
+            token.cancel()
+        self._wakeup.set()
+        self._hub.close()
+
+    def start(self, job: Job) -> tuple[Job, CancelToken]:
+        token = CancelToken()
+        self._tokens[job.id] = token
+        return self.record(job.id, Started(job.attempt + 1)), token
+
+    def record(self, job_id: str, payload: Payload) -> Job:
+        job, event = self.store.append(job_id, payload, self._clock())
+        if event.terminal:
+            self._tokens.pop(job_id, None)
+        self._hub.publish(event)
+        return job
+
+    def running_job_id(self) -> str | None:
+        return next(iter(self._tokens), None)
+
+    # --- watchers ---
+
+    async def watch(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobEvent]:
+        """The job's events after `after_seq`, live; ends after the terminal event."""
+        self.get(job_id)
+        with self._hub.subscribe(job_id) as live:
+            last = after_seq
+            while True:  # catch up from the store; events stored meanwhile also reach `live`
+                page = self.store.events(job_id, last, PAGE)
+                for event in page:
+                    yield event
+                    last = event.seq
+                    if event.terminal:
+                        return
+                if len(page) < PAGE:
+                    break
+            if self.get(job_id).last_seq <= last and self.get(job_id).state.ended:
+                return
+            while True:
+                event = await live.get()
+                if event is None:
+                    raise stopping()
+                if event.seq <= last:
+                    continue
+                yield event
+                last = event.seq
+                if event.terminal:
+                    return
+
+    async def poll(
+        self, job_id: str, after_seq: int, wait_seconds: float, max_events: int = 0
+    ) -> tuple[list[JobEvent], bool]:
+        """Events after `after_seq`, waiting up to `wait_seconds` for the first; and whether the
+        job has ended with nothing left to read after them."""
+        job = self.get(job_id)
+        events = self.store.events(job_id, after_seq, max_events)
+        if not events and wait_seconds > 0 and not job.state.ended:
+            with self._hub.subscribe(job_id) as live:
+                events = self.store.events(job_id, after_seq, max_events)
+                if not events:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(live.get(), wait_seconds)
+                    events = self.store.events(job_id, after_seq, max_events)
+            job = self.get(job_id)
+        last = events[-1].seq if events else after_seq
+        return events, job.state.ended and last >= job.last_seq
+
+    async def watch_all(self, after_cursor: int | None = None) -> AsyncIterator[JobEvent]:
+        """Every job's events after `after_cursor` (None: from now on); never ends by itself."""
+        with self._hub.subscribe(None) as live:
+            last = self.store.last_cursor() if after_cursor is None else after_cursor
+            while True:
+                page = self.store.events_since(last, PAGE)
+                for event in page:
+                    yield event
+                    last = event.cursor
+                if len(page) < PAGE:
+                    break
+            while True:
+                event = await live.get()
+                if event is None:
+                    raise stopping()
+                if event.cursor > last:
+                    yield event
+                    last = event.cursor
+
+    @property
+    def watcher_count(self) -> int:
+        return self._hub.watcher_count
+
+
+def stopping() -> UnavailableError:
+    return UnavailableError(
+        "the daemon is stopping.",
+        "Reconnect once it runs again and resume after the last seq (or cursor) you saw.",
+    )

@@ -1,0 +1,229 @@
+"""What one job asks for: `JobSpec`, its validation, its JSON form and where its outputs go."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from framerelay.engine.params import PRESET_NAMES, EngineParams, MatchingParams
+from framerelay.engine.request import OUTPUT_FORMATS
+from framerelay.errors import EditUnreadableError, InvalidSpecError, SourceUnreadableError
+
+DEFAULT_OUTPUT_FORMAT = "mov"
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Frames [in_frame, out_frame) of the source file."""
+
+    in_frame: int
+    out_frame: int
+
+    @property
+    def count(self) -> int:
+        return self.out_frame - self.in_frame
+
+
+@dataclass(frozen=True)
+class ParamOverrides:
+    """Engine parameters the job sets; None takes the engine's default."""
+
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    window: int | None = None
+    seed: int | None = None
+    min_guidance: float | None = None
+    max_guidance: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    attention_matching: bool | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    source: Path
+    edited_frames: tuple[Path, ...]
+    frame_range: FrameRange | None = None
+    source_fps: Fraction | None = None
+    mask: Path | None = None
+    preset: str = "auto"
+    params: ParamOverrides = field(default_factory=ParamOverrides)
+    output_format: str = DEFAULT_OUTPUT_FORMAT
+    output_folder: Path | None = None
+    host_context: dict[str, str] = field(default_factory=dict)
+    model: str = ""  # empty: the daemon's default model
+    label: str = ""
+    request_id: str = ""
+
+    @property
+    def start_seconds(self) -> float | None:
+        if self.frame_range is None or self.source_fps is None:
+            return None
+        return float(self.frame_range.in_frame / self.source_fps)
+
+    @property
+    def end_seconds(self) -> float | None:
+        if self.frame_range is None or self.source_fps is None:
+            return None
+        return float(self.frame_range.out_frame / self.source_fps)
+
+    def engine_params(self) -> EngineParams:
+        p = self.params
+        matching = MatchingParams(
+            preset=self.preset,
+            beta1=p.beta1,
+            beta2=p.beta2,
+            enabled=True if p.attention_matching is None else p.attention_matching,
+        )
+        return EngineParams(matching=matching).with_overrides(
+            height=p.height,
+            width=p.width,
+            steps=p.steps,
+            window=p.window,
+            seed=p.seed,
+            min_guidance=p.min_guidance,
+            max_guidance=p.max_guidance,
+        )
+
+    def validate(self) -> JobSpec:
+        """Checks everything that can be checked without decoding media; raises catalogue errors."""
+        check_source(self.source)
+        if not self.edited_frames:
+            raise InvalidSpecError(
+                "the job has no edited frame.", "Pass at least one edited frame."
+            )
+        for edited in self.edited_frames:
+            check_readable_file(edited, "edited frame")
+        if self.mask is not None:
+            check_readable_file(self.mask, "mask")
+        check_range(self.frame_range, self.source_fps)
+        if self.preset not in PRESET_NAMES:
+            raise InvalidSpecError(
+                f"unknown preset {self.preset!r}.", f"Choose one of {', '.join(PRESET_NAMES)}."
+            )
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InvalidSpecError(
+                f"unknown output format {self.output_format!r}.",
+                f"Choose one of {', '.join(OUTPUT_FORMATS)}.",
+            )
+        check_output_folder(self.output_folder)
+        self.engine_params().validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "edited_frames": [str(p) for p in self.edited_frames],
+            "frame_range": asdict(self.frame_range) if self.frame_range else None,
+            "source_fps": fraction_to_list(self.source_fps),
+            "mask": str(self.mask) if self.mask else None,
+            "preset": self.preset,
+            "params": {k: v for k, v in asdict(self.params).items() if v is not None},
+            "output_format": self.output_format,
+            "output_folder": str(self.output_folder) if self.output_folder else None,
+            "host_context": dict(self.host_context),
+            "model": self.model,
+            "label": self.label,
+            "request_id": self.request_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        frame_range = data.get("frame_range")
+        known_params = {f.name for f in fields(ParamOverrides)}
+        return cls(
+            source=Path(data["source"]),
+            edited_frames=tuple(Path(p) for p in data["edited_frames"]),
+            frame_range=FrameRange(**frame_range) if frame_range else None,
+            source_fps=fraction_from_list(data.get("source_fps")),
+            mask=Path(data["mask"]) if data.get("mask") else None,
+            preset=data.get("preset", "auto"),
+            params=ParamOverrides(
+                **{k: v for k, v in data.get("params", {}).items() if k in known_params}
+            ),
+            output_format=data.get("output_format", DEFAULT_OUTPUT_FORMAT),
+            output_folder=Path(data["output_folder"]) if data.get("output_folder") else None,
+            host_context=dict(data.get("host_context", {})),
+            model=data.get("model", ""),
+            label=data.get("label", ""),
+            request_id=data.get("request_id", ""),
+        )
+
+
+def check_absolute(path: Path, what: str) -> None:
+    if not str(path) or str(path) == ".":
+        raise InvalidSpecError(f"the {what} path is empty.")
+    if not path.is_absolute():
+        raise InvalidSpecError(
+            f"the {what} path must be absolute, got {str(path)!r}.",
+            "Send absolute paths: the daemon does not share the client's working directory.",
+        )
+
+
+def check_source(path: Path) -> None:
+    check_absolute(path, "source")
+    if not path.is_file():
+        raise SourceUnreadableError(
+            f"the source {str(path)!r} does not exist or is not a file.",
+            "Check the path; network drives must be mounted for the daemon's user too.",
+        )
+
+
+def check_readable_file(path: Path, what: str) -> None:
+    check_absolute(path, what)
+    if not path.is_file():
+        raise EditUnreadableError(f"the {what} {str(path)!r} does not exist or is not a file.")
+
+
+def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:
+    if fps is not None and fps <= 0:
+        raise InvalidSpecError(f"the source fps must be positive, got {fps}.")
+    if frame_range is None:
+        return
+    if fps is None:
+        raise InvalidSpecError(
+            "a frame range needs the source fps.", "Send source_fps, e.g. 24000/1001."
+        )
+    if frame_range.in_frame < 0 or frame_range.count < 2:
+        raise InvalidSpecError(
+            f"the frame range must hold at least two frames, got "
+            f"[{frame_range.in_frame}, {frame_range.out_frame}).",
+            "out_frame is exclusive: [10, 58) is 48 frames starting at frame 10.",
+        )
+
+
+def check_output_folder(folder: Path | None) -> None:
+    if folder is None:
+        return
+    check_absolute(folder, "output folder")
+    if folder.exists() and not folder.is_dir():
+        raise InvalidSpecError(f"the output folder {str(folder)!r} is a file.")
+
+
+def fraction_to_list(value: Fraction | None) -> list[int] | None:
+    return None if value is None else [value.numerator, value.denominator]
+
+
+def fraction_from_list(value: list[int] | None) -> Fraction | None:
+    return None if value is None else Fraction(value[0], value[1])
+
+
+def plan_outputs(spec: JobSpec, job_id: str, default_root: Path) -> tuple[Path, ...]:
+    """One output per edited frame: `<folder>/<source stem>_<job id[:8]>[_<n>].<ext>`.
+
+    PNG outputs are folders of numbered frames, named without any dot (a dot would read as an
+    extension).
+    """
+    folder = spec.output_folder or default_root / job_id
+    stem = f"{spec.source.stem}_{job_id[:8]}"
+    names = (
+        [stem]
+        if len(spec.edited_frames) == 1
+        else [f"{stem}_{n}" for n in range(1, len(spec.edited_frames) + 1)]
+    )
+    if spec.output_format == "png":
+        return tuple(folder / name.replace(".", "_") for name in names)
+    return tuple(folder / f"{name}.{spec.output_format}" for name in names)

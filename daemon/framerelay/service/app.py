@@ -1,0 +1,202 @@
+"""The composition root: store, queue, worker, gRPC server, HTTP facade and discovery file.
+
+`Daemon` runs inside an event loop (`framerelay serve` uses `asyncio.run`); `DaemonThread` runs one
+in a background thread for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import grpc.aio
+
+from framerelay import __version__
+from framerelay.cache import ArtifactCache
+from framerelay.errors import InvalidSpecError
+from framerelay.jobs.executor import Executor
+from framerelay.jobs.queue import JobQueue
+from framerelay.jobs.store import JobStore
+from framerelay.jobs.worker import Worker
+from framerelay.proto.v1 import daemon_pb2_grpc
+from framerelay.service.api import DaemonApi
+from framerelay.service.auth import TokenInterceptor
+from framerelay.service.cache import ArtifactCacheStore, CacheStore
+from framerelay.service.config import DaemonConfig, is_loopback
+from framerelay.service.discovery import (
+    Discovery,
+    discovery_path,
+    new_token,
+    remove_discovery,
+    url_host,
+    write_discovery,
+)
+from framerelay.service.http_facade import HttpFacade
+from framerelay.service.instance import InstanceLock
+from framerelay.service.servicer import DaemonServicer
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        executor: Executor,
+        cache: CacheStore | None = None,
+        token: str | None = None,
+    ):
+        self.config = config.validate()
+        self.executor = executor
+        self.cache = cache or ArtifactCacheStore(ArtifactCache(config.cache_dir))
+        self.token = token or new_token()
+        self.discovery: Discovery | None = None
+        self._lock = InstanceLock(config.data_dir)
+        self._store: JobStore | None = None
+        self._server: grpc.aio.Server | None = None
+        self._http: HttpFacade | None = None
+        self._worker: Worker | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def queue(self) -> JobQueue:
+        assert self._worker is not None, "the daemon is not started"
+        return self._worker.queue
+
+    async def start(self) -> Discovery:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> Discovery:
+        config = self.config
+        self._lock.acquire()
+        for folder in (config.data_dir, config.outputs_dir, config.work_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._store = JobStore(config.database)
+        queue = JobQueue(self._store, config.outputs_dir)
+        api = DaemonApi(queue, self.executor, self.cache)
+        self._server = grpc.aio.server(
+            interceptors=[TokenInterceptor(self.token)],
+            options=[("grpc.so_reuseport", 0)],  # a taken port is an error, not a shared one
+        )
+        daemon_pb2_grpc.add_DaemonServicer_to_server(DaemonServicer(api), self._server)
+        grpc_port = self._listen_grpc()
+        await self._server.start()
+        self._http = self._listen_http(api)
+        self._http.start()
+        self._worker = Worker(
+            queue,
+            self.executor,
+            config.work_dir,
+            idle_unload_s=config.idle_unload_s,
+            progress_interval_s=config.progress_interval_s,
+        )
+        self._worker_task = asyncio.create_task(self._worker.run(), name="worker")
+        self.discovery = Discovery(
+            config.host, grpc_port, self._http.port, self.token, os.getpid(), __version__
+        )
+        write_discovery(discovery_path(config.config_dir), self.discovery)
+        if not is_loopback(config.host):
+            log.warning("listening on %s, beyond this machine (--allow-remote)", config.host)
+        log.info(
+            "framerelay %s: gRPC %s, HTTP %s, discovery file %s",
+            __version__,
+            self.discovery.grpc_target,
+            self.discovery.http_url,
+            discovery_path(config.config_dir),
+        )
+        return self.discovery
+
+    def _listen_grpc(self) -> int:
+        assert self._server is not None
+        address = f"{url_host(self.config.host)}:{self.config.port}"
+        try:
+            return self._server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise InvalidSpecError(
+                f"cannot listen on {address}: {error}.", "Choose another --port, or 0 for any."
+            ) from error
+
+    def _listen_http(self, api: DaemonApi) -> HttpFacade:
+        loop = asyncio.get_running_loop()
+        try:
+            return HttpFacade(api, self.token, loop, self.config.host, self.config.http_port)
+        except OSError as error:
+            raise InvalidSpecError(
+                f"cannot listen on {self.config.host}:{self.config.http_port} for HTTP: {error}.",
+                "Choose another --http-port, or 0 for any.",
+            ) from error
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops serving; a running job is interrupted and runs again at the next start."""
+        if self._worker is not None:
+            self._worker.stop()
+        if self._http is not None:
+            self._http.stop()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._worker_task is not None:
+            try:
+                await asyncio.wait_for(self._worker_task, grace)
+            except TimeoutError:
+                log.warning("the running job did not stop within %.0f s; leaving it", grace)
+        if self._store is not None:
+            self._store.close()
+        if self.discovery is not None:
+            remove_discovery(discovery_path(self.config.config_dir), self.discovery.pid)
+        self._lock.release()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+class DaemonThread:
+    """A daemon serving from a background thread with its own event loop."""
+
+    def __init__(self, config: DaemonConfig, executor: Executor, cache: CacheStore | None = None):
+        self.daemon = Daemon(config, executor, cache)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="daemon", daemon=True)
+        self._started: Future[Discovery] = Future()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self._started.set_result(self.loop.run_until_complete(self.daemon.start()))
+        except BaseException as error:
+            self._started.set_exception(error)
+            self.loop.close()
+            return
+        self.loop.run_until_complete(self.daemon.wait_stopped())
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def __enter__(self) -> DaemonThread:
+        self._thread.start()
+        self._started.result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.daemon.stop(grace=2.0), self.loop).result(30)
+            self._thread.join(30)
+
+    def call(self, coroutine: Any) -> Any:
+        """Runs a coroutine in the daemon's loop and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
+
+    @property
+    def discovery(self) -> Discovery:
+        return self._started.result()

@@ -1,0 +1,237 @@
+"""Domain objects to protobuf messages and back: one function per direction."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from framerelay.errors import InvalidSpecError
+from framerelay.jobs import events
+from framerelay.jobs.events import ErrorInfo, JobEvent
+from framerelay.jobs.executor import ExecutorStatus
+from framerelay.jobs.job import Job, JobState
+from framerelay.jobs.spec import DEFAULT_OUTPUT_FORMAT, FrameRange, JobSpec, ParamOverrides
+from framerelay.proto.v1 import (
+    daemon_pb2,
+    errors_pb2,
+    events_pb2,
+    jobs_pb2,
+    specs_pb2,
+)
+from framerelay.service.errors import code_to_proto
+
+PRESETS = {
+    specs_pb2.PRESET_UNSPECIFIED: "auto",
+    specs_pb2.PRESET_AUTO: "auto",
+    specs_pb2.PRESET_LOCAL: "local",
+    specs_pb2.PRESET_STYLE: "style",
+    specs_pb2.PRESET_SHAPE: "shape",
+}
+OUTPUT_FORMATS = {
+    specs_pb2.OUTPUT_FORMAT_UNSPECIFIED: DEFAULT_OUTPUT_FORMAT,
+    specs_pb2.OUTPUT_FORMAT_MP4: "mp4",
+    specs_pb2.OUTPUT_FORMAT_MOV: "mov",
+    specs_pb2.OUTPUT_FORMAT_PNG: "png",
+}
+PARAM_FIELDS = (
+    "height",
+    "width",
+    "steps",
+    "window",
+    "seed",
+    "min_guidance",
+    "max_guidance",
+    "beta1",
+    "beta2",
+    "attention_matching",
+)
+CANCEL_REASONS = {
+    "dequeued": events_pb2.CANCEL_REASON_DEQUEUED,
+    "interrupted": events_pb2.CANCEL_REASON_INTERRUPTED,
+}
+QUEUED_REASONS = {
+    "submitted": events_pb2.QUEUED_REASON_SUBMITTED,
+    "moved": events_pb2.QUEUED_REASON_MOVED,
+    "recovered": events_pb2.QUEUED_REASON_RECOVERED,
+}
+
+
+def state_to_proto(state: JobState) -> int:
+    return jobs_pb2.JobState.Value(f"JOB_STATE_{state.value.upper()}")
+
+
+def state_from_proto(value: int) -> JobState:
+    if value == jobs_pb2.JOB_STATE_UNSPECIFIED:
+        raise InvalidSpecError("JOB_STATE_UNSPECIFIED is not a state to filter by.")
+    return JobState(jobs_pb2.JobState.Name(value).removeprefix("JOB_STATE_").lower())
+
+
+def fps_from_proto(message: specs_pb2.Rational) -> Fraction:
+    if message.den <= 0 or message.num <= 0:
+        raise InvalidSpecError(
+            f"the source fps must be a positive fraction, got {message.num}/{message.den}.",
+            "Send the host's frame rate, e.g. 24000/1001 for 23.976.",
+        )
+    return Fraction(message.num, message.den)
+
+
+def fps_to_proto(fps: Fraction) -> specs_pb2.Rational:
+    return specs_pb2.Rational(num=fps.numerator, den=fps.denominator)
+
+
+def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
+    if message.params.preset not in PRESETS:
+        raise InvalidSpecError(f"unknown preset value {message.params.preset}.")
+    if message.output.format not in OUTPUT_FORMATS:
+        raise InvalidSpecError(f"unknown output format value {message.output.format}.")
+    params = message.params
+    overrides = {name: getattr(params, name) for name in PARAM_FIELDS if params.HasField(name)}
+    frame_range = None
+    if message.HasField("frame_range"):
+        frame_range = FrameRange(message.frame_range.in_frame, message.frame_range.out_frame)
+    return JobSpec(
+        source=Path(message.source_path),
+        edited_frames=tuple(Path(p) for p in message.edited_frame_paths),
+        frame_range=frame_range,
+        source_fps=fps_from_proto(message.source_fps) if message.HasField("source_fps") else None,
+        mask=Path(message.mask_path) if message.mask_path else None,
+        preset=PRESETS[params.preset],
+        params=ParamOverrides(**overrides),
+        output_format=OUTPUT_FORMATS[message.output.format],
+        output_folder=Path(message.output.folder) if message.output.folder else None,
+        host_context=dict(message.host_context),
+        model=message.model,
+        label=message.label,
+        request_id=message.request_id,
+    )
+
+
+def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
+    params = specs_pb2.EditParams(preset=specs_pb2.Preset.Value(f"PRESET_{spec.preset.upper()}"))
+    for name in PARAM_FIELDS:
+        value = getattr(spec.params, name)
+        if value is not None:
+            setattr(params, name, value)
+    message = specs_pb2.JobSpec(
+        request_id=spec.request_id,
+        label=spec.label,
+        source_path=str(spec.source),
+        edited_frame_paths=[str(p) for p in spec.edited_frames],
+        mask_path=str(spec.mask) if spec.mask else "",
+        params=params,
+        output=specs_pb2.OutputSpec(
+            format=specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{spec.output_format.upper()}"),
+            folder=str(spec.output_folder) if spec.output_folder else "",
+        ),
+        host_context=spec.host_context,
+        model=spec.model,
+    )
+    if spec.frame_range is not None:
+        message.frame_range.in_frame = spec.frame_range.in_frame
+        message.frame_range.out_frame = spec.frame_range.out_frame
+    if spec.source_fps is not None:
+        message.source_fps.CopyFrom(fps_to_proto(spec.source_fps))
+    return message
+
+
+def error_info_to_proto(error: ErrorInfo) -> errors_pb2.ErrorInfo:
+    return errors_pb2.ErrorInfo(
+        code=code_to_proto(error.code), message=error.message, hint=error.hint
+    )
+
+
+def progress_to_proto(progress: events.ProgressUpdate) -> events_pb2.Progress:
+    message = events_pb2.Progress(
+        phase=progress.phase,
+        clip=progress.clip,
+        clips=progress.clips,
+        step=progress.step,
+        total=progress.total,
+        message=progress.message,
+    )
+    if progress.eta_seconds is not None:
+        message.eta_seconds = progress.eta_seconds
+    return message
+
+
+def finished_to_proto(result: events.Finished) -> events_pb2.Finished:
+    return events_pb2.Finished(
+        output_paths=list(result.outputs),
+        frame_count=result.frame_count,
+        fps=fps_to_proto(result.fps),
+        width=result.width,
+        height=result.height,
+    )
+
+
+def event_to_proto(event: JobEvent) -> events_pb2.JobEvent:
+    message = events_pb2.JobEvent(job_id=event.job_id, seq=event.seq, cursor=event.cursor)
+    message.time.FromNanoseconds(int(event.time * 1e9))
+    match event.payload:
+        case events.Queued(position=position, reason=reason):
+            message.queued.position = position
+            message.queued.reason = QUEUED_REASONS[reason]
+        case events.Started(attempt=attempt):
+            message.started.attempt = attempt
+        case events.ProgressUpdate() as progress:
+            message.progress.CopyFrom(progress_to_proto(progress))
+        case events.Preview(png=png, width=width, height=height, phase=phase):
+            message.preview.CopyFrom(
+                events_pb2.Preview(png=png, width=width, height=height, phase=phase)
+            )
+        case events.Finished() as result:
+            message.finished.CopyFrom(finished_to_proto(result))
+        case events.Failed(error=error):
+            message.failed.error.CopyFrom(error_info_to_proto(error))
+        case events.Cancelled(reason=reason, error=error, phase=phase):
+            message.cancelled.reason = CANCEL_REASONS[reason]
+            message.cancelled.phase = phase
+            message.cancelled.error.CopyFrom(error_info_to_proto(error))
+    return message
+
+
+def job_to_proto(job: Job, position: int) -> jobs_pb2.Job:
+    message = jobs_pb2.Job(
+        id=job.id,
+        spec=spec_to_proto(job.spec),
+        state=state_to_proto(job.state),
+        position=position,
+        attempt=job.attempt,
+        last_seq=job.last_seq,
+        cancel_requested=job.cancel_requested,
+        output_paths=list(job.outputs),
+    )
+    message.created_at.FromNanoseconds(int(job.created_at * 1e9))
+    if job.started_at is not None:
+        message.started_at.FromNanoseconds(int(job.started_at * 1e9))
+    if job.ended_at is not None:
+        message.ended_at.FromNanoseconds(int(job.ended_at * 1e9))
+    if job.progress is not None:
+        message.progress.CopyFrom(progress_to_proto(job.progress))
+    if job.result is not None:
+        message.result.CopyFrom(finished_to_proto(job.result))
+    if job.error is not None:
+        message.error.CopyFrom(error_info_to_proto(job.error))
+    return message
+
+
+def status_to_proto(
+    executor: ExecutorStatus,
+    version: str,
+    queue_length: int,
+    running_job_id: str | None,
+    uptime_seconds: float,
+    pid: int,
+) -> daemon_pb2.GetStatusResponse:
+    return daemon_pb2.GetStatusResponse(
+        version=version,
+        device=executor.device,
+        model_loaded=executor.model_loaded,
+        model=executor.model,
+        vram_used_bytes=executor.vram_used_bytes,
+        vram_total_bytes=executor.vram_total_bytes,
+        queue_length=queue_length,
+        running_job_id=running_job_id or "",
+        uptime_seconds=uptime_seconds,
+        pid=pid,
+    )

@@ -1,0 +1,241 @@
+"""A loopback HTTP/JSON facade over the same API and token, for clients with only the stdlib.
+
+Every RPC is `POST /v1/<Method>` with the request message as proto3 JSON in the body (`{}` for an
+empty one) and `Authorization: Bearer <token>`:
+
+* unary methods answer 200 with the response message as JSON;
+* streaming methods (WatchJob, WatchQueue) answer 200 with a chunked stream of newline-delimited
+  JSON response messages; blank lines are keep-alives. WatchJob ends after the terminal event;
+* errors answer the catalogue's HTTP status with `{"error": ErrorInfo}`; malformed JSON is 400.
+
+Requests run in the server's threads and are handed to the daemon's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import socket
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import Future
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from framerelay.errors import CATALOG, FramerelayError, InvalidSpecError, NotFoundError
+from framerelay.service.api import DaemonApi, Method, methods
+from framerelay.service.auth import check_token
+from framerelay.service.errors import error_to_proto, public_error
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v1/"
+MAX_BODY = 1024 * 1024
+KEEPALIVE_SECONDS = 15.0
+_END = object()
+
+
+def to_json(message: Message) -> str:
+    return json_format.MessageToJson(message, indent=None, ensure_ascii=False)
+
+
+def error_body(error: FramerelayError) -> bytes:
+    return json.dumps({"error": json.loads(to_json(error_to_proto(error)))}).encode()
+
+
+class FacadeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], facade: HttpFacade):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, FacadeHandler)
+        self.facade = facade
+
+
+class HttpFacade:
+    def __init__(
+        self, api: DaemonApi, token: str, loop: asyncio.AbstractEventLoop, host: str, port: int
+    ):
+        self.api = api
+        self.token = token
+        self.loop = loop
+        self.methods = methods()
+        self._server = FacadeServer((host, port), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="http-facade", daemon=True
+        )
+        self._streams: set[queue.Queue[Any]] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            for inbox in self._streams:
+                inbox.put(_END)
+
+    def call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def open_stream(self, stream: AsyncIterator[Message]) -> tuple[queue.Queue[Any], Future[Any]]:
+        """Pumps `stream` from the event loop into a queue this thread reads."""
+        inbox: queue.Queue[Any] = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for message in stream:
+                    inbox.put(message)
+            except Exception as error:
+                inbox.put(public_error(error, "stream"))
+            finally:
+                inbox.put(_END)
+
+        with self._lock:
+            self._streams.add(inbox)
+        return inbox, asyncio.run_coroutine_threadsafe(pump(), self.loop)
+
+    def close_stream(self, inbox: queue.Queue[Any], pump: Future[Any]) -> None:
+        pump.cancel()
+        with self._lock:
+            self._streams.discard(inbox)
+
+
+class FacadeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FacadeServer
+    server_version = "framerelay"
+
+    def log_message(
+        self, format: str, *args: Any
+    ) -> None:  # never the headers: they hold the token
+        log.debug("http %s - %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self.send_error_json(
+            InvalidSpecError(
+                f"{self.command} is not supported.", "Send POST /v1/<Method> with a JSON body."
+            ),
+            405,
+        )
+
+    do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def do_POST(self) -> None:
+        facade = self.server.facade
+        try:
+            body = self.read_body()
+            check_token(self.headers.get("Authorization"), facade.token)
+            method = self.method()
+            request = self.parse(method, body)
+        except FramerelayError as error:
+            self.send_error_json(error)
+            return
+        if method.streaming:
+            self.stream(method, request)
+        else:
+            self.unary(method, request)
+
+    def read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise InvalidSpecError("the Content-Length header is not a number.") from None
+        if length > MAX_BODY:
+            self.close_connection = True
+            raise InvalidSpecError(f"the request body is {length} bytes; the limit is {MAX_BODY}.")
+        return self.rfile.read(length)
+
+    def method(self) -> Method:
+        name = self.path.split("?", 1)[0].removeprefix(PREFIX)
+        method = self.server.facade.methods.get(name) if self.path.startswith(PREFIX) else None
+        if method is None:
+            raise NotFoundError(
+                f"no method at {self.path}.",
+                f"POST to /v1/<Method>, one of {', '.join(self.server.facade.methods)}.",
+            )
+        return method
+
+    def parse(self, method: Method, body: bytes) -> Message:
+        request = method.request_type()
+        try:
+            json_format.Parse(body.decode("utf-8") if body.strip() else "{}", request)
+        except (json_format.ParseError, UnicodeDecodeError) as error:
+            raise InvalidSpecError(
+                f"malformed {method.name}Request JSON: {error}",
+                "Send the request message in proto3 JSON, e.g. "
+                '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
+            ) from None
+        return request
+
+    def unary(self, method: Method, request: Message) -> None:
+        facade = self.server.facade
+        try:
+            response = facade.call(getattr(facade.api, method.handler)(request))
+        except Exception as error:
+            self.send_error_json(public_error(error, method.name))
+            return
+        self.send_json(200, to_json(response).encode())
+
+    def stream(self, method: Method, request: Message) -> None:
+        facade = self.server.facade
+        try:
+            stream = facade.call(getattr(facade.api, method.handler)(request))
+        except Exception as error:
+            self.send_error_json(public_error(error, method.name))
+            return
+        inbox, pump = facade.open_stream(stream)
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.relay(inbox)
+            self.write_chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("http %s: the client left the stream", method.name)
+        finally:
+            facade.close_stream(inbox, pump)
+
+    def relay(self, inbox: queue.Queue[Any]) -> None:
+        while True:
+            try:
+                item = inbox.get(timeout=KEEPALIVE_SECONDS)
+            except queue.Empty:
+                self.write_chunk(b"\n")
+                continue
+            if item is _END:
+                return
+            if isinstance(item, FramerelayError):
+                self.write_chunk(error_body(item) + b"\n")
+                return
+            self.write_chunk(to_json(item).encode() + b"\n")
+
+    def write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def send_json(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_json(self, error: FramerelayError, status: int | None = None) -> None:
+        self.send_json(status or CATALOG[error.code].http_status, error_body(error))

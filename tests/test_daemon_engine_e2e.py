@@ -1,0 +1,129 @@
+"""The tiny real engine (random SVD weights, CPU) through the daemon, end to end; and the
+executor's side of the engine seam."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import av
+import pytest
+
+from framerelay.engine.request import EditRequest, EditResult
+from framerelay.jobs.engine_executor import EngineExecutor
+from framerelay.jobs.fake_executor import write_test_video
+from framerelay.progress import Progress
+from framerelay.proto.v1 import specs_pb2
+from tests.daemon_harness import clip_spec, kinds, make_media, running_daemon, wait_for
+
+
+@pytest.mark.slow
+def test_the_tiny_real_engine_runs_a_job_through_the_daemon(tmp_path, tiny_model_dir):
+    source, edited = make_media(tmp_path / "media", frames=8)
+    spec = clip_spec(
+        source,
+        edited,
+        frames=4,
+        params=specs_pb2.EditParams(height=64, width=64, steps=2, window=4),
+        output=specs_pb2.OutputSpec(format=specs_pb2.OUTPUT_FORMAT_MP4),
+    )
+    executor = EngineExecutor(default_model=str(tiny_model_dir), device="cpu", dtype="fp32")
+    with running_daemon(tmp_path, executor) as (_, client):
+        before = client.status()
+        job = client.submit(spec)
+        events = list(client.watch(job.id))
+        warm = client.status()
+
+    assert kinds(events)[-1] == "finished", events[-1]
+    phases = {e.progress.phase for e in events if e.WhichOneof("kind") == "progress"}
+    assert {"decode", "load", "invert", "edit", "encode"} <= phases
+    result = events[-1].finished
+    assert result.frame_count == 4 and (result.fps.num, result.fps.den) == (24, 1)
+    assert (result.width, result.height) == (64, 64)
+    assert Path(result.output_paths[0]) == Path(job.output_paths[0])
+    with av.open(result.output_paths[0]) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert stream.average_rate == Fraction(24)
+    assert len(frames) == 4 and frames[0].shape == (64, 64, 3)
+    assert not before.model_loaded and before.device == "cpu"
+    assert warm.model_loaded and warm.model == str(tiny_model_dir) and warm.device == "cpu"
+
+
+def test_a_job_longer_than_one_window_fails_with_a_hint(tmp_path, tiny_model_dir):
+    source, edited = make_media(tmp_path / "media", frames=8)
+    spec = clip_spec(
+        source, edited, frames=8, params=specs_pb2.EditParams(height=64, width=64, window=4)
+    )
+    executor = EngineExecutor(default_model=str(tiny_model_dir), device="cpu")
+    with running_daemon(tmp_path, executor) as (_, client):
+        job = client.submit(spec)
+        last = list(client.watch(job.id))[-1]
+    assert last.WhichOneof("kind") == "failed"
+    assert "window" in last.failed.error.message and last.failed.error.hint
+
+
+class CpuDevice:
+    type = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+class RecordingEngine(ModuleType):
+    """Stands in for framerelay.engine.run to check the executor's side of the seam."""
+
+    class Engine:
+        def __init__(self, model: str, device: str | None, dtype: str | None):
+            self.model, self.device, self.dtype, self.loaded = model, device, dtype, False
+            self.placement = SimpleNamespace(device=CpuDevice())
+            self.loads = 0
+
+        def matches(self, model: str, device: str | None, dtype: str | None) -> bool:
+            return (self.model, self.device, self.dtype) == (model, device, dtype)
+
+        def unload(self) -> None:
+            self.loaded = False
+
+    def __init__(self) -> None:
+        super().__init__("framerelay.engine.run")
+        self.calls: list[tuple[EditRequest, object]] = []
+
+    def run_edit(self, request, progress, cancel, engine=None) -> EditResult:
+        self.calls.append((request, engine))
+        progress(Progress("load", 0, 1))
+        if not engine.loaded:
+            engine.loaded, engine.loads = True, engine.loads + 1
+        progress(Progress("load", 1, 1))
+        for step in (1, 2):
+            cancel.raise_if_cancelled()
+            progress(Progress("edit", step, 2))
+        for output in request.outputs:
+            write_test_video(output, request.output_format, 3, Fraction(25), (64, 64))
+        return EditResult(request.outputs, 3, Fraction(25), (64, 64), "local")
+
+
+def test_the_engine_executor_keeps_one_engine_warm_and_unloads_it_when_idle(tmp_path, monkeypatch):
+    fake_engine = RecordingEngine()
+    source, edited = make_media(tmp_path / "media")
+    executor = EngineExecutor(default_model="hub/svd", device="cpu")
+    monkeypatch.setitem(sys.modules, "framerelay.engine.run", fake_engine)
+    with running_daemon(tmp_path, executor, idle_unload_s=0.5) as (_, client):
+        idle = client.status()
+        first = client.submit(clip_spec(source, edited, frames=3))
+        events = list(client.watch(first.id))
+        warm = client.status()
+        second = client.submit(clip_spec(source, edited, frames=3, model="other/svd"))
+        list(client.watch(second.id))
+        wait_for(lambda: not client.status().model_loaded, timeout=5)
+
+    assert (idle.model_loaded, idle.device) == (False, "cpu")
+    assert (warm.model_loaded, warm.model, warm.device) == (True, "hub/svd", "cpu")
+    assert kinds(events)[-1] == "finished" and events[-1].finished.frame_count == 3
+    (request, engine), (other_request, other_engine) = fake_engine.calls
+    assert request.model == "hub/svd" and request.device == "cpu" and request.overwrite
+    assert request.start == 0 and request.end == pytest.approx(3 / 24)
+    assert other_request.model == "other/svd" and other_engine is not engine
+    assert not engine.loaded and not other_engine.loaded
