@@ -281,3 +281,35 @@ def test_unconditional_condition_is_zero():
     uncond = condition.unconditional()
     assert uncond.image_embeddings.abs().sum() == 0 and uncond.image_latent.abs().sum() == 0
     assert torch.equal(uncond.added_time_ids, condition.added_time_ids)
+
+
+def test_skip_interval_prepends_the_anchor_keys_and_values():
+    module = _spatial_attention_module()
+    layer = A.SelfAttentionLayer("x.temporal_transformer_blocks.0.attn1", A.TEMPORAL, 0)
+    controller = A.AttentionController(
+        [layer], A.MatchingConfig(0.5, 0.8), A.SourceAttentionStore(0)
+    )
+    module.set_processor(A.MatchingProcessor(layer, controller))
+    seen = {}
+    controller.observer = lambda event, name, sigma, t: seen.setdefault(event, t)
+    generator = torch.Generator().manual_seed(4)
+    anchor = torch.randn(6, 5, 16, generator=generator)  # 6 rows (batch x tokens), 5 frames
+    current = torch.randn(6, 3, 16, generator=generator)  # the same rows, 3 frames
+    with torch.no_grad():
+        controller.kv_mode = "capture"
+        module(anchor)
+        k_anchor, v_anchor = controller.anchor_kv[layer.name]
+        assert k_anchor.shape == (6, 2, 5, 8)  # (rows, heads, frames, head dim)
+        controller.kv_mode = "prepend"
+        out = module(current)
+        q = module.to_q(current).view(6, 3, 2, 8).transpose(1, 2)
+        k = torch.cat([k_anchor, module.to_k(current).view(6, 3, 2, 8).transpose(1, 2)], dim=2)
+        v = torch.cat([v_anchor, module.to_v(current).view(6, 3, 2, 8).transpose(1, 2)], dim=2)
+        assert k.shape == (6, 2, 8, 8)  # queries from 3 frames attend to 5 + 3 keys
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        expected = module.to_out[0](expected.transpose(1, 2).reshape(6, 3, 16))
+    assert out.shape == current.shape
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert seen["anchor_used:off"].shape == (6, 2, 5, 16)  # K and V side by side
+    with pytest.raises(ValueError, match="anchor K/V batch"):
+        module(current[:3])

@@ -8,6 +8,7 @@ CLI and the daemon call.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
@@ -105,9 +106,7 @@ class _Edit:
 @dataclass
 class _Window:
     index: int
-    count: int
     frames: torch.Tensor  # (F, 3, H, W) in [-1, 1]
-    key: str
 
 
 # -- checks and preparation ---------------------------------------------------------------------
@@ -427,7 +426,7 @@ def run_edit(
             key = artifacts.window_key(
                 hash_frames(raw), params, request.model, engine.dtype_name, len(span), anchor_key
             )
-            window = _Window(index, len(windows), frames, key)
+            window = _Window(index, frames)
             entry = cache.get(key) if cache is not None else None
             hits += entry is not None
             controller.store = attention.SourceAttentionStore(
@@ -435,13 +434,21 @@ def run_edit(
             )
 
             adapters.reset()
+            checkpoints = artifacts.checkpoint_dir(cache, key) if cache else scratch / key
             if params.lora.steps > 0:
                 if entry is not None:
                     lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)
                 else:
-                    where = artifacts.checkpoint_dir(cache, key) if cache else scratch / key
                     lora_steps += _train_lora(
-                        pipe, window, params, anchor, controller, where, report, cancel, autocast
+                        pipe,
+                        window,
+                        params,
+                        anchor,
+                        controller,
+                        checkpoints,
+                        report,
+                        cancel,
+                        autocast,
                     )
 
             if entry is not None:
@@ -453,6 +460,7 @@ def run_edit(
                     if params.lora.steps > 0:
                         lora_file = lora.save_motion_lora(pipe.unet, scratch / f"{key}.safetensors")
                     artifacts.store_window(cache, key, inversion, lora_file)
+                    shutil.rmtree(checkpoints, ignore_errors=True)  # the entry supersedes them
 
             for edit in edits:
                 latents = _edit_window(
