@@ -392,19 +392,7 @@ def test_loading_a_foreign_or_mismatched_file_fails_clearly(tmp_path):
         load_motion_lora(make_unet(), foreign)
 
     path = save_motion_lora(trained_unet(tmp_path), tmp_path / "motion.safetensors")
-    wider = UNetSpatioTemporalConditionModel(
-        block_out_channels=(64, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=8,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        cross_attention_dim=32,
-        num_attention_heads=2,
-        projection_class_embeddings_input_dim=96,
-        addition_time_embed_dim=32,
-    )
+    wider = tiny_unet(channels=(64, 64))
     with pytest.raises(ValueError, match="does not fit"):
         load_motion_lora(wider, path)
 

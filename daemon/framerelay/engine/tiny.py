@@ -40,10 +40,12 @@ def svd_scheduler() -> EulerDiscreteScheduler:
     )
 
 
-def tiny_unet(heads: int = 2, num_frames: int = 14) -> UNetSpatioTemporalConditionModel:
+def tiny_unet(
+    heads: int = 2, num_frames: int = 14, channels: tuple[int, int] = (32, 64)
+) -> UNetSpatioTemporalConditionModel:
     torch.manual_seed(0)
     return UNetSpatioTemporalConditionModel(
-        block_out_channels=(32, 64),
+        block_out_channels=channels,
         layers_per_block=2,
         sample_size=32,
         in_channels=8,
