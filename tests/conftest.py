@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The tiny models are far too small for two threads to pay off, and torch's spinning OpenMP
+# threads slow every small op down many times when anything else wants the other core (the video
+# writer threads do). Set before torch is imported; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
