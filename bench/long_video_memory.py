@@ -24,7 +24,7 @@ import json, resource, sys, time
 from fractions import Fraction
 from pathlib import Path
 import torch
-torch.set_num_threads(2)
+torch.set_num_threads(int(sys.argv[5]))
 from framerelay.engine import run
 from framerelay.engine.params import EngineParams, MotionLoraParams
 from framerelay.engine.request import EditRequest
@@ -59,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--windows", type=int, nargs="+", default=[3, 9])
     parser.add_argument("--size", default="128x256", help="processing HEIGHTxWIDTH")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split("x"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "daemon")}
@@ -73,6 +74,7 @@ def main() -> None:
                     str(frames_for(windows)),
                     str(height),
                     str(width),
+                    str(args.threads),
                 ],
                 capture_output=True,
                 text=True,

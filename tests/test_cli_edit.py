@@ -201,3 +201,15 @@ def test_missing_model_fails_with_the_one_line_hint(tmp_path):
         "it is not in the local Hugging Face cache and cannot be downloaded now"
     )
     assert "hf auth login" in lines[1] and "--model" in lines[1]
+
+
+def test_edit_with_a_mask_over_two_windows(tmp_path, tiny_model_dir):
+    source = make_clip(tmp_path / "source.mp4", n=6, width=96, height=64)
+    edited = _edited_frame(tmp_path / "edited.png", 96, 64)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[16:32, 24:48] = 255
+    mask_path = write_image(tmp_path / "mask.png", mask)
+    output = tmp_path / "masked.mp4"
+    args = ["edit", str(source), str(edited), "-o", str(output), "--mask", str(mask_path)]
+    assert main([*args, "--window", "4", "--model", str(tiny_model_dir), *FAST]) == 0
+    assert probe(output).frame_count == 6

@@ -150,7 +150,7 @@ def test_a_job_becomes_an_engine_request(media, tmp_path):
     assert default.model == "default/model"
 
 
-def test_the_engine_request_refuses_a_mask_until_the_engine_takes_one(media, tmp_path):
+def test_the_engine_request_carries_the_mask(media, tmp_path):
     spec = spec_from_proto(full_proto(*media))
-    with pytest.raises(InvalidSpecError, match="mask"):
-        edit_request_for(Execution("id", spec, (tmp_path,), tmp_path, 1), "m", None, None)
+    request = edit_request_for(Execution("id", spec, (tmp_path,), tmp_path, 1), "m", None, None)
+    assert spec.mask is not None and request.mask == spec.mask

@@ -32,6 +32,9 @@ def register(commands) -> None:
     )
     parser.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by path)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--mask", type=Path, help="white where the first frame was edited (optional)"
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local diffusers folder")
     parser.add_argument("--preset", choices=PRESET_NAMES, default="auto")
     parser.add_argument("--beta1", type=float, help="end of full temporal matching (fraction)")
@@ -104,6 +107,7 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         end=args.end,
         output_format=args.format,
         overwrite=args.overwrite,
+        mask=args.mask,
         model=args.model,
         device=args.device,
         dtype=args.dtype,

@@ -39,6 +39,8 @@ _STATE = (
     "config",
     "store",
     "kv_mode",
+    "region",
+    "_region_tokens",
 )
 
 
@@ -66,6 +68,7 @@ class AnchorEdit:
     condition: Condition
     trajectory: list[torch.Tensor]  # the latents each editing step started from
     matching: MatchingConfig | None  # the anchor's own attention matching during its edit
+    region: torch.Tensor | None = None  # the anchor's edit region (F, h, w), if any
 
 
 @dataclass
@@ -117,6 +120,7 @@ def capture_edit_kv(
     anchor._use("anchor")
     try:
         with _acting_as_anchor(controller, pipe.unet):
+            controller.set_region(edit.region)
             if edit.matching is None:
                 controller.plain(frames, sigma)
             else:

@@ -17,6 +17,7 @@ Modes:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,6 +172,10 @@ class AttentionController:
         self.kv_mode: str | None = None
         self.anchor_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.anchor_sigma = 0.0  # the anchor's noise level behind anchor_kv
+        # Optional edit region per frame at latent resolution (F, h, w), 1 = edited: outside it
+        # the spatial matching keeps the source attention whole.
+        self.region: torch.Tensor | None = None
+        self._region_tokens: dict[int, torch.Tensor] = {}
 
     # -- set by the sampler around each UNet call -------------------------------------------
     def record(self, sigma: float, num_frames: int) -> None:
@@ -212,6 +217,23 @@ class AttentionController:
         start, end = self.config.mask_threshold
         position = torch.linspace(0.0, 1.0, self.num_frames, device=device)
         return start + (end - start) * position
+
+    def set_region(self, region: torch.Tensor | None) -> None:
+        self.region, self._region_tokens = region, {}
+
+    def region_tokens(self, tokens: int, device: torch.device) -> torch.Tensor | None:
+        """The region at a layer's token grid, (F, tokens); None without a region."""
+        if self.region is None:
+            return None
+        if tokens not in self._region_tokens:
+            frames, height, width = self.region.shape
+            scale = math.sqrt(height * width / tokens)
+            grid = (math.ceil(height / scale - 1e-6), math.ceil(width / scale - 1e-6))
+            if grid[0] * grid[1] != tokens:
+                raise ValueError(f"cannot map a {height}x{width} region onto {tokens} tokens")
+            pooled = F.adaptive_avg_pool2d(self.region[:, None].float(), grid)
+            self._region_tokens[tokens] = pooled.reshape(frames, tokens)
+        return self._region_tokens[tokens].to(device)
 
     def observe(
         self, event: str, layer: str, probs: Callable[[], torch.Tensor], sigma: float | None = None
@@ -355,6 +377,9 @@ class MatchingProcessor:
                 q_src, k_src, q[cond], k[cond], attn.scale, ctl.config.max_chunk_elements
             )
             mask = threshold_mask(mask, ctl.frame_thresholds(mask.device))
+            region = ctl.region_tokens(mask.shape[1], mask.device)
+            if region is not None:
+                mask = mask * region
             weight = mask[:, None, :, None].to(out.dtype)
             source_out = F.scaled_dot_product_attention(q_src, k_src, v[cond])
             out = out.clone()

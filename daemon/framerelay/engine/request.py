@@ -20,6 +20,7 @@ class EditRequest:
     end: float | None = None
     output_format: str | None = None  # mp4 | mov | png; None: from the output path
     overwrite: bool = False  # replace existing outputs
+    mask: Path | None = None  # white where the first frame was edited; elsewhere the source stays
     model: str = DEFAULT_MODEL
     device: str | None = None  # None: cuda if available, else cpu
     dtype: str | None = None  # None: bf16/fp16 on cuda, fp32 on cpu

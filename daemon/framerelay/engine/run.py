@@ -37,6 +37,7 @@ from framerelay.engine.loading import DTYPES, Placement, choose_placement, load_
 from framerelay.engine.outputs import VideoSink
 from framerelay.engine.params import EngineParams, MatchingParams
 from framerelay.engine.presets import choose_preset
+from framerelay.engine.region import latent_region, load_region, propagate_region
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
 from framerelay.engine.windows import group_frames, plan_windows
@@ -356,7 +357,7 @@ def _edit_window(
     )
     controller.kv_mode = None
     if trajectory is not None:
-        edit.anchor = AnchorEdit(condition, trajectory, matching)
+        edit.anchor = AnchorEdit(condition, trajectory, matching, controller.region)
     edit.last_latent = latents[:, -1:]
     return latents
 
@@ -385,6 +386,7 @@ def run_edit(
     windows = plan_windows(selection.frame_count, params.window, params.overlap)
     fit = geometry.fit_to(info.width, info.height, params.width, params.height)
     source_first = next(iter(video.iter_frames(request.source, request.start, request.end)))
+    region = load_region(request.mask, fit) if request.mask is not None else None
     edits = [
         _prepare_edit(i, path, output, source_first, params)
         for i, (path, output) in enumerate(zip(request.edited_frames, request.outputs, strict=True))
@@ -422,7 +424,16 @@ def run_edit(
         frames_iter = video.iter_frames(request.source, request.start, request.end)
         for index, (span, raw) in enumerate(group_frames(frames_iter, windows)):
             report = _in_window(progress, index, len(windows))
-            frames = torch.from_numpy(fit.to_model(raw)).to(device)
+            model_frames = fit.to_model(raw)
+            frames = torch.from_numpy(model_frames).to(device)
+            if region is not None:  # the edit region, along the source's motion
+                regions = propagate_region(region, model_frames)
+                region = regions[-1]
+                latent_hw = (
+                    params.height // pipe.vae_scale_factor,
+                    params.width // pipe.vae_scale_factor,
+                )
+                controller.set_region(latent_region(regions, latent_hw))
             key = artifacts.window_key(
                 hash_frames(raw), params, request.model, engine.dtype_name, len(span), anchor_key
             )

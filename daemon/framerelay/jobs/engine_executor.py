@@ -16,7 +16,6 @@ from typing import Any
 
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.engine.request import EditRequest, EditResult
-from framerelay.errors import InvalidSpecError
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.progress import CancelToken
 
@@ -29,10 +28,6 @@ def edit_request_for(
     run: Execution, default_model: str, device: str | None, dtype: str | None
 ) -> EditRequest:
     spec = run.spec
-    if spec.mask is not None:  # EditRequest has no mask field yet
-        raise InvalidSpecError(
-            "this engine does not take a mask yet.", "Submit the job without a mask."
-        )
     return EditRequest(
         source=spec.source,
         edited_frames=spec.edited_frames,
@@ -41,6 +36,7 @@ def edit_request_for(
         end=spec.end_seconds,
         output_format=spec.output_format,
         overwrite=True,  # the paths are the job's own: a re-run after a restart replaces them
+        mask=spec.mask,
         model=spec.model or default_model,
         device=device,
         dtype=dtype,
