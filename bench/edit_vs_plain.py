@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=14)
     parser.add_argument("--budget-mb", type=int, default=4096, help="source store budget")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     args = parser.parse_args()
 
     if args.cuda:
@@ -110,7 +111,7 @@ def main() -> None:
     else:
         from framerelay.engine.tiny import tiny_pipeline
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         device, height, width, dtype = "cpu", 128, 224, torch.float32
         pipe = tiny_pipeline("medium", num_frames=args.frames)
     params = EngineParams(height=height, width=width, steps=args.steps)

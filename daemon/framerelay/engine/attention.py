@@ -275,12 +275,21 @@ def spatial_change_mask(
     max_chunk_elements: int = 1 << 26,
 ) -> torch.Tensor:
     """Per query: half the L1 distance between source and edit attention rows, averaged over
-    heads, in [0, 1]. Inputs (n, heads, L, d); output (n, L) float32. Computed in query chunks
-    so that at most `max_chunk_elements` probabilities per branch exist at once."""
+    heads, in [0, 1]. Inputs (n, heads, L, d); output (n, L) float32. Computed over groups of
+    frames, or query chunks of one frame, so that at most `max_chunk_elements` probabilities per
+    branch exist at once."""
     n, heads, length, _ = q_edit.shape
-    keys = k_edit.shape[2]
-    rows = max(1, min(length, max_chunk_elements // max(1, heads * keys)))
+    per_frame = heads * length * k_edit.shape[2]
     mask = torch.empty(n, length, dtype=torch.float32, device=q_edit.device)
+    if per_frame <= max_chunk_elements:
+        group = max(1, max_chunk_elements // per_frame)
+        for start in range(0, n, group):
+            frames = slice(start, min(n, start + group))
+            p_src = attention_probs(q_src[frames], k_src[frames], scale)
+            p_edit = attention_probs(q_edit[frames], k_edit[frames], scale)
+            mask[frames] = (p_src - p_edit).abs().mean(dim=1).sum(dim=-1) / 2
+        return mask.clamp_(0.0, 1.0)
+    rows = max(1, max_chunk_elements // (heads * k_edit.shape[2]))
     for frame in range(n):
         for start in range(0, length, rows):
             end = min(length, start + rows)
