@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_config(root: Path, **overrides: Any) -> DaemonConfig:
-    settings = {"progress_interval_s": 0.0, **overrides}
+    """Everything under `root`, which is also the one output root (never the real video folder)."""
+    settings = {"progress_interval_s": 0.0, "output_roots": (root,), **overrides}
     return DaemonConfig(
         config_dir=root / "config",
         data_dir=root / "data",

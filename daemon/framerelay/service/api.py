@@ -73,7 +73,9 @@ class DaemonApi:
     async def submit_job(
         self, request: daemon_pb2.SubmitJobRequest
     ) -> daemon_pb2.SubmitJobResponse:
-        job = self.queue.submit(spec_from_proto(request.spec))
+        spec = spec_from_proto(request.spec)
+        await asyncio.to_thread(self.queue.admit, spec)  # file checks and a probe: off the loop
+        job = self.queue.enqueue(spec)
         return daemon_pb2.SubmitJobResponse(job=job_to_proto(job, self.queue.position(job)))
 
     async def get_job(self, request: daemon_pb2.GetJobRequest) -> daemon_pb2.GetJobResponse:
