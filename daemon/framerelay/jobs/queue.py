@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -28,6 +29,11 @@ from framerelay.progress import CancelToken
 log = logging.getLogger(__name__)
 
 PAGE = 500  # events read from the store at a time when a watcher catches up
+JOB_ID = re.compile(r"[0-9a-f]{1,32}")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
 
 
 class CancelOutcome(enum.Enum):
@@ -74,7 +80,7 @@ class JobQueue:
             existing = self.store.by_request_id(spec.request_id)
             if existing is not None:
                 return existing
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         outputs = plan_outputs(spec, job_id, self.output_root)
         self.policy.check_outputs(outputs, spec.source, spec.overwrite)
         bounds = self.store.rank_bounds()
@@ -95,8 +101,11 @@ class JobQueue:
     def get(self, job_id: str) -> Job:
         job = self.store.get(job_id)
         if job is None:
-            shown = job_id if len(job_id) <= 64 else f"{job_id[:64]}…"
-            raise NotFoundError(f"no job {shown!r}.")
+            if JOB_ID.fullmatch(job_id):
+                raise NotFoundError(f"no job {job_id!r}.")
+            raise NotFoundError(  # never echo what is not an id: it could be anything
+                "no job with the id given; job ids are 32 hexadecimal digits."
+            )
         return job
 
     def check_run(self, job: Job) -> None:

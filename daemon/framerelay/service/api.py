@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from framerelay import __version__
-from framerelay.errors import BusyError
+from framerelay.errors import BusyError, InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
@@ -121,6 +121,12 @@ class DaemonApi:
         self, request: daemon_pb2.WatchQueueRequest
     ) -> AsyncIterator[daemon_pb2.WatchQueueResponse]:
         after = request.after_cursor if request.HasField("after_cursor") else None
+        last = self.queue.store.last_cursor()
+        if after is not None and after > last:
+            raise InvalidSpecError(
+                f"after_cursor {after} is beyond the last event's cursor, {last}.",
+                "Resume from a cursor the daemon gave (ListJobs, or an event), or omit it.",
+            )
         events = self.queue.watch_all(after)
         return (daemon_pb2.WatchQueueResponse(event=event_to_proto(e)) async for e in events)
 

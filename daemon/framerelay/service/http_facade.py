@@ -347,9 +347,14 @@ class FacadeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_cors_headers()
         self.end_headers()
         self.wfile.write(body)
 
     def send_error_json(self, error: FramerelayError, status: int | None = None) -> None:
-        self.send_json(status or CATALOG[error.code].http_status, error_body(error))
+        body = error_body(error)
+        for secret in self.server.facade.auth.secrets():  # a client may have sent it anywhere
+            body = body.replace(secret.encode(), b"[token]")
+        self.send_json(status or CATALOG[error.code].http_status, body)

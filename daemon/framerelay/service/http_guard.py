@@ -20,6 +20,10 @@ from framerelay.errors import ForbiddenError, InvalidSpecError
 MAX_JSON_DEPTH = 32
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 _QUERY = re.compile(r"\?\S*")
+HOST_HINT = (
+    "Call the daemon by its loopback address, as in the discovery file's http_url. A web page "
+    "that renamed itself to 127.0.0.1 (DNS rebinding) lands here."
+)
 
 
 def is_loopback_name(host: str) -> bool:
@@ -86,13 +90,11 @@ class HttpGuard:
 
     def check_host(self, header: str | None) -> None:
         if not header:
-            raise ForbiddenError(
-                "the request has no Host header.", "Send HTTP/1.1 with a Host header."
-            )
+            raise ForbiddenError("the request has no single Host header.", HOST_HINT)
         try:
             host, port = split_host(header)
         except ValueError:
-            raise ForbiddenError("the request's Host header is malformed.") from None
+            raise ForbiddenError("the request's Host header is malformed.", HOST_HINT) from None
         known = (
             is_loopback_name(host)
             or host in self.allowed_hosts
@@ -102,8 +104,7 @@ class HttpGuard:
             raise ForbiddenError(
                 f"the request's Host {header[:100]!r} is not this daemon "
                 f"(127.0.0.1:{self.port} or localhost:{self.port}).",
-                "Call the daemon by its loopback address, as in the discovery file's http_url. "
-                "A web page that renamed itself to 127.0.0.1 (DNS rebinding) lands here.",
+                HOST_HINT,
             )
 
     def allows_origin(self, origin: str) -> bool:
