@@ -99,9 +99,9 @@ class EngineParams:
         return self
 
 
-def check_int(name: str, value: int, low: int, high: int, hint: str | None = None) -> None:
+def check_int(name: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidSpecError(f"{name} must be {low}..{high}, got {value!r}.", hint)
+        raise InvalidSpecError(f"{name} must be {low}..{high}, got {value!r}.")
 
 
 def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:

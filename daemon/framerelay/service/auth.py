@@ -23,8 +23,9 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 
 from framerelay.errors import InvalidSpecError, UnauthenticatedError
+from framerelay.proto.v1 import errors_pb2
 from framerelay.service.discovery import new_token
-from framerelay.service.errors import abort
+from framerelay.service.errors import ERROR_METADATA_KEY, abort
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             self._auth.check(header if isinstance(header, str) else None)
         except UnauthenticatedError as error:
             return denial(handler, error, self._auth)
-        return decoding(handler, handler_call_details.method.rpartition("/")[2])
+        return decoding(handler, handler_call_details.method.rpartition("/")[2], self._auth)
 
 
 def replaced(handler: grpc.RpcMethodHandler, behavior) -> grpc.RpcMethodHandler:
@@ -168,8 +169,38 @@ def denial(
     return replaced(handler, deny)
 
 
-def decoding(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    """Decodes the request itself, so that bad bytes are INVALID_ARGUMENT, not UNKNOWN."""
+class ScrubbingContext:
+    """A servicer context whose errors never carry a token, even one the client sent in a field
+    that an error message quotes."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, auth: Authenticator):
+        self._context = context
+        self._auth = auth
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._auth.secrets():
+            text = text.replace(secret, "[token]")
+        return text
+
+    async def abort(self, code, details: str = "", trailing_metadata=()):
+        trailers = []
+        for key, value in trailing_metadata or ():
+            if key == ERROR_METADATA_KEY:
+                info = errors_pb2.ErrorInfo.FromString(value)
+                info.message, info.hint = self._scrub(info.message), self._scrub(info.hint)
+                value = info.SerializeToString()
+            trailers.append((key, value))
+        await self._context.abort(code, self._scrub(details), trailing_metadata=tuple(trailers))
+
+
+def decoding(
+    handler: grpc.RpcMethodHandler, method: str, auth: Authenticator
+) -> grpc.RpcMethodHandler:
+    """Decodes the request itself, so that bad bytes are INVALID_ARGUMENT, not UNKNOWN, and
+    hands the servicer a context that scrubs tokens from errors."""
     if handler.request_streaming:
         return handler
     parse = handler.request_deserializer
@@ -190,12 +221,13 @@ def decoding(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandl
 
         async def stream(raw: bytes, context: grpc.aio.ServicerContext):
             request = await decode(raw, context)
-            async for response in handler.unary_stream(request, context):
+            async for response in handler.unary_stream(request, ScrubbingContext(context, auth)):
                 yield response
 
         return replaced(handler, stream)
 
     async def unary(raw: bytes, context: grpc.aio.ServicerContext):
-        return await handler.unary_unary(await decode(raw, context), context)
+        request = await decode(raw, context)
+        return await handler.unary_unary(request, ScrubbingContext(context, auth))
 
     return replaced(handler, unary)
