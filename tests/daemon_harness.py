@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_config(root: Path, **overrides: Any) -> DaemonConfig:
-    settings = {"progress_interval_s": 0.0, **overrides}
+    """Everything under `root`, which is also the one output root (never the real video folder)."""
+    settings = {"progress_interval_s": 0.0, "output_roots": (root,), **overrides}
     return DaemonConfig(
         config_dir=root / "config",
         data_dir=root / "data",
@@ -170,3 +171,34 @@ def stop_serve(process: subprocess.Popen[str], timeout: float = 15) -> tuple[str
     process.terminate()
     out, err = process.communicate(timeout=timeout)
     return out, err
+
+
+def raw_http(
+    discovery: Discovery,
+    path: str,
+    body: bytes = b"{}",
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    host: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with exactly these headers (Host too: None sends the real one, "" none at
+    all); returns (status, headers with lower-case names, body)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", discovery.http_port, timeout=30)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        host = f"127.0.0.1:{discovery.http_port}" if host is None else host
+        if host:
+            connection.putheader("Host", host)
+        for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        reply = connection.getresponse()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+    finally:
+        connection.close()
+
+
+def authorized(discovery: Discovery, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {discovery.token}", **headers}

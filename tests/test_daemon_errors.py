@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -134,6 +135,30 @@ def busy(ctx: Context) -> FramerelayError:
         list(ctx.client.watch(job.id))
 
 
+def forbidden(ctx: Context) -> FramerelayError:
+    import urllib.error
+    import urllib.request
+
+    from framerelay.errors import ErrorCode as Code
+
+    found = ctx.daemon.discovery
+    request = urllib.request.Request(
+        f"{found.http_url}/v1/GetStatus",
+        data=b"{}",
+        headers={"Authorization": f"Bearer {found.token}", "Origin": "https://evil.example"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == CATALOG[Code.forbidden].http_status
+    info = json.loads(caught.value.read())["error"]
+    return error_for_code(Code[info["code"].removeprefix("ERROR_CODE_").lower()], **_text(info))
+
+
+def _text(info: dict) -> dict:
+    return {"message": info["message"], "hint": info["hint"]}
+
+
 def unavailable(ctx: Context) -> FramerelayError:
     return raised(lambda: DaemonClient.connect(ctx.tmp / "no-daemon-here"))
 
@@ -158,6 +183,7 @@ SCENARIOS: dict[ErrorCode, Callable[[Context], FramerelayError]] = {
     ),
     ErrorCode.unavailable: unavailable,
     ErrorCode.busy: busy,
+    ErrorCode.forbidden: forbidden,
 }
 
 

@@ -71,7 +71,11 @@ def test_a_valid_spec_passes(media):
     [
         (lambda m, t: setattr(m, "source_path", "clip.mov"), InvalidSpecError, "absolute"),
         (lambda m, t: setattr(m, "source_path", ""), InvalidSpecError, "empty"),
-        (lambda m, t: setattr(m, "source_path", str(t)), SourceUnreadableError, "not a file"),
+        (
+            lambda m, t: setattr(m, "source_path", str(t)),
+            SourceUnreadableError,
+            "not a regular file",
+        ),
         (lambda m, t: m.ClearField("edited_frame_paths"), InvalidSpecError, "no edited frame"),
         (
             lambda m, t: m.edited_frame_paths.append(str(t / "gone.png")),

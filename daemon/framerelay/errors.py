@@ -23,6 +23,7 @@ class ErrorCode(enum.Enum):
     unauthenticated = "unauthenticated"
     unavailable = "unavailable"
     busy = "busy"
+    forbidden = "forbidden"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
     ),
     ErrorCode.busy: CatalogEntry(
         "FAILED_PRECONDITION", 409, "Wait until the running job ends, or cancel it, then try again."
+    ),
+    ErrorCode.forbidden: CatalogEntry(
+        "PERMISSION_DENIED",
+        403,
+        "Call the daemon from a local program at http://127.0.0.1:<port>, not from a web page; "
+        "a web origin you trust can be listed in allowed_origins of the daemon's config.toml.",
     ),
 }
 
@@ -141,6 +148,10 @@ class UnavailableError(FramerelayError):
 
 class BusyError(FramerelayError):
     code = ErrorCode.busy
+
+
+class ForbiddenError(FramerelayError):
+    code = ErrorCode.forbidden
 
 
 def error_for_code(code: ErrorCode, message: str, hint: str | None = None) -> FramerelayError:

@@ -23,7 +23,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--mask", type=Path, help="mask of the edited region")
     parser.add_argument("--preset", choices=PRESET_NAMES, default="auto")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="mov", help="output format")
-    parser.add_argument("--output-dir", type=Path, help="folder for the outputs")
+    parser.add_argument(
+        "--output-dir", type=Path, help="folder for the outputs (under the daemon's output roots)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--height", type=int)
     parser.add_argument("--width", type=int)
@@ -72,6 +75,7 @@ def build_spec(args: argparse.Namespace):
         output=specs_pb2.OutputSpec(
             format=specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{args.format.upper()}"),
             folder=str(args.output_dir.resolve()) if args.output_dir else "",
+            overwrite=args.overwrite,
         ),
         host_context=parse_context(args.context),
         model=args.model,

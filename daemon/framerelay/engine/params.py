@@ -6,9 +6,11 @@ docs/engine-notes.md.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from framerelay.errors import InvalidSpecError
+from framerelay.limits import MAX_GUIDANCE, MAX_MEMORY_BUDGET_MB, MAX_SEED, MAX_SIZE
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
 
@@ -79,51 +81,104 @@ class EngineParams:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def validate(self) -> EngineParams:
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value < 64 or value % 64:
-                raise InvalidSpecError(
-                    f"{name} must be a positive multiple of 64, got {value}.",
-                    "Use 576x1024 (SVD's training size) or another multiple of 64.",
-                )
-        if not 2 <= self.window <= 64:
-            raise InvalidSpecError(f"window must be 2..64 frames, got {self.window}.")
-        if not 0 <= self.overlap < self.window:
-            raise InvalidSpecError(
-                f"overlap must be 0..window-1, got {self.overlap} for a {self.window}-frame window."
-            )
-        if self.skip_interval and self.overlap < 1:
-            raise InvalidSpecError(
-                "skip-interval cross-attention chains windows through an overlapping frame.",
-                "Use --overlap 1 (the default) or turn skip-interval off.",
-            )
-        lora = self.lora
-        if not 0 <= lora.steps <= 5000 or not 1 <= lora.rank <= 256:
-            raise InvalidSpecError(
-                f"LoRA steps must be 0..5000 and rank 1..256, got {lora.steps} and {lora.rank}."
-            )
-        if (lora.height is None) != (lora.width is None) or any(
-            v is not None and (v < 64 or v % 64) for v in (lora.height, lora.width)
-        ):
-            raise InvalidSpecError(
-                f"LoRA training size must be two multiples of 64, got {lora.height}x{lora.width}."
-            )
-        if not 1 <= self.steps <= 200:
-            raise InvalidSpecError(f"steps must be 1..200, got {self.steps}.")
-        if self.min_guidance < 1.0 or self.max_guidance < self.min_guidance:
-            raise InvalidSpecError(
-                f"guidance must satisfy 1 <= min <= max, got {self.min_guidance}..{self.max_guidance}."
-            )
-        m = self.matching
-        if m.preset not in PRESET_NAMES:
-            raise InvalidSpecError(
-                f"unknown preset {m.preset!r}.", f"Choose one of {', '.join(PRESET_NAMES)}."
-            )
-        for beta in (m.beta1, m.beta2):
-            if beta is not None and not 0.0 <= beta <= 1.0:
-                raise InvalidSpecError(f"beta must be within [0, 1], got {beta}.")
-        if m.beta1 is not None and m.beta2 is not None and m.beta1 > m.beta2:
-            raise InvalidSpecError(f"beta1 must not exceed beta2, got {m.beta1} > {m.beta2}.")
-        if not all(0.0 <= t <= 1.0 for t in m.mask_threshold):
-            raise InvalidSpecError(f"mask threshold must be within [0, 1], got {m.mask_threshold}.")
+        """Checks every parameter's range; the CLI and the daemon share these limits."""
+        check_size(self.height, self.width, "")
+        check_windows(self)
+        check_lora(self.lora)
+        check_int("steps", self.steps, 1, 200)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_guidance(self.min_guidance, self.max_guidance)
+        check_conditioning(self)
+        check_int(
+            "the source memory budget (MB)",
+            self.source_memory_budget_mb,
+            0,
+            MAX_MEMORY_BUDGET_MB,
+        )
+        check_matching(self.matching)
         return self
+
+
+def check_int(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidSpecError(f"{name} must be {low}..{high}, got {value!r}.")
+
+
+def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0) -> None:
+    """A finite number within [low, high] (NaN fails every comparison, so it fails here too)."""
+    if not (isinstance(value, int | float) and low <= value <= high):
+        raise InvalidSpecError(f"{name} must be within [{low}, {high}], got {value!r}.")
+
+
+def check_size(height: int | None, width: int | None, what: str) -> None:
+    for name, value in ((f"{what}height", height), (f"{what}width", width)):
+        if not isinstance(value, int) or value < 64 or value % 64 or value > MAX_SIZE:
+            raise InvalidSpecError(
+                f"{name} must be a multiple of 64 from 64 to {MAX_SIZE}, got {value!r}.",
+                "Use 576x1024 (SVD's training size) or another multiple of 64.",
+            )
+
+
+def check_windows(params: EngineParams) -> None:
+    if not 2 <= params.window <= 64:
+        raise InvalidSpecError(f"window must be 2..64 frames, got {params.window}.")
+    if not 0 <= params.overlap < params.window:
+        raise InvalidSpecError(
+            f"overlap must be 0..window-1, got {params.overlap} for a {params.window}-frame window."
+        )
+    if params.skip_interval and params.overlap < 1:
+        raise InvalidSpecError(
+            "skip-interval cross-attention chains windows through an overlapping frame.",
+            "Use --overlap 1 (the default) or turn skip-interval off.",
+        )
+
+
+def check_lora(lora: MotionLoraParams) -> None:
+    if not 0 <= lora.steps <= 5000 or not 1 <= lora.rank <= 256:
+        raise InvalidSpecError(
+            f"LoRA steps must be 0..5000 and rank 1..256, got {lora.steps} and {lora.rank}.",
+            "250 steps at rank 32 is the default; 0 steps skips motion extraction.",
+        )
+    if (lora.height is None) != (lora.width is None):
+        raise InvalidSpecError(
+            f"LoRA training size must be two multiples of 64, got {lora.height}x{lora.width}."
+        )
+    if lora.height is not None:
+        check_size(lora.height, lora.width, "LoRA training ")
+    if not (isinstance(lora.lr, int | float) and 0.0 < lora.lr <= 1.0):
+        raise InvalidSpecError(f"the LoRA learning rate must be within (0, 1], got {lora.lr!r}.")
+    if not (isinstance(lora.dropout, int | float) and 0.0 <= lora.dropout < 1.0):
+        raise InvalidSpecError(f"the LoRA dropout must be within [0, 1), got {lora.dropout!r}.")
+    check_int("the LoRA checkpoint interval", lora.checkpoint_every, 1, 5000)
+
+
+def check_guidance(low: float, high: float) -> None:
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high))
+    if not finite or not 1.0 <= low <= high <= MAX_GUIDANCE:
+        raise InvalidSpecError(
+            f"guidance must satisfy 1 <= min <= max <= {MAX_GUIDANCE:g}, got {low}..{high}.",
+            "SVD's default is min 1, max 2; stronger guidance rarely helps beyond 3.",
+        )
+
+
+def check_conditioning(params: EngineParams) -> None:
+    check_int("fps_id", params.fps_id, 0, 1000)
+    check_int("motion_bucket_id", params.motion_bucket_id, 0, 1023)
+    check_fraction("noise_aug_strength", params.noise_aug_strength)
+    check_fraction("the SARP threshold", params.sarp_threshold)
+    check_fraction("the SARP alpha", params.sarp_alpha)
+    check_int("decode_chunk_size", params.decode_chunk_size, 1, 64)
+
+
+def check_matching(m: MatchingParams) -> None:
+    if m.preset not in PRESET_NAMES:
+        raise InvalidSpecError(
+            f"unknown preset {m.preset!r}.", f"Choose one of {', '.join(PRESET_NAMES)}."
+        )
+    for beta in (m.beta1, m.beta2):
+        if beta is not None and not 0.0 <= beta <= 1.0:
+            raise InvalidSpecError(f"beta must be within [0, 1], got {beta}.")
+    if m.beta1 is not None and m.beta2 is not None and m.beta1 > m.beta2:
+        raise InvalidSpecError(f"beta1 must not exceed beta2, got {m.beta1} > {m.beta2}.")
+    if len(m.mask_threshold) != 2 or not all(0.0 <= t <= 1.0 for t in m.mask_threshold):
+        raise InvalidSpecError(f"mask threshold must be within [0, 1], got {m.mask_threshold}.")

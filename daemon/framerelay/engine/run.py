@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from framerelay import limits
 from framerelay.cache import ArtifactCache, hash_frames
 from framerelay.engine import artifacts, attention, lora
 from framerelay.engine.anchor import Anchor, AnchorEdit, capture_edit_kv, capture_source_kv
@@ -117,6 +118,14 @@ def _check_request(request: EditRequest) -> EngineParams:
     params = request.params.validate()
     if not request.edited_frames:
         raise InvalidSpecError("no edited frame was given.", "Pass the edited first frame image.")
+    limits.check_edited_count(len(request.edited_frames))
+    for what, paths in (
+        ("source", (request.source,)),
+        ("edited frame", request.edited_frames),
+        ("output", request.outputs),
+    ):
+        for path in paths:
+            limits.check_path_text(path, what)
     if len(request.outputs) != len(request.edited_frames):
         raise InvalidSpecError(
             f"{len(request.edited_frames)} edited frames but {len(request.outputs)} outputs.",

@@ -35,7 +35,9 @@ def edit_request_for(
         start=spec.start_seconds,
         end=spec.end_seconds,
         output_format=spec.output_format,
-        overwrite=True,  # the paths are the job's own: a re-run after a restart replaces them
+        # A later attempt replaces what an earlier one wrote; the worker has checked that
+        # a first attempt finds no outputs unless the job asked to overwrite them.
+        overwrite=spec.overwrite or run.attempt > 1,
         mask=spec.mask,
         model=spec.model or default_model,
         device=device,

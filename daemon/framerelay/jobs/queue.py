@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -20,13 +21,19 @@ from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError, Unavai
 from framerelay.jobs.events import Cancelled, ErrorInfo, JobEvent, Payload, Queued, Started
 from framerelay.jobs.hub import EventHub
 from framerelay.jobs.job import Job, JobState
-from framerelay.jobs.spec import JobSpec, plan_outputs
+from framerelay.jobs.output_policy import OutputPolicy
+from framerelay.jobs.spec import JobSpec, check_clip_length, plan_outputs
 from framerelay.jobs.store import JobStore
 from framerelay.progress import CancelToken
 
 log = logging.getLogger(__name__)
 
 PAGE = 500  # events read from the store at a time when a watcher catches up
+JOB_ID = re.compile(r"[0-9a-f]{1,32}")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
 
 
 class CancelOutcome(enum.Enum):
@@ -36,9 +43,16 @@ class CancelOutcome(enum.Enum):
 
 
 class JobQueue:
-    def __init__(self, store: JobStore, output_root: Path, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: JobStore,
+        output_root: Path,
+        clock: Callable[[], float] = time.time,
+        policy: OutputPolicy | None = None,
+    ):
         self.store = store
         self.output_root = output_root
+        self.policy = policy or OutputPolicy(output_root)
         self._clock = clock
         self._hub = EventHub()
         self._wakeup = asyncio.Event()
@@ -47,18 +61,33 @@ class JobQueue:
 
     # --- clients ---
 
-    def submit(self, spec: JobSpec) -> Job:
+    def admit(self, spec: JobSpec) -> None:
+        """Every check that needs no job id: the spec, the output folder, the clip's length.
+
+        Touches only the file system, so it may run outside the event loop.
+        """
         spec.validate()
+        self.policy.check_spec(spec)
+        check_clip_length(spec)
+
+    def submit(self, spec: JobSpec) -> Job:
+        self.admit(spec)
+        return self.enqueue(spec)
+
+    def enqueue(self, spec: JobSpec) -> Job:
+        """Queues an admitted spec."""
         if spec.request_id:
             existing = self.store.by_request_id(spec.request_id)
             if existing is not None:
                 return existing
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
+        outputs = plan_outputs(spec, job_id, self.output_root)
+        self.policy.check_outputs(outputs, spec.source, spec.overwrite)
         bounds = self.store.rank_bounds()
         job = Job(
             id=job_id,
             spec=spec,
-            outputs=tuple(str(p) for p in plan_outputs(spec, job_id, self.output_root)),
+            outputs=tuple(str(p) for p in outputs),
             created_at=self._clock(),
             rank=bounds[1] + 1 if bounds else 1.0,
         )
@@ -72,8 +101,18 @@ class JobQueue:
     def get(self, job_id: str) -> Job:
         job = self.store.get(job_id)
         if job is None:
-            raise NotFoundError(f"no job {job_id!r}.")
+            if JOB_ID.fullmatch(job_id):
+                raise NotFoundError(f"no job {job_id!r}.")
+            raise NotFoundError(  # never echo what is not an id: it could be anything
+                "no job with the id given; job ids are 32 hexadecimal digits."
+            )
         return job
+
+    def check_run(self, job: Job) -> None:
+        """Checks the outputs again just before the job runs: a folder may have become a symlink
+        meanwhile. Outputs may exist on a later attempt: an earlier one wrote them."""
+        overwrite = job.spec.overwrite or job.attempt > 1
+        self.policy.check_outputs((Path(p) for p in job.outputs), job.spec.source, overwrite)
 
     def position(self, job: Job) -> int:
         """1-based place in the queue; 0 when the job is not queued."""

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from framerelay import limits
 from framerelay.engine.params import PRESET_NAMES, EngineParams, MatchingParams
 from framerelay.engine.request import OUTPUT_FORMATS
-from framerelay.errors import EditUnreadableError, InvalidSpecError, SourceUnreadableError
+from framerelay.errors import (
+    EditUnreadableError,
+    FramerelayError,
+    InvalidSpecError,
+    SourceUnreadableError,
+)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_FORMAT = "mov"
 
@@ -53,6 +63,7 @@ class JobSpec:
     params: ParamOverrides = field(default_factory=ParamOverrides)
     output_format: str = DEFAULT_OUTPUT_FORMAT
     output_folder: Path | None = None
+    overwrite: bool = False  # replace outputs that already exist
     host_context: dict[str, str] = field(default_factory=dict)
     model: str = ""  # empty: the daemon's default model
     label: str = ""
@@ -90,11 +101,13 @@ class JobSpec:
 
     def validate(self) -> JobSpec:
         """Checks everything that can be checked without decoding media; raises catalogue errors."""
+        check_texts(self)
         check_source(self.source)
         if not self.edited_frames:
             raise InvalidSpecError(
                 "the job has no edited frame.", "Pass at least one edited frame."
             )
+        limits.check_edited_count(len(self.edited_frames))
         for edited in self.edited_frames:
             check_readable_file(edited, "edited frame")
         if self.mask is not None:
@@ -124,6 +137,7 @@ class JobSpec:
             "params": {k: v for k, v in asdict(self.params).items() if v is not None},
             "output_format": self.output_format,
             "output_folder": str(self.output_folder) if self.output_folder else None,
+            "overwrite": self.overwrite,
             "host_context": dict(self.host_context),
             "model": self.model,
             "label": self.label,
@@ -146,6 +160,7 @@ class JobSpec:
             ),
             output_format=data.get("output_format", DEFAULT_OUTPUT_FORMAT),
             output_folder=Path(data["output_folder"]) if data.get("output_folder") else None,
+            overwrite=bool(data.get("overwrite", False)),
             host_context=dict(data.get("host_context", {})),
             model=data.get("model", ""),
             label=data.get("label", ""),
@@ -153,7 +168,33 @@ class JobSpec:
         )
 
 
+def check_texts(spec: JobSpec) -> None:
+    """The limits on free text: paths, names and the host context."""
+    for path, what in (
+        (spec.source, "source"),
+        *((p, "edited frame") for p in spec.edited_frames),
+        (spec.mask, "mask"),
+        (spec.output_folder, "output folder"),
+    ):
+        if path is not None:
+            limits.check_path_text(path, what)
+    limits.check_text(spec.model, "model", limits.MAX_MODEL_LENGTH)
+    limits.check_text(spec.label, "label", limits.MAX_LABEL_LENGTH)
+    limits.check_text(spec.request_id, "request id", limits.MAX_REQUEST_ID_LENGTH)
+    limits.check_host_context(spec.host_context)
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether `path`, with symlinks and `..` resolved, is an existing regular file: not a
+    folder, a device or a pipe (reading those could block forever)."""
+    try:
+        return stat.S_ISREG(path.resolve(strict=True).stat().st_mode)
+    except (OSError, RuntimeError, ValueError):  # missing, unreadable, a symlink loop
+        return False
+
+
 def check_absolute(path: Path, what: str) -> None:
+    limits.check_path_text(path, what)
     if not str(path) or str(path) == ".":
         raise InvalidSpecError(f"the {what} path is empty.")
     if not path.is_absolute():
@@ -165,17 +206,19 @@ def check_absolute(path: Path, what: str) -> None:
 
 def check_source(path: Path) -> None:
     check_absolute(path, "source")
-    if not path.is_file():
+    if not is_regular_file(path):
         raise SourceUnreadableError(
-            f"the source {str(path)!r} does not exist or is not a file.",
+            f"the source {str(path)!r} does not exist or is not a regular file.",
             "Check the path; network drives must be mounted for the daemon's user too.",
         )
 
 
 def check_readable_file(path: Path, what: str) -> None:
     check_absolute(path, what)
-    if not path.is_file():
-        raise EditUnreadableError(f"the {what} {str(path)!r} does not exist or is not a file.")
+    if not is_regular_file(path):
+        raise EditUnreadableError(
+            f"the {what} {str(path)!r} does not exist or is not a regular file."
+        )
 
 
 def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:
@@ -193,13 +236,53 @@ def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:
             f"[{frame_range.in_frame}, {frame_range.out_frame}).",
             "out_frame is exclusive: [10, 58) is 48 frames starting at frame 10.",
         )
+    limits.check_frame_count(frame_range.count)
+
+
+def check_clip_length(spec: JobSpec) -> None:
+    """Refuses a frame range that ends after the source clip; reads the clip's header only.
+
+    Slow on some containers (those without a frame count are indexed packet by packet), so the
+    daemon calls it outside its event loop.
+    """
+    if spec.frame_range is None or spec.source_fps is None:
+        return
+    try:
+        from framerelay.media import video
+    except ImportError:  # a daemon without the media extra: the engine checks when it decodes
+        log.debug("no media support; the frame range is checked when the job runs")
+        return
+    try:
+        info = video.probe(spec.source)
+    except FramerelayError:
+        raise
+    except Exception as error:
+        raise SourceUnreadableError(
+            f"cannot read {spec.source.name} as a video ({type(error).__name__})."
+        ) from error
+    out_frame = spec.frame_range.out_frame
+    if spec.source_fps != info.fps:  # the host counts frames at its own rate
+        out_frame = round(spec.frame_range.out_frame / spec.source_fps * info.fps)
+    if out_frame > info.frame_count:
+        raise InvalidSpecError(
+            f"the frame range [{spec.frame_range.in_frame}, {spec.frame_range.out_frame}) ends "
+            f"after the clip, which has {info.frame_count} frames at {info.fps} fps.",
+            "out_frame is exclusive and counts from the clip's first frame; check the host's "
+            "in and out points.",
+        )
 
 
 def check_output_folder(folder: Path | None) -> None:
     if folder is None:
         return
     check_absolute(folder, "output folder")
-    if folder.exists() and not folder.is_dir():
+    try:
+        is_file = folder.exists() and not folder.is_dir()
+    except OSError as error:  # a name too long for the file system, a folder we cannot enter
+        raise InvalidSpecError(
+            f"the output folder {str(folder)!r} is unusable: {error.strerror}."
+        ) from None
+    if is_file:
         raise InvalidSpecError(f"the output folder {str(folder)!r} is a file.")
 
 

@@ -40,7 +40,7 @@ from framerelay.jobs.events import (
 from framerelay.jobs.executor import Execution, ExecutionResult, Executor
 from framerelay.jobs.job import Job
 from framerelay.jobs.queue import JobQueue
-from framerelay.progress import Progress
+from framerelay.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -199,7 +199,7 @@ class Worker:
         )
         reporter = ThreadReporter(asyncio.get_running_loop(), self, job.id)
         try:
-            result = await run_in_thread(self.executor.execute, execution, reporter, token)
+            result = await run_in_thread(self._execute, job, execution, reporter, token)
         except Exception as error:
             payload = self._failure(job.id, error)
         else:
@@ -210,6 +210,12 @@ class Worker:
         self.queue.record(job.id, payload)
         shutil.rmtree(execution.work_dir, ignore_errors=True)
         log.info("job %s %s", job.id, type(payload).__name__.lower())
+
+    def _execute(
+        self, job: Job, execution: Execution, reporter: ThreadReporter, token: CancelToken
+    ) -> ExecutionResult:
+        self.queue.check_run(job)
+        return self.executor.execute(execution, reporter, token)
 
     def _failure(self, job_id: str, error: Exception) -> Payload | None:
         if isinstance(error, CancelledError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from framerelay import __version__
-from framerelay.errors import BusyError
+from framerelay.errors import BusyError, InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
@@ -73,7 +73,9 @@ class DaemonApi:
     async def submit_job(
         self, request: daemon_pb2.SubmitJobRequest
     ) -> daemon_pb2.SubmitJobResponse:
-        job = self.queue.submit(spec_from_proto(request.spec))
+        spec = spec_from_proto(request.spec)
+        await asyncio.to_thread(self.queue.admit, spec)  # file checks and a probe: off the loop
+        job = self.queue.enqueue(spec)
         return daemon_pb2.SubmitJobResponse(job=job_to_proto(job, self.queue.position(job)))
 
     async def get_job(self, request: daemon_pb2.GetJobRequest) -> daemon_pb2.GetJobResponse:
@@ -119,6 +121,12 @@ class DaemonApi:
         self, request: daemon_pb2.WatchQueueRequest
     ) -> AsyncIterator[daemon_pb2.WatchQueueResponse]:
         after = request.after_cursor if request.HasField("after_cursor") else None
+        last = self.queue.store.last_cursor()
+        if after is not None and after > last:
+            raise InvalidSpecError(
+                f"after_cursor {after} is beyond the last event's cursor, {last}.",
+                "Resume from a cursor the daemon gave (ListJobs, or an event), or omit it.",
+            )
         events = self.queue.watch_all(after)
         return (daemon_pb2.WatchQueueResponse(event=event_to_proto(e)) async for e in events)
 

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 import grpc.aio
@@ -22,24 +23,36 @@ from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import JobQueue
 from framerelay.jobs.store import JobStore
 from framerelay.jobs.worker import Worker
+from framerelay.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
 from framerelay.proto.v1 import daemon_pb2_grpc
 from framerelay.service.api import DaemonApi
-from framerelay.service.auth import TokenInterceptor
+from framerelay.service.auth import Authenticator, TokenInterceptor
 from framerelay.service.cache import ArtifactCacheStore, CacheStore
 from framerelay.service.config import DaemonConfig, is_loopback
 from framerelay.service.discovery import (
     Discovery,
     discovery_path,
-    new_token,
+    discovery_problem,
     remove_discovery,
     url_host,
     write_discovery,
 )
 from framerelay.service.http_facade import HttpFacade
 from framerelay.service.instance import InstanceLock
+from framerelay.service.logsetup import SecretScrubber
 from framerelay.service.servicer import DaemonServicer
 
 log = logging.getLogger(__name__)
+
+# Requests are small (the largest, SubmitJob, is a few kilobytes); responses can carry previews
+# and long job lists.
+MAX_METADATA_BYTES = 16 * 1024
+GRPC_OPTIONS = [
+    ("grpc.so_reuseport", 0),  # a taken port is an error, not a shared one
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+    ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+    ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+]
 
 
 class Daemon:
@@ -53,8 +66,10 @@ class Daemon:
         self.config = config.validate()
         self.executor = executor
         self.cache = cache or ArtifactCacheStore(ArtifactCache(config.cache_dir))
-        self.token = token or new_token()
+        self.auth = Authenticator(token)
         self.discovery: Discovery | None = None
+        self._scrubber = SecretScrubber(self.auth.secrets)
+        self._guard_task: asyncio.Task[None] | None = None
         self._lock = InstanceLock(config.data_dir)
         self._store: JobStore | None = None
         self._server: grpc.aio.Server | None = None
@@ -62,6 +77,10 @@ class Daemon:
         self._worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def token(self) -> str:
+        return self.auth.token
 
     @property
     def queue(self) -> JobQueue:
@@ -77,15 +96,15 @@ class Daemon:
 
     async def _start(self) -> Discovery:
         config = self.config
+        self._scrubber.install()
         self._lock.acquire()
         for folder in (config.data_dir, config.outputs_dir, config.work_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._store = JobStore(config.database)
-        queue = JobQueue(self._store, config.outputs_dir)
+        queue = JobQueue(self._store, config.outputs_dir, policy=config.output_policy())
         api = DaemonApi(queue, self.executor, self.cache)
         self._server = grpc.aio.server(
-            interceptors=[TokenInterceptor(self.token)],
-            options=[("grpc.so_reuseport", 0)],  # a taken port is an error, not a shared one
+            interceptors=[TokenInterceptor(self.auth)], options=GRPC_OPTIONS
         )
         daemon_pb2_grpc.add_DaemonServicer_to_server(DaemonServicer(api), self._server)
         grpc_port = self._listen_grpc()
@@ -104,6 +123,7 @@ class Daemon:
             config.host, grpc_port, self._http.port, self.token, os.getpid(), __version__
         )
         write_discovery(discovery_path(config.config_dir), self.discovery)
+        self._guard_task = asyncio.create_task(self._guard_discovery(), name="discovery-guard")
         if not is_loopback(config.host):
             log.warning("listening on %s, beyond this machine (--allow-remote)", config.host)
         log.info(
@@ -125,10 +145,40 @@ class Daemon:
                 f"cannot listen on {address}: {error}.", "Choose another --port, or 0 for any."
             ) from error
 
+    async def _guard_discovery(self) -> None:
+        """Rewrites the discovery file, with a new token, if others could read it."""
+        path = discovery_path(self.config.config_dir)
+        while True:
+            await asyncio.sleep(self.config.discovery_check_s)
+            assert self.discovery is not None
+            problem = discovery_problem(path, self.discovery)
+            if problem is None:
+                continue
+            if problem.leaked:
+                self.auth.rotate()
+                self.discovery = replace(self.discovery, token=self.auth.token)
+            write_discovery(path, self.discovery)
+            log.warning(
+                "the discovery file %s %s; rewrote it%s",
+                path,
+                problem.reason,
+                " with a new token" if problem.leaked else "",
+            )
+
     def _listen_http(self, api: DaemonApi) -> HttpFacade:
         loop = asyncio.get_running_loop()
+        config = self.config
         try:
-            return HttpFacade(api, self.token, loop, self.config.host, self.config.http_port)
+            return HttpFacade(
+                api,
+                self.auth,
+                loop,
+                config.host,
+                config.http_port,
+                allowed_origins=config.allowed_origins,
+                allowed_hosts=config.allowed_hosts,
+                remote=config.allow_remote,
+            )
         except OSError as error:
             raise InvalidSpecError(
                 f"cannot listen on {self.config.host}:{self.config.http_port} for HTTP: {error}.",
@@ -137,6 +187,8 @@ class Daemon:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops serving; a running job is interrupted and runs again at the next start."""
+        if self._guard_task is not None:
+            self._guard_task.cancel()
         if self._worker is not None:
             self._worker.stop()
         if self._http is not None:
@@ -153,6 +205,7 @@ class Daemon:
         if self.discovery is not None:
             remove_discovery(discovery_path(self.config.config_dir), self.discovery.pid)
         self._lock.release()
+        self._scrubber.remove()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -199,4 +252,7 @@ class DaemonThread:
 
     @property
     def discovery(self) -> Discovery:
-        return self._started.result()
+        """The current discovery file's content (its token changes if the file leaked)."""
+        self._started.result()
+        assert self.daemon.discovery is not None
+        return self.daemon.discovery

@@ -8,11 +8,17 @@ from pathlib import Path
 import grpc
 
 from framerelay.errors import NotFoundError
+from framerelay.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
 from framerelay.proto.v1 import daemon_pb2, daemon_pb2_grpc, events_pb2, jobs_pb2, specs_pb2
 from framerelay.service.auth import HEADER, bearer
 from framerelay.service.config import config_dir
 from framerelay.service.discovery import Discovery, discovery_path, read_discovery
 from framerelay.service.errors import error_from_rpc
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_REQUEST_BYTES),
+    ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
+]
 
 
 class DaemonClient:
@@ -20,7 +26,7 @@ class DaemonClient:
         self.target = target
         self.timeout = timeout
         self._metadata = ((HEADER, bearer(token)),)
-        self._channel = grpc.insecure_channel(target)
+        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = daemon_pb2_grpc.DaemonStub(self._channel)
 
     @classmethod

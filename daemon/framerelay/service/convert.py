@@ -63,6 +63,11 @@ def state_to_proto(state: JobState) -> int:
 def state_from_proto(value: int) -> JobState:
     if value == jobs_pb2.JOB_STATE_UNSPECIFIED:
         raise InvalidSpecError("JOB_STATE_UNSPECIFIED is not a state to filter by.")
+    if value not in jobs_pb2.JobState.values():
+        raise InvalidSpecError(
+            f"unknown job state value {value}.",
+            f"Filter by one of {', '.join(jobs_pb2.JobState.keys()[1:])}.",
+        )
     return JobState(jobs_pb2.JobState.Name(value).removeprefix("JOB_STATE_").lower())
 
 
@@ -99,6 +104,7 @@ def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
         params=ParamOverrides(**overrides),
         output_format=OUTPUT_FORMATS[message.output.format],
         output_folder=Path(message.output.folder) if message.output.folder else None,
+        overwrite=message.output.overwrite,
         host_context=dict(message.host_context),
         model=message.model,
         label=message.label,
@@ -122,6 +128,7 @@ def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
         output=specs_pb2.OutputSpec(
             format=specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{spec.output_format.upper()}"),
             folder=str(spec.output_folder) if spec.output_folder else "",
+            overwrite=spec.overwrite,
         ),
         host_context=spec.host_context,
         model=spec.model,

@@ -8,7 +8,9 @@ empty one) and `Authorization: Bearer <token>`:
   JSON response messages; blank lines are keep-alives. WatchJob ends after the terminal event;
 * errors answer the catalogue's HTTP status with `{"error": ErrorInfo}`; malformed JSON is 400.
 
-Requests run in the server's threads and are handed to the daemon's event loop.
+Before the token, every request passes `HttpGuard` (Host, Origin, no query string); bodies are
+limited to `MAX_BODY` bytes and `MAX_JSON_DEPTH` levels. Requests run in the server's threads
+and are handed to the daemon's event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,16 +30,26 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from framerelay.errors import CATALOG, FramerelayError, InvalidSpecError, NotFoundError
+from framerelay.errors import (
+    CATALOG,
+    FramerelayError,
+    InvalidSpecError,
+    NotFoundError,
+    UnauthenticatedError,
+)
+from framerelay.limits import MAX_REQUEST_BYTES
 from framerelay.service.api import DaemonApi, Method, methods
-from framerelay.service.auth import check_token
+from framerelay.service.auth import Authenticator
 from framerelay.service.errors import error_to_proto, public_error
+from framerelay.service.http_guard import HttpGuard, without_query
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1/"
-MAX_BODY = 1024 * 1024
+MAX_BODY = MAX_REQUEST_BYTES
 KEEPALIVE_SECONDS = 15.0
+SOCKET_TIMEOUT_S = 30.0  # a client that stalls this long mid-request or mid-stream is dropped
+CORS_HEADERS = "authorization, content-type"
 _END = object()
 
 
@@ -60,13 +73,27 @@ class FacadeServer(ThreadingHTTPServer):
 
 class HttpFacade:
     def __init__(
-        self, api: DaemonApi, token: str, loop: asyncio.AbstractEventLoop, host: str, port: int
+        self,
+        api: DaemonApi,
+        auth: Authenticator,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        allowed_origins: tuple[str, ...] = (),
+        allowed_hosts: tuple[str, ...] = (),
+        remote: bool = False,
     ):
         self.api = api
-        self.token = token
+        self.auth = auth
         self.loop = loop
         self.methods = methods()
         self._server = FacadeServer((host, port), self)
+        self.guard = HttpGuard(
+            self.port,
+            frozenset(o.lower().rstrip("/") for o in allowed_origins),
+            frozenset({h.lower() for h in allowed_hosts} | ({host.lower()} if remote else set())),
+            remote,
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="http-facade", daemon=True
         )
@@ -117,30 +144,73 @@ class FacadeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FacadeServer
     server_version = "framerelay"
+    timeout = SOCKET_TIMEOUT_S
 
-    def log_message(
-        self, format: str, *args: Any
-    ) -> None:  # never the headers: they hold the token
-        log.debug("http %s - %s", self.address_string(), format % args)
+    def log_message(self, format: str, *args: Any) -> None:
+        # Never headers (they hold the token) nor query strings (a token may be misplaced there).
+        log.debug("http %s - %s", self.address_string(), without_query(format % args))
 
-    def do_GET(self) -> None:
+    def __getattr__(self, name: str) -> Any:
+        # The server looks up do_<VERB>: every verb but POST and OPTIONS gets a JSON 405.
+        if name.startswith("do_"):
+            return self.refuse_verb
+        raise AttributeError(name)
+
+    def refuse_verb(self) -> None:
+        self.close_connection = True
+        if self.refuse_foreign():
+            return
         self.send_error_json(
             InvalidSpecError(
-                f"{self.command} is not supported.", "Send POST /v1/<Method> with a JSON body."
+                f"{self.command[:16]} is not supported.", "Send POST /v1/<Method> with a JSON body."
             ),
             405,
         )
 
-    do_PUT = do_DELETE = do_PATCH = do_GET
+    def refuse_foreign(self) -> bool:
+        """Answers 403 to a request from a foreign Host or web page; True when it did."""
+        guard = self.server.facade.guard
+        hosts = self.headers.get_all("Host") or []
+        try:
+            guard.check_host(hosts[0] if len(hosts) == 1 else None)
+            for origin in self.headers.get_all("Origin") or ():
+                guard.check_origin(origin)
+        except FramerelayError as error:
+            self.close_connection = True
+            self.send_error_json(error)
+            return True
+        return False
+
+    def do_OPTIONS(self) -> None:
+        """A browser's CORS preflight: answered only for an origin listed in allowed_origins."""
+        self.close_connection = True
+        if self.refuse_foreign():
+            return
+        if self.headers.get("Origin") is None:
+            self.refuse_verb()
+            return
+        self.send_response(204)
+        self.send_cors_headers()
+        self.send_header("Access-Control-Allow-Methods", "POST")
+        self.send_header("Access-Control-Allow-Headers", CORS_HEADERS)
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self) -> None:
         facade = self.server.facade
+        if self.refuse_foreign():
+            return
+        body: bytes | None = None
         try:
+            facade.guard.check_target(self.path)
             body = self.read_body()
-            check_token(self.headers.get("Authorization"), facade.token)
+            self.authenticate()
             method = self.method()
             request = self.parse(method, body)
         except FramerelayError as error:
+            if body is None:  # the body is still in the socket: this connection is done
+                self.close_connection = True
             self.send_error_json(error)
             return
         if method.streaming:
@@ -148,22 +218,46 @@ class FacadeHandler(BaseHTTPRequestHandler):
         else:
             self.unary(method, request)
 
-    def read_body(self) -> bytes:
+    def authenticate(self) -> None:
+        auth = self.server.facade.auth
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise InvalidSpecError("the Content-Length header is not a number.") from None
+            auth.check(self.headers.get("Authorization"))
+        except UnauthenticatedError as error:
+            time.sleep(auth.refused(self.client_address[0], error))
+            raise
+
+    def read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise InvalidSpecError(
+                "chunked request bodies are not accepted.", "Send the body with Content-Length."
+            )
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
+            self.close_connection = True
+            raise InvalidSpecError(f"the Content-Length header is not a size: {text[:32]!r}.")
+        length = int(text)
         if length > MAX_BODY:
             self.close_connection = True
             raise InvalidSpecError(f"the request body is {length} bytes; the limit is {MAX_BODY}.")
-        return self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except OSError:  # the client stalled past the socket timeout, or left
+            body = b""
+        if len(body) != length:
+            self.close_connection = True
+            raise InvalidSpecError(
+                f"the request body ended after {len(body)} of {length} bytes.",
+                "Send as many bytes as Content-Length says.",
+            )
+        return body
 
     def method(self) -> Method:
-        name = self.path.split("?", 1)[0].removeprefix(PREFIX)
+        name = self.path.removeprefix(PREFIX)
         method = self.server.facade.methods.get(name) if self.path.startswith(PREFIX) else None
         if method is None:
             raise NotFoundError(
-                f"no method at {self.path}.",
+                f"no method at {self.path[:200]}.",
                 f"POST to /v1/<Method>, one of {', '.join(self.server.facade.methods)}.",
             )
         return method
@@ -171,10 +265,21 @@ class FacadeHandler(BaseHTTPRequestHandler):
     def parse(self, method: Method, body: bytes) -> Message:
         request = method.request_type()
         try:
-            json_format.Parse(body.decode("utf-8") if body.strip() else "{}", request)
-        except (json_format.ParseError, UnicodeDecodeError) as error:
+            text = body.decode("utf-8") if body.strip() else "{}"
+            self.server.facade.guard.check_json(text)
+            json_format.Parse(text, request)
+        except FramerelayError:
+            raise
+        except (
+            json_format.ParseError,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            OverflowError,
+            RecursionError,
+        ) as error:
             raise InvalidSpecError(
-                f"malformed {method.name}Request JSON: {error}",
+                f"malformed {method.name}Request JSON: {str(error)[:500]}",
                 "Send the request message in proto3 JSON, e.g. "
                 '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
             ) from None
@@ -203,10 +308,11 @@ class FacadeHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/x-ndjson")
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Cache-Control", "no-store")
+            self.send_cors_headers()
             self.end_headers()
             self.relay(inbox)
             self.write_chunk(b"")
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client left the stream or stopped reading
             log.debug("http %s: the client left the stream", method.name)
         finally:
             facade.close_stream(inbox, pump)
@@ -229,13 +335,26 @@ class FacadeHandler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
+    def send_cors_headers(self) -> None:
+        """Only for an origin listed in allowed_origins, and only that origin: never `*`."""
+        origin = self.headers.get("Origin")
+        if origin is not None and self.server.facade.guard.allows_origin(origin):
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+
     def send_json(self, status: int, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.send_cors_headers()
         self.end_headers()
         self.wfile.write(body)
 
     def send_error_json(self, error: FramerelayError, status: int | None = None) -> None:
-        self.send_json(status or CATALOG[error.code].http_status, error_body(error))
+        body = error_body(error)
+        for secret in self.server.facade.auth.secrets():  # a client may have sent it anywhere
+            body = body.replace(secret.encode(), b"[token]")
+        self.send_json(status or CATALOG[error.code].http_status, body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 FILE_NAME = "daemon.log"
@@ -30,3 +31,45 @@ def setup_logging(log_dir: Path, verbose: bool = False) -> Path:
     for noisy in ("asyncio", "grpc", "PIL", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path
+
+
+class SecretScrubber(logging.Filter):
+    """Replaces the daemon's tokens in every record that passes a handler, wherever it came from
+    (a library's message, an echoed request line): tokens never reach a log."""
+
+    MASK = "[token]"
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]):
+        super().__init__()
+        self._secrets = secrets
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [s for s in self._secrets() if s]
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: the handler reports it
+            return True
+        if any(s in message for s in secrets):
+            record.msg, record.args = self._scrub(message, secrets), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and any(s in record.exc_text for s in secrets):
+            record.exc_text = self._scrub(record.exc_text, secrets)
+        return True
+
+    def _scrub(self, text: str, secrets: list[str]) -> str:
+        for secret in secrets:
+            text = text.replace(secret, self.MASK)
+        return text
+
+    def install(self) -> None:
+        """Scrubs what the root logger's current handlers write, until `remove`."""
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self)
+
+    def remove(self) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        self._handlers = []

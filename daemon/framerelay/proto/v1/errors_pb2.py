@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n framerelay/proto/v1/errors.proto\x12\x13\x66ramerelay.proto.v1\"X\n\tErrorInfo\x12,\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1e.framerelay.proto.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x01(\t*\xfa\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45RROR_CODE_INVALID_SPEC\x10\x01\x12 \n\x1c\x45RROR_CODE_SOURCE_UNREADABLE\x10\x02\x12\x1e\n\x1a\x45RROR_CODE_EDIT_UNREADABLE\x10\x03\x12\x1c\n\x18\x45RROR_CODE_MODEL_MISSING\x10\x04\x12\x1c\n\x18\x45RROR_CODE_OUT_OF_MEMORY\x10\x05\x12\x18\n\x14\x45RROR_CODE_DISK_FULL\x10\x06\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\x07\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x08\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\t\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\n\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x0b\x12\x13\n\x0f\x45RROR_CODE_BUSY\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n framerelay/proto/v1/errors.proto\x12\x13\x66ramerelay.proto.v1\"X\n\tErrorInfo\x12,\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1e.framerelay.proto.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x01(\t*\x94\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45RROR_CODE_INVALID_SPEC\x10\x01\x12 \n\x1c\x45RROR_CODE_SOURCE_UNREADABLE\x10\x02\x12\x1e\n\x1a\x45RROR_CODE_EDIT_UNREADABLE\x10\x03\x12\x1c\n\x18\x45RROR_CODE_MODEL_MISSING\x10\x04\x12\x1c\n\x18\x45RROR_CODE_OUT_OF_MEMORY\x10\x05\x12\x18\n\x14\x45RROR_CODE_DISK_FULL\x10\x06\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\x07\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x08\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\t\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\n\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x0b\x12\x13\n\x0f\x45RROR_CODE_BUSY\x10\x0c\x12\x18\n\x14\x45RROR_CODE_FORBIDDEN\x10\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'framerelay.proto.v1.errors_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORCODE']._serialized_start=148
-  _globals['_ERRORCODE']._serialized_end=526
+  _globals['_ERRORCODE']._serialized_end=552
   _globals['_ERRORINFO']._serialized_start=57
   _globals['_ERRORINFO']._serialized_end=145
 # @@protoc_insertion_point(module_scope)

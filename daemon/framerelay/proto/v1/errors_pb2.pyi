@@ -36,6 +36,7 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     ERROR_CODE_UNAUTHENTICATED: _ErrorCode.ValueType  # 10
     ERROR_CODE_UNAVAILABLE: _ErrorCode.ValueType  # 11
     ERROR_CODE_BUSY: _ErrorCode.ValueType  # 12
+    ERROR_CODE_FORBIDDEN: _ErrorCode.ValueType  # 13
 
 class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper):
     """Mirrors framerelay.errors.ErrorCode. The catalogue there maps each code to a gRPC status,
@@ -55,6 +56,7 @@ ERROR_CODE_NOT_FOUND: ErrorCode.ValueType  # 9
 ERROR_CODE_UNAUTHENTICATED: ErrorCode.ValueType  # 10
 ERROR_CODE_UNAVAILABLE: ErrorCode.ValueType  # 11
 ERROR_CODE_BUSY: ErrorCode.ValueType  # 12
+ERROR_CODE_FORBIDDEN: ErrorCode.ValueType  # 13
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
 
 @_typing.final

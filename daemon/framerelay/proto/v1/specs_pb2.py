@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66ramerelay/proto/v1/specs.proto\x12\x13\x66ramerelay.proto.v1\"$\n\x08Rational\x12\x0b\n\x03num\x18\x01 \x01(\x05\x12\x0b\n\x03\x64\x65n\x18\x02 \x01(\x05\"1\n\nFrameRange\x12\x10\n\x08in_frame\x18\x01 \x01(\r\x12\x11\n\tout_frame\x18\x02 \x01(\r\"\x9d\x03\n\nEditParams\x12+\n\x06preset\x18\x01 \x01(\x0e\x32\x1b.framerelay.proto.v1.Preset\x12\x13\n\x06height\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x12\n\x05width\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x12\n\x05steps\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x13\n\x06window\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x19\n\x0cmin_guidance\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0cmax_guidance\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12\x12\n\x05\x62\x65ta1\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x12\n\x05\x62\x65ta2\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x1f\n\x12\x61ttention_matching\x18\x0b \x01(\x08H\t\x88\x01\x01\x42\t\n\x07_heightB\x08\n\x06_widthB\x08\n\x06_stepsB\t\n\x07_windowB\x07\n\x05_seedB\x0f\n\r_min_guidanceB\x0f\n\r_max_guidanceB\x08\n\x06_beta1B\x08\n\x06_beta2B\x15\n\x13_attention_matching\"O\n\nOutputSpec\x12\x31\n\x06\x66ormat\x18\x01 \x01(\x0e\x32!.framerelay.proto.v1.OutputFormat\x12\x0e\n\x06\x66older\x18\x02 \x01(\t\"\xc3\x03\n\x07JobSpec\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x34\n\x0b\x66rame_range\x18\x04 \x01(\x0b\x32\x1f.framerelay.proto.v1.FrameRange\x12\x31\n\nsource_fps\x18\x05 \x01(\x0b\x32\x1d.framerelay.proto.v1.Rational\x12\x1a\n\x12\x65\x64ited_frame_paths\x18\x06 \x03(\t\x12\x11\n\tmask_path\x18\x07 \x01(\t\x12/\n\x06params\x18\x08 \x01(\x0b\x32\x1f.framerelay.proto.v1.EditParams\x12/\n\x06output\x18\t \x01(\x0b\x32\x1f.framerelay.proto.v1.OutputSpec\x12\x43\n\x0chost_context\x18\n \x03(\x0b\x32-.framerelay.proto.v1.JobSpec.HostContextEntry\x12\r\n\x05model\x18\x0b \x01(\t\x1a\x32\n\x10HostContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*g\n\x06Preset\x12\x16\n\x12PRESET_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPRESET_AUTO\x10\x01\x12\x10\n\x0cPRESET_LOCAL\x10\x02\x12\x10\n\x0cPRESET_STYLE\x10\x03\x12\x10\n\x0cPRESET_SHAPE\x10\x04*r\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_MP4\x10\x01\x12\x15\n\x11OUTPUT_FORMAT_MOV\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66ramerelay/proto/v1/specs.proto\x12\x13\x66ramerelay.proto.v1\"$\n\x08Rational\x12\x0b\n\x03num\x18\x01 \x01(\x05\x12\x0b\n\x03\x64\x65n\x18\x02 \x01(\x05\"1\n\nFrameRange\x12\x10\n\x08in_frame\x18\x01 \x01(\r\x12\x11\n\tout_frame\x18\x02 \x01(\r\"\x9d\x03\n\nEditParams\x12+\n\x06preset\x18\x01 \x01(\x0e\x32\x1b.framerelay.proto.v1.Preset\x12\x13\n\x06height\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x12\n\x05width\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x12\n\x05steps\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x13\n\x06window\x18\x05 \x01(\rH\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x06 \x01(\rH\x04\x88\x01\x01\x12\x19\n\x0cmin_guidance\x18\x07 \x01(\x01H\x05\x88\x01\x01\x12\x19\n\x0cmax_guidance\x18\x08 \x01(\x01H\x06\x88\x01\x01\x12\x12\n\x05\x62\x65ta1\x18\t \x01(\x01H\x07\x88\x01\x01\x12\x12\n\x05\x62\x65ta2\x18\n \x01(\x01H\x08\x88\x01\x01\x12\x1f\n\x12\x61ttention_matching\x18\x0b \x01(\x08H\t\x88\x01\x01\x42\t\n\x07_heightB\x08\n\x06_widthB\x08\n\x06_stepsB\t\n\x07_windowB\x07\n\x05_seedB\x0f\n\r_min_guidanceB\x0f\n\r_max_guidanceB\x08\n\x06_beta1B\x08\n\x06_beta2B\x15\n\x13_attention_matching\"b\n\nOutputSpec\x12\x31\n\x06\x66ormat\x18\x01 \x01(\x0e\x32!.framerelay.proto.v1.OutputFormat\x12\x0e\n\x06\x66older\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\"\xc3\x03\n\x07JobSpec\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bsource_path\x18\x03 \x01(\t\x12\x34\n\x0b\x66rame_range\x18\x04 \x01(\x0b\x32\x1f.framerelay.proto.v1.FrameRange\x12\x31\n\nsource_fps\x18\x05 \x01(\x0b\x32\x1d.framerelay.proto.v1.Rational\x12\x1a\n\x12\x65\x64ited_frame_paths\x18\x06 \x03(\t\x12\x11\n\tmask_path\x18\x07 \x01(\t\x12/\n\x06params\x18\x08 \x01(\x0b\x32\x1f.framerelay.proto.v1.EditParams\x12/\n\x06output\x18\t \x01(\x0b\x32\x1f.framerelay.proto.v1.OutputSpec\x12\x43\n\x0chost_context\x18\n \x03(\x0b\x32-.framerelay.proto.v1.JobSpec.HostContextEntry\x12\r\n\x05model\x18\x0b \x01(\t\x1a\x32\n\x10HostContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*g\n\x06Preset\x12\x16\n\x12PRESET_UNSPECIFIED\x10\x00\x12\x0f\n\x0bPRESET_AUTO\x10\x01\x12\x10\n\x0cPRESET_LOCAL\x10\x02\x12\x10\n\x0cPRESET_STYLE\x10\x03\x12\x10\n\x0cPRESET_SHAPE\x10\x04*r\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_MP4\x10\x01\x12\x15\n\x11OUTPUT_FORMAT_MOV\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBSPEC_HOSTCONTEXTENTRY']._loaded_options = None
   _globals['_JOBSPEC_HOSTCONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_PRESET']._serialized_start=1096
-  _globals['_PRESET']._serialized_end=1199
-  _globals['_OUTPUTFORMAT']._serialized_start=1201
-  _globals['_OUTPUTFORMAT']._serialized_end=1315
+  _globals['_PRESET']._serialized_start=1115
+  _globals['_PRESET']._serialized_end=1218
+  _globals['_OUTPUTFORMAT']._serialized_start=1220
+  _globals['_OUTPUTFORMAT']._serialized_end=1334
   _globals['_RATIONAL']._serialized_start=56
   _globals['_RATIONAL']._serialized_end=92
   _globals['_FRAMERANGE']._serialized_start=94
@@ -44,9 +44,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EDITPARAMS']._serialized_start=146
   _globals['_EDITPARAMS']._serialized_end=559
   _globals['_OUTPUTSPEC']._serialized_start=561
-  _globals['_OUTPUTSPEC']._serialized_end=640
-  _globals['_JOBSPEC']._serialized_start=643
-  _globals['_JOBSPEC']._serialized_end=1094
-  _globals['_JOBSPEC_HOSTCONTEXTENTRY']._serialized_start=1044
-  _globals['_JOBSPEC_HOSTCONTEXTENTRY']._serialized_end=1094
+  _globals['_OUTPUTSPEC']._serialized_end=659
+  _globals['_JOBSPEC']._serialized_start=662
+  _globals['_JOBSPEC']._serialized_end=1113
+  _globals['_JOBSPEC_HOSTCONTEXTENTRY']._serialized_start=1063
+  _globals['_JOBSPEC_HOSTCONTEXTENTRY']._serialized_end=1113
 # @@protoc_insertion_point(module_scope)

@@ -210,18 +210,24 @@ class OutputSpec(_message.Message):
 
     FORMAT_FIELD_NUMBER: _builtins.int
     FOLDER_FIELD_NUMBER: _builtins.int
+    OVERWRITE_FIELD_NUMBER: _builtins.int
     format: Global___OutputFormat.ValueType
     folder: _builtins.str
-    """Absolute folder for the outputs; empty: the daemon's data folder, one sub-folder per job."""
+    """Absolute folder for the outputs; empty: the daemon's data folder, one sub-folder per job.
+    It must lie under one of the daemon's output roots (see docs/daemon.md).
+    """
+    overwrite: _builtins.bool
+    """Replace outputs that already exist; without it, an existing output is refused."""
     def __init__(
         self,
         *,
         format: Global___OutputFormat.ValueType = ...,
         folder: _builtins.str = ...,
+        overwrite: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["folder", b"folder", "format", b"format"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["folder", b"folder", "format", b"format", "overwrite", b"overwrite"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
