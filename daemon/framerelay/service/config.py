@@ -67,6 +67,7 @@ class DaemonConfig:
     model: str = DEFAULT_MODEL
     device: str | None = None
     dtype: str | None = None
+    no_open: bool = False  # never open the image editor: round trips only report the path
 
     @classmethod
     def from_env(cls, **overrides) -> DaemonConfig:
@@ -89,6 +90,11 @@ class DaemonConfig:
     @property
     def work_dir(self) -> Path:
         return self.data_dir / "work"
+
+    @property
+    def edits_dir(self) -> Path:
+        """Round trips with an image editor: `<job id>/` per round trip, kept after the job."""
+        return self.data_dir / "edits"
 
     def validate(self) -> DaemonConfig:
         if not is_loopback(self.host) and not self.allow_remote:
