@@ -23,7 +23,14 @@ from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.media.video import read_frame
 from framerelay.proto.v1 import daemon_pb2, events_pb2, jobs_pb2, specs_pb2
 from framerelay.service.client import DaemonClient
-from tests.daemon_harness import http_call, make_media, running_daemon, wait_for
+from tests.daemon_harness import (
+    http_call,
+    make_media,
+    running_daemon,
+    start_serve,
+    stop_serve,
+    wait_for,
+)
 from tests.roundtrip_support import (
     Recorder,
     edited,
@@ -317,7 +324,7 @@ def test_saves_before_the_start_replace_the_edit_and_later_ones_are_ignored(
 
 def test_follow_saves_queue_a_new_job_for_the_same_clip(daemon, fake, holds, media):
     _, client = daemon
-    job, target, events = start(client, roundtrip_spec(media, follow_saves=True))
+    job, target, events = start(client, roundtrip_spec(media, follow_saves=True, frame_index=3))
     frame = read_rgb(target)
     save_atomic_replace(target, png_bytes(edited(frame, 60)))
     events.wait_edit(RECEIVED)
@@ -366,6 +373,7 @@ def test_a_later_frame_and_a_16_bit_tiff(daemon, holds, media):
     np.testing.assert_array_equal(exported[:, :, ::-1], source_frame)
     assert job.edit.source_frame == 5
     assert (job.spec.frame_range.in_frame, job.spec.frame_range.out_frame) == (5, 10)
+    assert job.spec.edit_session.frame_index == 0  # frame 0 of the new range is the edited one
 
     with pytest.raises(InvalidSpecError, match="fewer than two"):
         client.submit(roundtrip_spec(media, frames=8, first=2, frame_index=7))
@@ -376,6 +384,16 @@ def test_a_later_frame_and_a_16_bit_tiff(daemon, holds, media):
     assert later.edit.source_frame == 4
     assert (later.spec.frame_range.in_frame, later.spec.frame_range.out_frame) == (4, 12)
     assert later.spec.source_fps.num / later.spec.source_fps.den == 24
+
+
+def test_resubmitting_a_request_id_returns_the_same_round_trip(daemon, media, tmp_path):
+    _, client = daemon
+    spec = roundtrip_spec(media)
+    spec.request_id = "resolve-42"
+    first = client.submit(spec)
+    again = client._call(client._stub.SubmitJob, daemon_pb2.SubmitJobRequest(spec=spec))
+    assert again.job.id == first.id and again.exported_path == first.edit.exported_path
+    assert len(list((tmp_path / "state" / "data" / "edits").iterdir())) == 1
 
 
 def test_cancelling_an_awaiting_job_stops_its_watch(daemon, media):
@@ -626,7 +644,8 @@ def test_the_cli_submits_a_round_trip_and_attaches_a_file(
     assert code == 0 and "awaits your edit of" in out
     job = client.list().jobs[0]
     assert job.state == jobs_pb2.JOB_STATE_AWAITING_EDIT
-    assert job.spec.edit_session.follow_saves and job.spec.edit_session.frame_index == 1
+    assert job.spec.edit_session.follow_saves and job.edit.source_frame == 1
+    assert job.spec.frame_range.in_frame == 1 and job.spec.edit_session.frame_index == 0
     assert job.edit.exported_path in out
 
     assert main(["jobs"]) == 0
@@ -642,3 +661,14 @@ def test_the_cli_submits_a_round_trip_and_attaches_a_file(
     assert "application: krita" in shown and "--nosplash" in shown and "config.toml" in shown
     assert client.editor_config().config.arguments == ["--nosplash"]
     holds.release(job.id)
+
+
+def test_serve_no_open_reports_it_to_clients(tmp_path):
+    process, found = start_serve(tmp_path / "state", "--fake", "--no-open")
+    try:
+        with DaemonClient.from_discovery(found) as client:
+            current = client.editor_config()
+    finally:
+        stop_serve(process)
+    assert current.no_open and current.config.open_editor
+    assert current.config_path == str(tmp_path / "state" / "config" / "config.toml")

@@ -67,7 +67,7 @@ class RoundTrip:
 class FrameToEdit:
     frame: np.ndarray
     source_frame: int  # index in the source file
-    spec: JobSpec  # the frame range starts at the edited frame
+    spec: JobSpec  # its frame range starts at the edited frame
 
 
 class EditSessions:
@@ -381,13 +381,14 @@ def frame_to_edit(spec: JobSpec) -> FrameToEdit:
         )
     source_frame = selection.first_index + options.frame_index
     frame = read_frame(spec.source, source_frame)
-    if options.frame_index:
+    if options.frame_index:  # the range now starts at the edited frame: its frame 0
         first = spec.frame_range.in_frame if spec.frame_range else 0
         end = spec.frame_range.out_frame if spec.frame_range else len(selection.index)
         spec = replace(
             spec,
             frame_range=FrameRange(first + options.frame_index, end),
             source_fps=spec.source_fps or selection.info.fps,
+            edit_session=replace(options, frame_index=0),
         )
     return FrameToEdit(frame, source_frame, spec)
 

@@ -166,7 +166,9 @@ class ListJobsResponse(_message.Message):
     """The daemon-wide event cursor when the list was taken: WatchQueue from it misses nothing."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_jobs_pb2.Job]:
-        """The running job, then the queue in order, then ended jobs, latest first."""
+        """The running job, then the queue in order, then jobs awaiting their edit, then ended jobs,
+        latest first.
+        """
 
     def __init__(
         self,
