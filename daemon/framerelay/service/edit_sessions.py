@@ -112,24 +112,20 @@ class EditSessions:
             return existing
         job_id = uuid.uuid4().hex
         target = await asyncio.to_thread(frame_to_edit, spec)
+        options = target.spec.edit_session
+        assert options is not None
         round_trip = self._new_round_trip(job_id, target.spec)
-        folder = round_trip.session.folder
         try:
-            sixteen_bit = target.spec.edit_session.sixteen_bit  # type: ignore[union-attr]
-            await asyncio.to_thread(
-                round_trip.session.export, target.frame, sixteen_bit=sixteen_bit
-            )
+            session = round_trip.session
+            await asyncio.to_thread(session.export, target.frame, sixteen_bit=options.sixteen_bit)
             existing = self._by_request_id(spec)  # a twin submitted while this one exported
             if existing is not None:
-                raise _Superseded(existing)
-            job = self.queue.add_awaiting(
-                job_id, target.spec, self._exported(round_trip, target.source_frame)
-            )
-        except BaseException as error:
-            round_trip.session.close()
-            shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(error, _Superseded):
-                return error.job
+                _discard(round_trip)
+                return existing
+            exported = self._exported(round_trip, target.source_frame)
+            job = self.queue.add_awaiting(job_id, target.spec, exported)
+        except BaseException:
+            _discard(round_trip)
             raise
         self._track(round_trip)
         await asyncio.to_thread(self._watch_and_open, round_trip.session)
@@ -151,9 +147,6 @@ class EditSessions:
         finally:
             self._drain(round_trip)
         return self.queue.get(round_trip.received_by.get(accepted.version, job_id)), accepted
-
-    def watching(self, job_id: str) -> bool:
-        return job_id in self._by_job
 
     async def resume(self) -> None:
         """Watches again the folders of round trips whose jobs have not ended (at start)."""
@@ -360,10 +353,10 @@ class EditSessions:
         return round_trip
 
 
-class _Superseded(Exception):
-    def __init__(self, job: Job):
-        super().__init__(job.id)
-        self.job = job
+def _discard(round_trip: RoundTrip) -> None:
+    """A round trip whose job was never stored: no watch, no folder."""
+    round_trip.session.close()
+    shutil.rmtree(round_trip.session.folder, ignore_errors=True)
 
 
 def frame_to_edit(spec: JobSpec) -> FrameToEdit:
