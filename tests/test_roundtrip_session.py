@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import json
 import time
@@ -8,7 +9,7 @@ import pytest
 
 from framerelay.errors import EditUnreadableError, InvalidSpecError
 from framerelay.roundtrip.editor import EditorConfig, open_in_editor
-from framerelay.roundtrip.session import EditSession, EventKind, SessionState
+from framerelay.roundtrip.session import AcceptedEdit, EditSession, EventKind, SessionState
 from tests.roundtrip_support import (
     Recorder,
     edited,
@@ -260,3 +261,33 @@ def test_closing_stops_accepting_saves(tmp_path, events):
     assert session.state is SessionState.closed
     save_atomic_replace(target, png_bytes(edited(frame, 9)))
     events.stays(0, received)
+
+
+def test_resume_watches_an_earlier_export_without_exporting_or_opening(tmp_path, spawner):
+    launch = functools.partial(open_in_editor, platform="linux", spawn=spawner)
+    frame = make_frame()
+    first_events = Recorder()
+    with EditSession(tmp_path / "job", first_events, launch=launch) as first:
+        target = first.begin(frame)
+        save_atomic_replace(target, png_bytes(edited(frame, 20)))
+        [accepted] = first_events.wait_count(1, received)
+        exported = first.exported
+    copy_time = accepted.path.stat().st_mtime_ns
+
+    events = Recorder()
+    with EditSession(tmp_path / "job", events, launch=launch) as again:
+        current = AcceptedEdit(accepted.version, accepted.path, accepted.source)
+        again.resume(
+            dataclasses.replace(exported, mtime_ns=copy_time), background=frame, current=current
+        )
+        assert again.state is SessionState.edit_ready and again.current == current
+        again.watch()
+        events.stays(0, received, seconds=1.0)  # the save taken before is not taken again
+        save_atomic_replace(target, png_bytes(edited(frame, 220)))
+        [event] = events.wait_count(1, received)
+        with pytest.raises(InvalidSpecError, match="already begun"):
+            again.resume(exported)
+    assert event.version == 2 and event.path.name == "edit_v002.png"
+    np.testing.assert_array_equal(read_rgb(event.path), edited(frame, 220))
+    assert [e.kind for e in events.items] == [EventKind.edit_received]
+    assert spawner.calls == [["xdg-open", str(target)]]  # opened once, by the first session

@@ -14,7 +14,18 @@ import sys
 from framerelay import __version__
 from framerelay.errors import FramerelayError
 
-COMMAND_MODULES = ("edit", "doctor", "cache", "serve", "submit", "jobs", "watch", "cancel")
+COMMAND_MODULES = (
+    "edit",
+    "doctor",
+    "cache",
+    "serve",
+    "submit",
+    "jobs",
+    "watch",
+    "cancel",
+    "attach",
+    "editor",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 
 from framerelay.proto.v1 import jobs_pb2
 
-ACTIVE = (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED)
+ACTIVE = (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_AWAITING_EDIT)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,12 +25,14 @@ def row(job: jobs_pb2.Job) -> str:
         detail = f"{p.phase} {p.step}/{p.total}" if p.phase else "starting"
         if job.cancel_requested:
             detail += " (stopping)"
+    elif job.state == jobs_pb2.JOB_STATE_AWAITING_EDIT:
+        detail = f"save {job.edit.exported_path.rsplit('/', 1)[-1]}"
     elif job.HasField("error"):
         detail = job.error.message
     else:
         detail = f"{job.result.frame_count} frames"
     name = job.spec.label or job.spec.source_path.rsplit("/", 1)[-1]
-    return f"{job.id[:8]}  {state:<9}  {detail:<24}  {name}"
+    return f"{job.id[:8]}  {state:<13}  {detail:<24}  {name}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
         states = () if args.all else ACTIVE
         jobs = client.list(states, args.limit).jobs
     if not jobs:
-        print("no jobs" if args.all else "no running or queued jobs")
+        print("no jobs" if args.all else "no running, queued or awaiting jobs")
         return 0
-    print(f"{'JOB':<8}  {'STATE':<9}  {'DETAIL':<24}  SOURCE")
+    print(f"{'JOB':<8}  {'STATE':<13}  {'DETAIL':<24}  SOURCE")
     for job in jobs:
         print(row(job))
     return 0

@@ -46,6 +46,10 @@ def describe(event: events_pb2.JobEvent) -> str | None:
         return f"queued at position {event.queued.position}"
     if kind == "started":
         return f"started (attempt {event.started.attempt})"
+    if kind == "edit":
+        hint = f"\n  hint: {event.edit.hint}" if event.edit.hint else ""
+        warnings = "".join(f"\n  warning: {w}" for w in event.edit.warnings)
+        return f"{event.edit.message}{warnings}{hint}"
     return None
 
 

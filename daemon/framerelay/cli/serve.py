@@ -44,6 +44,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="run jobs without the model: outputs are test patterns (for plugin development)",
     )
     parser.add_argument("--fake-step-seconds", type=float, default=0.05, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-open",
+        action="store_true",
+        help="never open the image editor in round trips; only report the file to edit",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.set_defaults(func=run)
 
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         dtype=args.dtype,
+        no_open=args.no_open or None,
     ).validate()
     if not is_loopback(config.host):
         print(

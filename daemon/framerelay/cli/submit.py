@@ -15,7 +15,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("submit", help="queue an edit on the daemon")
     parser.add_argument("source", type=Path, help="the source clip")
     parser.add_argument(
-        "edited", type=Path, nargs="+", help="edited first frame(s), one output each"
+        "edited",
+        type=Path,
+        nargs="*",
+        help="edited first frame(s), one output each; none with --roundtrip",
     )
     parser.add_argument("--in", dest="in_frame", type=int, help="first source frame (0-based)")
     parser.add_argument("--out", dest="out_frame", type=int, help="frame after the last one")
@@ -41,6 +44,31 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="host context returned untouched with the job (repeatable)",
     )
     parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
+    roundtrip = parser.add_argument_group(
+        "round trip with an image editor",
+        "The daemon exports the frame, opens it in your editor and queues the job when you save.",
+    )
+    roundtrip.add_argument(
+        "--roundtrip", action="store_true", help="edit the frame in your image editor"
+    )
+    roundtrip.add_argument(
+        "--frame",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the frame to edit, counted from --in (default: 0, the first)",
+    )
+    roundtrip.add_argument(
+        "--tiff", action="store_true", help="export a 16-bit TIFF instead of an 8-bit PNG"
+    )
+    roundtrip.add_argument(
+        "--no-open", action="store_true", help="only print the file to edit; open it yourself"
+    )
+    roundtrip.add_argument(
+        "--follow-saves",
+        action="store_true",
+        help="a save after the job started queues a new job with it",
+    )
     parser.set_defaults(func=run)
 
 
@@ -64,9 +92,25 @@ def parse_context(items: list[str]) -> dict[str, str]:
     return context
 
 
+def check_edited(args: argparse.Namespace) -> None:
+    roundtrip_only = args.frame or args.tiff or args.no_open or args.follow_saves
+    if args.roundtrip and args.edited:
+        raise InvalidSpecError(
+            "--roundtrip takes no edited frame: the edit comes from your image editor.",
+            "Drop the edited frame(s), or drop --roundtrip.",
+        )
+    if not args.roundtrip and roundtrip_only:
+        raise InvalidSpecError("--frame, --tiff, --no-open and --follow-saves need --roundtrip.")
+    if not args.roundtrip and not args.edited:
+        raise InvalidSpecError(
+            "no edited frame.", "Give the edited frame(s), or --roundtrip to edit it in an editor."
+        )
+
+
 def build_spec(args: argparse.Namespace):
     from framerelay.proto.v1 import specs_pb2
 
+    check_edited(args)
     spec = specs_pb2.JobSpec(
         source_path=str(args.source.resolve()),
         edited_frame_paths=[str(p.resolve()) for p in args.edited],
@@ -91,6 +135,14 @@ def build_spec(args: argparse.Namespace):
     if args.fps:
         fps = parse_fps(args.fps)
         spec.source_fps.num, spec.source_fps.den = fps.numerator, fps.denominator
+    if args.roundtrip:
+        if args.frame < 0:
+            raise InvalidSpecError(f"--frame must be 0 or more, got {args.frame}.")
+        spec.edit_session.frame_index = args.frame
+        spec.edit_session.sixteen_bit = args.tiff
+        spec.edit_session.follow_saves = args.follow_saves
+        if args.no_open:
+            spec.edit_session.open_editor = False
     return spec
 
 
@@ -101,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     with DaemonClient.connect() as client:
         job = client.submit(spec)
-        print(f"job {job.id} queued at position {job.position}")
+        if job.HasField("edit"):
+            print(f"job {job.id} awaits your edit of {job.edit.exported_path}")
+            print("save the edited frame in the same folder (PNG, TIFF, JPEG or PSD)")
+        else:
+            print(f"job {job.id} queued at position {job.position}")
         if args.watch:
             print_finished(job.id, follow(client, job.id))
     return 0

@@ -80,7 +80,26 @@ class Cancelled:
     phase: str = ""
 
 
-Payload = Queued | Started | ProgressUpdate | Preview | Finished | Failed | Cancelled
+@dataclass(frozen=True)
+class EditUpdate:
+    """A step of the round trip with the image editor (`framerelay.roundtrip.EventKind`, plus
+    `watch_resumed` after a restart)."""
+
+    kind: str  # exported | editor_opened | open_skipped | editor_failed | edit_received |
+    # validation_problem | save_ignored | watch_resumed
+    message: str
+    hint: str = ""
+    path: str = ""  # exported: the file to edit; edit_received: the accepted copy
+    source: str = ""  # the file the user saved or picked
+    version: int = 0
+    warnings: tuple[str, ...] = ()
+    follow_job_id: str = ""  # edit_received after the job started: the new job that uses it
+    width: int = 0  # exported
+    height: int = 0
+    source_frame: int = 0
+
+
+Payload = Queued | Started | ProgressUpdate | Preview | Finished | Failed | Cancelled | EditUpdate
 TERMINAL = (Finished, Failed, Cancelled)
 KINDS: dict[str, type[Payload]] = {
     "queued": Queued,
@@ -90,6 +109,7 @@ KINDS: dict[str, type[Payload]] = {
     "finished": Finished,
     "failed": Failed,
     "cancelled": Cancelled,
+    "edit": EditUpdate,
 }
 KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
@@ -131,6 +151,8 @@ def payload_from_json(kind: str, data: dict[str, Any]) -> Payload:
         data = {**data, "fps": Fraction(*data["fps"]), "outputs": tuple(data["outputs"])}
     elif cls in (Failed, Cancelled):
         data = {**data, "error": error_from_json(data["error"])}
+    elif cls is EditUpdate:
+        data = {**data, "warnings": tuple(data.get("warnings", ()))}
     return cls(**data)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from framerelay.jobs.events import (
     Cancelled,
+    EditUpdate,
     ErrorInfo,
     Failed,
     Finished,
@@ -30,10 +32,28 @@ class JobState(enum.Enum):
     finished = "finished"
     failed = "failed"
     cancelled = "cancelled"
+    awaiting_edit = "awaiting_edit"  # a round trip waiting for the user's edited frame
 
     @property
     def ended(self) -> bool:
         return self in (JobState.finished, JobState.failed, JobState.cancelled)
+
+
+@dataclass(frozen=True)
+class EditStatus:
+    """Where a job's round trip with the image editor stands."""
+
+    exported_path: str  # the file to edit; saves go in its folder
+    width: int
+    height: int
+    source_frame: int  # index of the exported frame in the source file
+    version: int = 0  # the accepted edit this job uses; 0: none yet
+    edited_path: str = ""
+    follow_job_id: str = ""  # the round trip went on with this job (a save after the start)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.exported_path).parent
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,7 @@ class Job:
     progress: ProgressUpdate | None = None
     result: Finished | None = None
     error: ErrorInfo | None = None
+    edit: EditStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,11 +90,13 @@ class Job:
             "progress": payload_to_json(self.progress) if self.progress else None,
             "result": payload_to_json(self.result) if self.result else None,
             "error": error_to_json(self.error) if self.error else None,
+            "edit": asdict(self.edit) if self.edit else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
         progress, result, error = data.get("progress"), data.get("result"), data.get("error")
+        edit = data.get("edit")
         return cls(
             id=data["id"],
             spec=JobSpec.from_dict(data["spec"]),
@@ -89,6 +112,7 @@ class Job:
             progress=ProgressUpdate(**progress) if progress else None,
             result=finished_from_json(result) if result else None,
             error=error_from_json(error) if error else None,
+            edit=EditStatus(**edit) if edit else None,
         )
 
 
@@ -110,6 +134,8 @@ def apply(job: Job, event: JobEvent) -> Job:
             return replace(job, state=JobState.failed, error=error, ended_at=event.time)
         case Cancelled(error=error):
             return replace(job, state=JobState.cancelled, error=error, ended_at=event.time)
+        case EditUpdate() as update:
+            return apply_edit(job, update)
     raise ValueError(f"unknown event payload {event.payload!r}")
 
 
@@ -117,3 +143,25 @@ def finished_from_json(data: dict[str, Any]) -> Finished:
     result = payload_from_json("finished", data)
     assert isinstance(result, Finished)
     return result
+
+
+def apply_edit(job: Job, update: EditUpdate) -> Job:
+    """An exported frame starts the job's round trip; an accepted edit becomes its edited frame
+    until the job starts (one that went to a follow-up job leaves it unchanged)."""
+    if update.kind == "exported":
+        edit = EditStatus(update.path, update.width, update.height, update.source_frame)
+        return replace(job, edit=edit)
+    if update.kind == "edit_received" and update.follow_job_id and job.edit is not None:
+        return replace(job, edit=replace(job.edit, follow_job_id=update.follow_job_id))
+    if update.kind != "edit_received" or update.follow_job_id or not takes_edit(job):
+        return job
+    spec = replace(job.spec, edited_frames=(Path(update.path),))
+    edit = job.edit or EditStatus("", 0, 0, 0)
+    return replace(
+        job, spec=spec, edit=replace(edit, version=update.version, edited_path=update.path)
+    )
+
+
+def takes_edit(job: Job) -> bool:
+    """A new edited frame replaces this job's: it has not started (not even before a restart)."""
+    return job.state in (JobState.awaiting_edit, JobState.queued) and job.started_at is None

@@ -18,9 +18,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError, UnavailableError
-from framerelay.jobs.events import Cancelled, ErrorInfo, JobEvent, Payload, Queued, Started
+from framerelay.jobs.events import (
+    Cancelled,
+    EditUpdate,
+    ErrorInfo,
+    JobEvent,
+    Payload,
+    Queued,
+    Started,
+)
 from framerelay.jobs.hub import EventHub
-from framerelay.jobs.job import Job, JobState
+from framerelay.jobs.job import EditStatus, Job, JobState
 from framerelay.jobs.output_policy import OutputPolicy
 from framerelay.jobs.spec import JobSpec, check_clip_length, plan_outputs
 from framerelay.jobs.store import JobStore
@@ -34,6 +42,9 @@ JOB_ID = re.compile(r"[0-9a-f]{1,32}")
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+Listener = Callable[[Job, JobEvent], None]
 
 
 class CancelOutcome(enum.Enum):
@@ -58,6 +69,7 @@ class JobQueue:
         self._wakeup = asyncio.Event()
         self._tokens: dict[str, CancelToken] = {}
         self._closed = False
+        self.listeners: list[Listener] = []  # called in the event loop after each stored event
 
     # --- clients ---
 
@@ -70,12 +82,21 @@ class JobQueue:
         self.policy.check_spec(spec)
         check_clip_length(spec)
 
-    def submit(self, spec: JobSpec) -> Job:
+    def submit(
+        self, spec: JobSpec, *, reason: str = "submitted", edit: EditStatus | None = None
+    ) -> Job:
         self.admit(spec)
-        return self.enqueue(spec)
+        return self.enqueue_admitted(spec, reason=reason, edit=edit)
 
-    def enqueue(self, spec: JobSpec) -> Job:
+    def enqueue_admitted(
+        self, spec: JobSpec, *, reason: str = "submitted", edit: EditStatus | None = None
+    ) -> Job:
         """Queues an admitted spec."""
+        if spec.awaits_edit:
+            raise InvalidSpecError(
+                "a round-trip job has no edited frame to queue yet.",
+                "Submit it through the daemon's SubmitJob, which exports the frame to edit.",
+            )
         if spec.request_id:
             existing = self.store.by_request_id(spec.request_id)
             if existing is not None:
@@ -90,12 +111,39 @@ class JobQueue:
             outputs=tuple(str(p) for p in outputs),
             created_at=self._clock(),
             rank=bounds[1] + 1 if bounds else 1.0,
+            edit=edit,
         )
         position = self.store.queue_length() + 1
-        job, event = self.store.add(job, Queued(position, "submitted"), self._clock())
-        self._hub.publish(event)
+        job, event = self.store.add(job, Queued(position, reason), self._clock())
+        self._published(job, event)
         self._wakeup.set()
         log.info("job %s queued at %d: %s", job_id, position, spec.source.name)
+        return job
+
+    def add_awaiting(self, job_id: str, spec: JobSpec, exported: EditUpdate) -> Job:
+        """Stores a round-trip job, not queued, with its `exported` event first."""
+        outputs = plan_outputs(spec, job_id, self.output_root)
+        self.policy.check_outputs(outputs, spec.source, spec.overwrite)
+        job = Job(
+            id=job_id,
+            spec=spec,
+            outputs=tuple(str(p) for p in outputs),
+            created_at=self._clock(),
+            state=JobState.awaiting_edit,
+        )
+        job, event = self.store.add(job, exported, self._clock())
+        self._published(job, event)
+        log.info("job %s awaits its edit: %s", job_id, exported.path)
+        return job
+
+    def enqueue(self, job_id: str, reason: str) -> Job:
+        """Puts a job that awaited its edit at the end of the queue."""
+        job = self.get(job_id)
+        bounds = self.store.rank_bounds()
+        self.store.save(replace(job, rank=bounds[1] + 1 if bounds else 1.0))
+        job = self.record(job_id, Queued(self.store.queue_length() + 1, reason))
+        self._wakeup.set()
+        log.info("job %s queued: %s", job_id, reason)
         return job
 
     def get(self, job_id: str) -> Job:
@@ -129,7 +177,7 @@ class JobQueue:
 
     def cancel(self, job_id: str) -> tuple[Job, CancelOutcome]:
         job = self.get(job_id)
-        if job.state is JobState.queued:
+        if job.state in (JobState.queued, JobState.awaiting_edit):
             error = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled before it ran.")
             job = self.record(job_id, Cancelled("dequeued", error))
             log.info("job %s cancelled while queued", job_id)
@@ -206,8 +254,16 @@ class JobQueue:
         job, event = self.store.append(job_id, payload, self._clock())
         if event.terminal:
             self._tokens.pop(job_id, None)
-        self._hub.publish(event)
+        self._published(job, event)
         return job
+
+    def _published(self, job: Job, event: JobEvent) -> None:
+        self._hub.publish(event)
+        for listener in self.listeners:
+            try:
+                listener(job, event)
+            except Exception:
+                log.exception("a job event listener failed on %s of job %s", event.kind, job.id)
 
     def running_job_id(self) -> str | None:
         return next(iter(self._tokens), None)

@@ -53,6 +53,16 @@ class ParamOverrides:
 
 
 @dataclass(frozen=True)
+class EditSessionSpec:
+    """A round trip with an image editor: the job waits for the user's edit of one frame."""
+
+    frame_index: int = 0  # counted from the start of the frame range (or of the clip)
+    sixteen_bit: bool = False  # export a 16-bit TIFF instead of an 8-bit sRGB PNG
+    open_editor: bool | None = None  # None: the daemon's [editor] open_editor setting
+    follow_saves: bool = False  # a save after the job started queues a new job with it
+
+
+@dataclass(frozen=True)
 class JobSpec:
     source: Path
     edited_frames: tuple[Path, ...]
@@ -68,6 +78,12 @@ class JobSpec:
     model: str = ""  # empty: the daemon's default model
     label: str = ""
     request_id: str = ""
+    edit_session: EditSessionSpec | None = None
+
+    @property
+    def awaits_edit(self) -> bool:
+        """A round trip that has no edited frame yet."""
+        return self.edit_session is not None and not self.edited_frames
 
     @property
     def start_seconds(self) -> float | None:
@@ -103,11 +119,14 @@ class JobSpec:
         """Checks everything that can be checked without decoding media; raises catalogue errors."""
         check_texts(self)
         check_source(self.source)
-        if not self.edited_frames:
+        if not self.edited_frames and self.edit_session is None:
             raise InvalidSpecError(
-                "the job has no edited frame.", "Pass at least one edited frame."
+                "the job has no edited frame.",
+                "Pass at least one edited frame, or ask for a round trip with an image editor.",
             )
         limits.check_edited_count(len(self.edited_frames))
+        if self.edit_session is not None:
+            check_edit_session(self.edit_session, self.edited_frames, self.frame_range)
         for edited in self.edited_frames:
             check_readable_file(edited, "edited frame")
         if self.mask is not None:
@@ -142,6 +161,7 @@ class JobSpec:
             "model": self.model,
             "label": self.label,
             "request_id": self.request_id,
+            "edit_session": asdict(self.edit_session) if self.edit_session else None,
         }
 
     @classmethod
@@ -165,6 +185,9 @@ class JobSpec:
             model=data.get("model", ""),
             label=data.get("label", ""),
             request_id=data.get("request_id", ""),
+            edit_session=EditSessionSpec(**data["edit_session"])
+            if data.get("edit_session")
+            else None,
         )
 
 
@@ -272,6 +295,24 @@ def check_clip_length(spec: JobSpec) -> None:
         )
 
 
+def check_edit_session(
+    session: EditSessionSpec, edited_frames: tuple[Path, ...], frame_range: FrameRange | None
+) -> None:
+    if len(edited_frames) > 1:
+        raise InvalidSpecError(
+            f"a round trip makes one edited frame, got {len(edited_frames)}.",
+            "Submit one job per edited frame, or a job without a round trip.",
+        )
+    if session.frame_index < 0:
+        raise InvalidSpecError(f"the frame to edit must be 0 or more, got {session.frame_index}.")
+    if frame_range is not None and session.frame_index > frame_range.count - 2:
+        raise InvalidSpecError(
+            f"frame {session.frame_index} leaves fewer than two frames of the range "
+            f"[{frame_range.in_frame}, {frame_range.out_frame}) to propagate the edit into.",
+            f"Pick a frame from 0 to {frame_range.count - 2}; the edit propagates forward from it.",
+        )
+
+
 def check_output_folder(folder: Path | None) -> None:
     if folder is None:
         return
@@ -302,11 +343,8 @@ def plan_outputs(spec: JobSpec, job_id: str, default_root: Path) -> tuple[Path, 
     """
     folder = spec.output_folder or default_root / job_id
     stem = f"{spec.source.stem}_{job_id[:8]}"
-    names = (
-        [stem]
-        if len(spec.edited_frames) == 1
-        else [f"{stem}_{n}" for n in range(1, len(spec.edited_frames) + 1)]
-    )
+    count = max(1, len(spec.edited_frames))  # a round trip awaiting its edit makes one
+    names = [stem] if count == 1 else [f"{stem}_{n}" for n in range(1, count + 1)]
     if spec.output_format == "png":
         return tuple(folder / name.replace(".", "_") for name in names)
     return tuple(folder / f"{name}.{spec.output_format}" for name in names)

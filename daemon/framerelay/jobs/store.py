@@ -41,9 +41,10 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (job_id, seq)
 );
 """
-# Running first, then the queue in order, then ended jobs, latest first.
+# Running first, then the queue in order, then jobs awaiting their edit, then ended jobs, latest
+# first.
 LIST_ORDER = (
-    "CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END, "
+    "CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'awaiting_edit' THEN 2 ELSE 3 END, "
     "rank, ended_at DESC, created_at DESC"
 )
 

@@ -170,6 +170,26 @@ class EditSession:
             self.watch()
         return exported.path
 
+    def resume(
+        self,
+        exported: ExportedFrame,
+        *,
+        background: np.ndarray | None = None,
+        current: AcceptedEdit | None = None,
+    ) -> None:
+        """Take over a frame exported earlier (after a restart), without exporting or opening the
+        editor; call `watch()` next. Saves count when newer than `exported.mtime_ns`; versions go
+        on after `current`'s."""
+        with self._lock:
+            if self._exported is not None or self._state is not SessionState.created:
+                raise InvalidSpecError("This edit session has already begun; resume a new one.")
+            self._exported = exported
+            self._frame_size = exported.size
+            self._background = background
+            self._current = current
+            self._version = current.version if current else 0
+            self._state = SessionState.edit_ready if current else SessionState.awaiting_edit
+
     def open_editor(self) -> LaunchResult | None:
         path = self._require_export().path
         if not self.editor.open_editor:

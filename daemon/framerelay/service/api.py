@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from google.protobuf.message import Message
 
@@ -22,12 +23,15 @@ from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
 from framerelay.service.cache import CacheStore
 from framerelay.service.convert import (
+    editor_config_from_proto,
+    editor_config_to_proto,
     event_to_proto,
     job_to_proto,
     spec_from_proto,
     state_from_proto,
     status_to_proto,
 )
+from framerelay.service.edit_sessions import EditSessions
 
 MAX_POLL_SECONDS = 60.0
 CANCEL_OUTCOMES = {
@@ -60,10 +64,17 @@ def methods() -> dict[str, Method]:
 
 
 class DaemonApi:
-    def __init__(self, queue: JobQueue, executor: Executor, cache: CacheStore):
+    def __init__(
+        self,
+        queue: JobQueue,
+        executor: Executor,
+        cache: CacheStore,
+        edits: EditSessions | None = None,
+    ):
         self.queue = queue
         self.executor = executor
         self.cache = cache
+        self.edits = edits  # round trips with an image editor; None: not offered
         self.started = time.monotonic()
 
     def _job(self, job_id: str) -> jobs_pb2.Job:
@@ -75,7 +86,9 @@ class DaemonApi:
     ) -> daemon_pb2.SubmitJobResponse:
         spec = spec_from_proto(request.spec)
         await asyncio.to_thread(self.queue.admit, spec)  # file checks and a probe: off the loop
-        job = self.queue.enqueue(spec)
+        if spec.edit_session is not None:
+            return await self._submit_round_trip(spec)
+        job = self.queue.enqueue_admitted(spec)
         return daemon_pb2.SubmitJobResponse(job=job_to_proto(job, self.queue.position(job)))
 
     async def get_job(self, request: daemon_pb2.GetJobRequest) -> daemon_pb2.GetJobResponse:
@@ -156,4 +169,54 @@ class DaemonApi:
             self.queue.running_job_id(),
             time.monotonic() - self.started,
             os.getpid(),
+        )
+
+    # --- round trips with an image editor ---
+
+    def _edits(self) -> EditSessions:
+        if self.edits is None:
+            raise InvalidSpecError(
+                "this daemon does not run round trips with an image editor.",
+                "Submit the job with its edited frame.",
+            )
+        return self.edits
+
+    async def _submit_round_trip(self, spec) -> daemon_pb2.SubmitJobResponse:
+        job = await self._edits().submit(spec)
+        exported = job.edit.exported_path if job.edit else ""
+        return daemon_pb2.SubmitJobResponse(
+            job=job_to_proto(job, self.queue.position(job)), exported_path=exported
+        )
+
+    async def attach_edit(
+        self, request: daemon_pb2.AttachEditRequest
+    ) -> daemon_pb2.AttachEditResponse:
+        job, accepted = await self._edits().attach(request.job_id, Path(request.path))
+        return daemon_pb2.AttachEditResponse(
+            job=job_to_proto(job, self.queue.position(job)),
+            version=accepted.version,
+            warnings=list(accepted.warnings),
+        )
+
+    async def get_editor_config(
+        self, request: daemon_pb2.GetEditorConfigRequest
+    ) -> daemon_pb2.GetEditorConfigResponse:
+        edits = self._edits()
+        config = await asyncio.to_thread(edits.settings.current)
+        return daemon_pb2.GetEditorConfigResponse(
+            config=editor_config_to_proto(config),
+            config_path=str(edits.settings.path),
+            no_open=edits.no_open,
+        )
+
+    async def set_editor_config(
+        self, request: daemon_pb2.SetEditorConfigRequest
+    ) -> daemon_pb2.SetEditorConfigResponse:
+        edits = self._edits()
+        config = editor_config_from_proto(request.config)
+        config = await asyncio.to_thread(edits.settings.update, config)
+        return daemon_pb2.SetEditorConfigResponse(
+            config=editor_config_to_proto(config),
+            config_path=str(edits.settings.path),
+            no_open=edits.no_open,
         )

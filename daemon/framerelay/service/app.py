@@ -37,6 +37,8 @@ from framerelay.service.discovery import (
     url_host,
     write_discovery,
 )
+from framerelay.service.edit_sessions import EditSessions
+from framerelay.service.editor_settings import EditorSettings, config_file
 from framerelay.service.http_facade import HttpFacade
 from framerelay.service.instance import InstanceLock
 from framerelay.service.logsetup import SecretScrubber
@@ -72,6 +74,7 @@ class Daemon:
         self._guard_task: asyncio.Task[None] | None = None
         self._lock = InstanceLock(config.data_dir)
         self._store: JobStore | None = None
+        self._edits: EditSessions | None = None
         self._server: grpc.aio.Server | None = None
         self._http: HttpFacade | None = None
         self._worker: Worker | None = None
@@ -98,11 +101,14 @@ class Daemon:
         config = self.config
         self._scrubber.install()
         self._lock.acquire()
-        for folder in (config.data_dir, config.outputs_dir, config.work_dir):
+        for folder in (config.data_dir, config.outputs_dir, config.work_dir, config.edits_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._store = JobStore(config.database)
         queue = JobQueue(self._store, config.outputs_dir, policy=config.output_policy())
-        api = DaemonApi(queue, self.executor, self.cache)
+        settings = EditorSettings(config_file(config.config_dir))
+        self._edits = EditSessions(queue, config.edits_dir, settings, no_open=config.no_open)
+        await self._edits.resume()
+        api = DaemonApi(queue, self.executor, self.cache, self._edits)
         self._server = grpc.aio.server(
             interceptors=[TokenInterceptor(self.auth)], options=GRPC_OPTIONS
         )
@@ -200,6 +206,8 @@ class Daemon:
                 await asyncio.wait_for(self._worker_task, grace)
             except TimeoutError:
                 log.warning("the running job did not stop within %.0f s; leaving it", grace)
+        if self._edits is not None:
+            await self._edits.close()
         if self._store is not None:
             self._store.close()
         if self.discovery is not None:

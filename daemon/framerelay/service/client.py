@@ -88,6 +88,19 @@ class DaemonClient:
     def clear_cache(self) -> daemon_pb2.ClearCacheResponse:
         return self._call(self._stub.ClearCache, daemon_pb2.ClearCacheRequest())
 
+    def attach(self, job_id: str, path: Path) -> daemon_pb2.AttachEditResponse:
+        request = daemon_pb2.AttachEditRequest(job_id=job_id, path=str(path))
+        return self._call(self._stub.AttachEdit, request, timeout=max(self.timeout, 60.0))
+
+    def editor_config(self) -> daemon_pb2.GetEditorConfigResponse:
+        return self._call(self._stub.GetEditorConfig, daemon_pb2.GetEditorConfigRequest())
+
+    def set_editor_config(
+        self, config: daemon_pb2.EditorConfig
+    ) -> daemon_pb2.SetEditorConfigResponse:
+        request = daemon_pb2.SetEditorConfigRequest(config=config)
+        return self._call(self._stub.SetEditorConfig, request)
+
     def resolve(self, job_id: str) -> str:
         """The full id of the one job whose id starts with `job_id`."""
         if len(job_id) == 32:

@@ -157,6 +157,7 @@ class DaemonConfig:
     allowed_origins: tuple[str, ...] = ()  # browser origins the HTTP API answers
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback ones
     discovery_check_s: float = 2.0  # how often the discovery file's permissions are checked
+    no_open: bool = False  # never open the image editor: round trips only report the path
 
     @classmethod
     def from_env(cls, **overrides) -> DaemonConfig:
@@ -195,6 +196,11 @@ class DaemonConfig:
     @property
     def work_dir(self) -> Path:
         return self.data_dir / "work"
+
+    @property
+    def edits_dir(self) -> Path:
+        """Round trips with an image editor: `<job id>/` per round trip, kept after the job."""
+        return self.data_dir / "edits"
 
     def validate(self) -> DaemonConfig:
         if not is_loopback(self.host) and not self.allow_remote:

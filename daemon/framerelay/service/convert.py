@@ -10,7 +10,13 @@ from framerelay.jobs import events
 from framerelay.jobs.events import ErrorInfo, JobEvent
 from framerelay.jobs.executor import ExecutorStatus
 from framerelay.jobs.job import Job, JobState
-from framerelay.jobs.spec import DEFAULT_OUTPUT_FORMAT, FrameRange, JobSpec, ParamOverrides
+from framerelay.jobs.spec import (
+    DEFAULT_OUTPUT_FORMAT,
+    EditSessionSpec,
+    FrameRange,
+    JobSpec,
+    ParamOverrides,
+)
 from framerelay.proto.v1 import (
     daemon_pb2,
     errors_pb2,
@@ -18,6 +24,7 @@ from framerelay.proto.v1 import (
     jobs_pb2,
     specs_pb2,
 )
+from framerelay.roundtrip.editor import EditorConfig
 from framerelay.service.errors import code_to_proto
 
 PRESETS = {
@@ -53,6 +60,8 @@ QUEUED_REASONS = {
     "submitted": events_pb2.QUEUED_REASON_SUBMITTED,
     "moved": events_pb2.QUEUED_REASON_MOVED,
     "recovered": events_pb2.QUEUED_REASON_RECOVERED,
+    "edit_received": events_pb2.QUEUED_REASON_EDIT_RECEIVED,
+    "follow_save": events_pb2.QUEUED_REASON_FOLLOW_SAVE,
 }
 
 
@@ -109,7 +118,30 @@ def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
         model=message.model,
         label=message.label,
         request_id=message.request_id,
+        edit_session=edit_session_from_proto(message.edit_session)
+        if message.HasField("edit_session")
+        else None,
     )
+
+
+def edit_session_from_proto(message: specs_pb2.EditSessionSpec) -> EditSessionSpec:
+    return EditSessionSpec(
+        frame_index=message.frame_index,
+        sixteen_bit=message.sixteen_bit,
+        open_editor=message.open_editor if message.HasField("open_editor") else None,
+        follow_saves=message.follow_saves,
+    )
+
+
+def edit_session_to_proto(spec: EditSessionSpec) -> specs_pb2.EditSessionSpec:
+    message = specs_pb2.EditSessionSpec(
+        frame_index=spec.frame_index,
+        sixteen_bit=spec.sixteen_bit,
+        follow_saves=spec.follow_saves,
+    )
+    if spec.open_editor is not None:
+        message.open_editor = spec.open_editor
+    return message
 
 
 def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
@@ -138,6 +170,8 @@ def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
         message.frame_range.out_frame = spec.frame_range.out_frame
     if spec.source_fps is not None:
         message.source_fps.CopyFrom(fps_to_proto(spec.source_fps))
+    if spec.edit_session is not None:
+        message.edit_session.CopyFrom(edit_session_to_proto(spec.edit_session))
     return message
 
 
@@ -194,7 +228,41 @@ def event_to_proto(event: JobEvent) -> events_pb2.JobEvent:
             message.cancelled.reason = CANCEL_REASONS[reason]
             message.cancelled.phase = phase
             message.cancelled.error.CopyFrom(error_info_to_proto(error))
+        case events.EditUpdate() as update:
+            message.edit.CopyFrom(edit_update_to_proto(update))
     return message
+
+
+def edit_update_to_proto(update: events.EditUpdate) -> events_pb2.EditEvent:
+    return events_pb2.EditEvent(
+        kind=events_pb2.EditEventKind.Value(f"EDIT_EVENT_KIND_{update.kind.upper()}"),
+        message=update.message,
+        hint=update.hint,
+        path=update.path,
+        source=update.source,
+        version=update.version,
+        warnings=list(update.warnings),
+        follow_job_id=update.follow_job_id,
+        width=update.width,
+        height=update.height,
+        source_frame=update.source_frame,
+    )
+
+
+def edit_status_to_proto(job: Job) -> jobs_pb2.EditStatus:
+    """Derived from the job's events: it watches until it ends or hands over to a follow job."""
+    edit = job.edit
+    assert edit is not None
+    return jobs_pb2.EditStatus(
+        exported_path=edit.exported_path,
+        width=edit.width,
+        height=edit.height,
+        source_frame=edit.source_frame,
+        version=edit.version,
+        edited_path=edit.edited_path,
+        watching=not job.state.ended and not edit.follow_job_id,
+        follow_saves=bool(job.spec.edit_session and job.spec.edit_session.follow_saves),
+    )
 
 
 def job_to_proto(job: Job, position: int) -> jobs_pb2.Job:
@@ -219,6 +287,8 @@ def job_to_proto(job: Job, position: int) -> jobs_pb2.Job:
         message.result.CopyFrom(finished_to_proto(job.result))
     if job.error is not None:
         message.error.CopyFrom(error_info_to_proto(job.error))
+    if job.edit is not None:
+        message.edit.CopyFrom(edit_status_to_proto(job))
     return message
 
 
@@ -241,4 +311,24 @@ def status_to_proto(
         running_job_id=running_job_id or "",
         uptime_seconds=uptime_seconds,
         pid=pid,
+    )
+
+
+def editor_config_to_proto(config: EditorConfig) -> daemon_pb2.EditorConfig:
+    return daemon_pb2.EditorConfig(
+        application=config.application or "",
+        arguments=list(config.arguments),
+        open_editor=config.open_editor,
+        poll_saves=config.poll_saves,
+    )
+
+
+def editor_config_from_proto(message: daemon_pb2.EditorConfig) -> EditorConfig:
+    return EditorConfig.from_dict(
+        {
+            "application": message.application,
+            "arguments": list(message.arguments),
+            "open_editor": message.open_editor if message.HasField("open_editor") else True,
+            "poll_saves": message.poll_saves,
+        }
     )

@@ -66,3 +66,15 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServicer):
     async def GetStatus(self, request: daemon_pb2.GetStatusRequest, context: Context):
         async with rpc_errors(context, "GetStatus"):
             return await self._api.get_status(request)
+
+    async def AttachEdit(self, request: daemon_pb2.AttachEditRequest, context: Context):
+        async with rpc_errors(context, "AttachEdit"):
+            return await self._api.attach_edit(request)
+
+    async def GetEditorConfig(self, request: daemon_pb2.GetEditorConfigRequest, context: Context):
+        async with rpc_errors(context, "GetEditorConfig"):
+            return await self._api.get_editor_config(request)
+
+    async def SetEditorConfig(self, request: daemon_pb2.SetEditorConfigRequest, context: Context):
+        async with rpc_errors(context, "SetEditorConfig"):
+            return await self._api.set_editor_config(request)

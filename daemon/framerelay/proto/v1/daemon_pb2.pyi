@@ -72,16 +72,20 @@ class SubmitJobResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_FIELD_NUMBER: _builtins.int
+    EXPORTED_PATH_FIELD_NUMBER: _builtins.int
+    exported_path: _builtins.str
+    """Round-trip jobs: the exported frame to edit (also Job.edit.exported_path)."""
     @_builtins.property
     def job(self) -> _jobs_pb2.Job: ...
     def __init__(
         self,
         *,
         job: _jobs_pb2.Job | None = ...,
+        exported_path: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exported_path", b"exported_path", "job", b"job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -162,7 +166,9 @@ class ListJobsResponse(_message.Message):
     """The daemon-wide event cursor when the list was taken: WatchQueue from it misses nothing."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_jobs_pb2.Job]:
-        """The running job, then the queue in order, then ended jobs, latest first."""
+        """The running job, then the queue in order, then jobs awaiting their edit, then ended jobs,
+        latest first.
+        """
 
     def __init__(
         self,
@@ -543,3 +549,184 @@ class GetStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class AttachEditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    path: _builtins.str
+    """Absolute path of the edited frame on the daemon's machine."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachEditRequest: _TypeAlias = AttachEditRequest  # noqa: Y015
+
+@_typing.final
+class AttachEditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    @_builtins.property
+    def job(self) -> _jobs_pb2.Job:
+        """The job that uses the edit: job_id itself, or the new job when it had started (follow saves)."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        job: _jobs_pb2.Job | None = ...,
+        version: _builtins.int = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "version", b"version", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachEditResponse: _TypeAlias = AttachEditResponse  # noqa: Y015
+
+@_typing.final
+class EditorConfig(_message.Message):
+    """How the daemon opens the exported frame."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    OPEN_EDITOR_FIELD_NUMBER: _builtins.int
+    POLL_SAVES_FIELD_NUMBER: _builtins.int
+    application: _builtins.str
+    """Empty: the system's default application. "photoshop" (macOS, Windows), an application name
+    or bundle (macOS), or an executable path or name on PATH.
+    """
+    open_editor: _builtins.bool
+    """Absent: true. False: only report the exported path."""
+    poll_saves: _builtins.bool
+    """Poll the folder instead of OS notifications (network drives)."""
+    @_builtins.property
+    def arguments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Extra arguments placed before the file (executables only)."""
+
+    def __init__(
+        self,
+        *,
+        application: _builtins.str = ...,
+        arguments: _abc.Iterable[_builtins.str] | None = ...,
+        open_editor: _builtins.bool | None = ...,
+        poll_saves: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_open_editor", b"_open_editor", "open_editor", b"open_editor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_open_editor", b"_open_editor", "application", b"application", "arguments", b"arguments", "open_editor", b"open_editor", "poll_saves", b"poll_saves"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__open_editor: _TypeAlias = _typing.Literal["open_editor"]  # noqa: Y015
+    _WhichOneofArgType__open_editor: _TypeAlias = _typing.Literal["_open_editor", b"_open_editor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__open_editor) -> _WhichOneofReturnType__open_editor | None: ...
+
+Global___EditorConfig: _TypeAlias = EditorConfig  # noqa: Y015
+
+@_typing.final
+class GetEditorConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEditorConfigRequest: _TypeAlias = GetEditorConfigRequest  # noqa: Y015
+
+@_typing.final
+class GetEditorConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    CONFIG_PATH_FIELD_NUMBER: _builtins.int
+    NO_OPEN_FIELD_NUMBER: _builtins.int
+    config_path: _builtins.str
+    """The config file the settings live in."""
+    no_open: _builtins.bool
+    """The daemon runs with --no-open: it never opens the editor, whatever the config says."""
+    @_builtins.property
+    def config(self) -> Global___EditorConfig: ...
+    def __init__(
+        self,
+        *,
+        config: Global___EditorConfig | None = ...,
+        config_path: _builtins.str = ...,
+        no_open: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "config_path", b"config_path", "no_open", b"no_open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEditorConfigResponse: _TypeAlias = GetEditorConfigResponse  # noqa: Y015
+
+@_typing.final
+class SetEditorConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> Global___EditorConfig: ...
+    def __init__(
+        self,
+        *,
+        config: Global___EditorConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetEditorConfigRequest: _TypeAlias = SetEditorConfigRequest  # noqa: Y015
+
+@_typing.final
+class SetEditorConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    CONFIG_PATH_FIELD_NUMBER: _builtins.int
+    NO_OPEN_FIELD_NUMBER: _builtins.int
+    config_path: _builtins.str
+    no_open: _builtins.bool
+    @_builtins.property
+    def config(self) -> Global___EditorConfig: ...
+    def __init__(
+        self,
+        *,
+        config: Global___EditorConfig | None = ...,
+        config_path: _builtins.str = ...,
+        no_open: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "config_path", b"config_path", "no_open", b"no_open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetEditorConfigResponse: _TypeAlias = SetEditorConfigResponse  # noqa: Y015

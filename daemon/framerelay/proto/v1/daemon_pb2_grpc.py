@@ -91,6 +91,21 @@ class DaemonStub:
                 request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.AttachEdit = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/AttachEdit',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.AttachEditRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.AttachEditResponse.FromString,
+                _registered_method=True)
+        self.GetEditorConfig = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/GetEditorConfig',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetEditorConfigRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetEditorConfigResponse.FromString,
+                _registered_method=True)
+        self.SetEditorConfig = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/SetEditorConfig',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigResponse.FromString,
+                _registered_method=True)
 
 
 class DaemonServicer:
@@ -168,6 +183,28 @@ class DaemonServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachEdit(self, request, context):
+        """"Pick a file instead": any PNG, TIFF, JPEG or PSD becomes the edited frame of a round-trip
+        job, checked like a save.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEditorConfig(self, request, context):
+        """The [editor] settings of the daemon's config file (config.toml next to daemon.json).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetEditorConfig(self, request, context):
+        """Replaces the [editor] settings and writes them to the config file; applies to new round trips.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DaemonServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +262,21 @@ def add_DaemonServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetStatusRequest.FromString,
                     response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'AttachEdit': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachEdit,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.AttachEditRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.AttachEditResponse.SerializeToString,
+            ),
+            'GetEditorConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEditorConfig,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetEditorConfigRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetEditorConfigResponse.SerializeToString,
+            ),
+            'SetEditorConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEditorConfig,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +578,87 @@ class Daemon:
             '/framerelay.proto.v1.Daemon/GetStatus',
             framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetStatusRequest.SerializeToString,
             framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachEdit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/AttachEdit',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.AttachEditRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.AttachEditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEditorConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/GetEditorConfig',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetEditorConfigRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetEditorConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEditorConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/SetEditorConfig',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,14 @@ class DaemonStub:
     GetCacheInfo: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GetCacheInfoRequest, _daemon_pb2.GetCacheInfoResponse]
     ClearCache: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.ClearCacheRequest, _daemon_pb2.ClearCacheResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GetStatusRequest, _daemon_pb2.GetStatusResponse]
+    AttachEdit: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.AttachEditRequest, _daemon_pb2.AttachEditResponse]
+    """"Pick a file instead": any PNG, TIFF, JPEG or PSD becomes the edited frame of a round-trip
+    job, checked like a save.
+    """
+    GetEditorConfig: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GetEditorConfigRequest, _daemon_pb2.GetEditorConfigResponse]
+    """The [editor] settings of the daemon's config file (config.toml next to daemon.json)."""
+    SetEditorConfig: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.SetEditorConfigRequest, _daemon_pb2.SetEditorConfigResponse]
+    """Replaces the [editor] settings and writes them to the config file; applies to new round trips."""
 
 @_typing.type_check_only
 class DaemonAsyncStub(DaemonStub):
@@ -73,6 +81,14 @@ class DaemonAsyncStub(DaemonStub):
     GetCacheInfo: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GetCacheInfoRequest, _daemon_pb2.GetCacheInfoResponse]  # type: ignore[assignment]
     ClearCache: _aio.UnaryUnaryMultiCallable[_daemon_pb2.ClearCacheRequest, _daemon_pb2.ClearCacheResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GetStatusRequest, _daemon_pb2.GetStatusResponse]  # type: ignore[assignment]
+    AttachEdit: _aio.UnaryUnaryMultiCallable[_daemon_pb2.AttachEditRequest, _daemon_pb2.AttachEditResponse]  # type: ignore[assignment]
+    """"Pick a file instead": any PNG, TIFF, JPEG or PSD becomes the edited frame of a round-trip
+    job, checked like a save.
+    """
+    GetEditorConfig: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GetEditorConfigRequest, _daemon_pb2.GetEditorConfigResponse]  # type: ignore[assignment]
+    """The [editor] settings of the daemon's config file (config.toml next to daemon.json)."""
+    SetEditorConfig: _aio.UnaryUnaryMultiCallable[_daemon_pb2.SetEditorConfigRequest, _daemon_pb2.SetEditorConfigResponse]  # type: ignore[assignment]
+    """Replaces the [editor] settings and writes them to the config file; applies to new round trips."""
 
 class DaemonServicer(metaclass=_abc_1.ABCMeta):
     """The local framerelay daemon. Every call needs the token from the discovery file in the
@@ -159,5 +175,31 @@ class DaemonServicer(metaclass=_abc_1.ABCMeta):
         request: _daemon_pb2.GetStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_daemon_pb2.GetStatusResponse, _abc.Awaitable[_daemon_pb2.GetStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AttachEdit(
+        self,
+        request: _daemon_pb2.AttachEditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.AttachEditResponse, _abc.Awaitable[_daemon_pb2.AttachEditResponse]]:
+        """"Pick a file instead": any PNG, TIFF, JPEG or PSD becomes the edited frame of a round-trip
+        job, checked like a save.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEditorConfig(
+        self,
+        request: _daemon_pb2.GetEditorConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.GetEditorConfigResponse, _abc.Awaitable[_daemon_pb2.GetEditorConfigResponse]]:
+        """The [editor] settings of the daemon's config file (config.toml next to daemon.json)."""
+
+    @_abc_1.abstractmethod
+    def SetEditorConfig(
+        self,
+        request: _daemon_pb2.SetEditorConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.SetEditorConfigResponse, _abc.Awaitable[_daemon_pb2.SetEditorConfigResponse]]:
+        """Replaces the [editor] settings and writes them to the config file; applies to new round trips."""
 
 def add_DaemonServicer_to_server(servicer: DaemonServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,6 +33,10 @@ class _QueuedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QueuedRe
     QUEUED_REASON_MOVED: _QueuedReason.ValueType  # 2
     QUEUED_REASON_RECOVERED: _QueuedReason.ValueType  # 3
     """The daemon stopped while the job ran; it runs again, resuming from the engine's caches."""
+    QUEUED_REASON_EDIT_RECEIVED: _QueuedReason.ValueType  # 4
+    """A round-trip job got its edited frame (a save or AttachEdit)."""
+    QUEUED_REASON_FOLLOW_SAVE: _QueuedReason.ValueType  # 5
+    """A new job for a save made after the previous job of the round trip started (follow saves)."""
 
 class QueuedReason(_QueuedReason, metaclass=_QueuedReasonEnumTypeWrapper): ...
 
@@ -41,6 +45,10 @@ QUEUED_REASON_SUBMITTED: QueuedReason.ValueType  # 1
 QUEUED_REASON_MOVED: QueuedReason.ValueType  # 2
 QUEUED_REASON_RECOVERED: QueuedReason.ValueType  # 3
 """The daemon stopped while the job ran; it runs again, resuming from the engine's caches."""
+QUEUED_REASON_EDIT_RECEIVED: QueuedReason.ValueType  # 4
+"""A round-trip job got its edited frame (a save or AttachEdit)."""
+QUEUED_REASON_FOLLOW_SAVE: QueuedReason.ValueType  # 5
+"""A new job for a save made after the previous job of the round trip started (follow saves)."""
 Global___QueuedReason: _TypeAlias = QueuedReason  # noqa: Y015
 
 class _CancelReason:
@@ -63,6 +71,49 @@ CANCEL_REASON_DEQUEUED: CancelReason.ValueType  # 1
 CANCEL_REASON_INTERRUPTED: CancelReason.ValueType  # 2
 """stopped at a step boundary while running"""
 Global___CancelReason: _TypeAlias = CancelReason  # noqa: Y015
+
+class _EditEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EditEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EditEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EDIT_EVENT_KIND_UNSPECIFIED: _EditEventKind.ValueType  # 0
+    EDIT_EVENT_KIND_EXPORTED: _EditEventKind.ValueType  # 1
+    """The frame to edit was written: path, width, height, source_frame."""
+    EDIT_EVENT_KIND_EDITOR_OPENED: _EditEventKind.ValueType  # 2
+    EDIT_EVENT_KIND_OPEN_SKIPPED: _EditEventKind.ValueType  # 3
+    """The editor is not opened (--no-open, or open_editor false): the message names the file."""
+    EDIT_EVENT_KIND_EDITOR_FAILED: _EditEventKind.ValueType  # 4
+    """The editor could not be started or exited with an error; the watch goes on."""
+    EDIT_EVENT_KIND_EDIT_RECEIVED: _EditEventKind.ValueType  # 5
+    """A save (or AttachEdit) was accepted: path is the copy the job uses, version counts them."""
+    EDIT_EVENT_KIND_VALIDATION_PROBLEM: _EditEventKind.ValueType  # 6
+    """A save was refused (unreadable, empty, wrong aspect...): message and hint; the watch goes on."""
+    EDIT_EVENT_KIND_SAVE_IGNORED: _EditEventKind.ValueType  # 7
+    """A save made after the job started, without follow saves: the running job keeps its edit."""
+    EDIT_EVENT_KIND_WATCH_RESUMED: _EditEventKind.ValueType  # 8
+    """The daemon restarted and watches the folder again (no new export, no editor)."""
+
+class EditEventKind(_EditEventKind, metaclass=_EditEventKindEnumTypeWrapper): ...
+
+EDIT_EVENT_KIND_UNSPECIFIED: EditEventKind.ValueType  # 0
+EDIT_EVENT_KIND_EXPORTED: EditEventKind.ValueType  # 1
+"""The frame to edit was written: path, width, height, source_frame."""
+EDIT_EVENT_KIND_EDITOR_OPENED: EditEventKind.ValueType  # 2
+EDIT_EVENT_KIND_OPEN_SKIPPED: EditEventKind.ValueType  # 3
+"""The editor is not opened (--no-open, or open_editor false): the message names the file."""
+EDIT_EVENT_KIND_EDITOR_FAILED: EditEventKind.ValueType  # 4
+"""The editor could not be started or exited with an error; the watch goes on."""
+EDIT_EVENT_KIND_EDIT_RECEIVED: EditEventKind.ValueType  # 5
+"""A save (or AttachEdit) was accepted: path is the copy the job uses, version counts them."""
+EDIT_EVENT_KIND_VALIDATION_PROBLEM: EditEventKind.ValueType  # 6
+"""A save was refused (unreadable, empty, wrong aspect...): message and hint; the watch goes on."""
+EDIT_EVENT_KIND_SAVE_IGNORED: EditEventKind.ValueType  # 7
+"""A save made after the job started, without follow saves: the running job keeps its edit."""
+EDIT_EVENT_KIND_WATCH_RESUMED: EditEventKind.ValueType  # 8
+"""The daemon restarted and watches the folder again (no new export, no editor)."""
+Global___EditEventKind: _TypeAlias = EditEventKind  # noqa: Y015
 
 @_typing.final
 class Queued(_message.Message):
@@ -264,8 +315,68 @@ class Cancelled(_message.Message):
 Global___Cancelled: _TypeAlias = Cancelled  # noqa: Y015
 
 @_typing.final
+class EditEvent(_message.Message):
+    """A step of the round trip with the image editor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    HINT_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    FOLLOW_JOB_ID_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    SOURCE_FRAME_FIELD_NUMBER: _builtins.int
+    kind: Global___EditEventKind.ValueType
+    message: _builtins.str
+    hint: _builtins.str
+    """How to fix a problem; empty otherwise."""
+    path: _builtins.str
+    """EXPORTED: the file to edit. EDIT_RECEIVED: the accepted copy the job uses."""
+    source: _builtins.str
+    """The file the user saved or picked."""
+    version: _builtins.int
+    """EDIT_RECEIVED: 1, 2, 3... per round trip."""
+    follow_job_id: _builtins.str
+    """EDIT_RECEIVED after the job started, with follow saves: the new job that uses the edit."""
+    width: _builtins.int
+    """EXPORTED: size of the frame, and its index in the source file."""
+    height: _builtins.int
+    source_frame: _builtins.int
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """EDIT_RECEIVED: e.g. resized to the exported size, transparent areas, PSD without composite."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___EditEventKind.ValueType = ...,
+        message: _builtins.str = ...,
+        hint: _builtins.str = ...,
+        path: _builtins.str = ...,
+        source: _builtins.str = ...,
+        version: _builtins.int = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+        follow_job_id: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        source_frame: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_job_id", b"follow_job_id", "height", b"height", "hint", b"hint", "kind", b"kind", "message", b"message", "path", b"path", "source", b"source", "source_frame", b"source_frame", "version", b"version", "warnings", b"warnings", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditEvent: _TypeAlias = EditEvent  # noqa: Y015
+
+@_typing.final
 class JobEvent(_message.Message):
-    """One entry of a job's append-only event log. Queued is first; Finished, Failed and Cancelled are
+    """One entry of a job's append-only event log. Queued (or, for a round trip, edit) is first; Finished, Failed and Cancelled are
     terminal and last.
     """
 
@@ -282,6 +393,7 @@ class JobEvent(_message.Message):
     FINISHED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
+    EDIT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     seq: _builtins.int
     """1, 2, 3... within the job, never reused: resume a watch with after_seq."""
@@ -303,6 +415,8 @@ class JobEvent(_message.Message):
     def failed(self) -> Global___Failed: ...
     @_builtins.property
     def cancelled(self) -> Global___Cancelled: ...
+    @_builtins.property
+    def edit(self) -> Global___EditEvent: ...
     def __init__(
         self,
         *,
@@ -317,12 +431,13 @@ class JobEvent(_message.Message):
         finished: Global___Finished | None = ...,
         failed: Global___Failed | None = ...,
         cancelled: Global___Cancelled | None = ...,
+        edit: Global___EditEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "failed", b"failed", "finished", b"finished", "kind", b"kind", "preview", b"preview", "progress", b"progress", "queued", b"queued", "started", b"started", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "edit", b"edit", "failed", b"failed", "finished", b"finished", "kind", b"kind", "preview", b"preview", "progress", b"progress", "queued", b"queued", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "cursor", b"cursor", "failed", b"failed", "finished", b"finished", "job_id", b"job_id", "kind", b"kind", "preview", b"preview", "progress", b"progress", "queued", b"queued", "seq", b"seq", "started", b"started", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "cursor", b"cursor", "edit", b"edit", "failed", b"failed", "finished", b"finished", "job_id", b"job_id", "kind", b"kind", "preview", b"preview", "progress", b"progress", "queued", b"queued", "seq", b"seq", "started", b"started", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["queued", "started", "progress", "preview", "finished", "failed", "cancelled"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["queued", "started", "progress", "preview", "finished", "failed", "cancelled", "edit"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -28,15 +28,17 @@ from framerelay.proto.v1 import specs_pb2 as framerelay_dot_proto_dot_v1_dot_spe
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66ramerelay/proto/v1/jobs.proto\x12\x13\x66ramerelay.proto.v1\x1a framerelay/proto/v1/errors.proto\x1a framerelay/proto/v1/events.proto\x1a\x1f\x66ramerelay/proto/v1/specs.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x04spec\x18\x02 \x01(\x0b\x32\x1c.framerelay.proto.v1.JobSpec\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.framerelay.proto.v1.JobState\x12\x10\n\x08position\x18\x04 \x01(\r\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12\x10\n\x08last_seq\x18\t \x01(\r\x12\x18\n\x10\x63\x61ncel_requested\x18\n \x01(\x08\x12/\n\x08progress\x18\x0b \x01(\x0b\x32\x1d.framerelay.proto.v1.Progress\x12-\n\x06result\x18\x0c \x01(\x0b\x32\x1d.framerelay.proto.v1.Finished\x12-\n\x05\x65rror\x18\r \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\x12\x14\n\x0coutput_paths\x18\x0e \x03(\t*\x99\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x16\n\x12JOB_STATE_FINISHED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66ramerelay/proto/v1/jobs.proto\x12\x13\x66ramerelay.proto.v1\x1a framerelay/proto/v1/errors.proto\x1a framerelay/proto/v1/events.proto\x1a\x1f\x66ramerelay/proto/v1/specs.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x04spec\x18\x02 \x01(\x0b\x32\x1c.framerelay.proto.v1.JobSpec\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.framerelay.proto.v1.JobState\x12\x10\n\x08position\x18\x04 \x01(\r\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12\x10\n\x08last_seq\x18\t \x01(\r\x12\x18\n\x10\x63\x61ncel_requested\x18\n \x01(\x08\x12/\n\x08progress\x18\x0b \x01(\x0b\x32\x1d.framerelay.proto.v1.Progress\x12-\n\x06result\x18\x0c \x01(\x0b\x32\x1d.framerelay.proto.v1.Finished\x12-\n\x05\x65rror\x18\r \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\x12\x14\n\x0coutput_paths\x18\x0e \x03(\t\x12-\n\x04\x65\x64it\x18\x0f \x01(\x0b\x32\x1f.framerelay.proto.v1.EditStatus\"\xa6\x01\n\nEditStatus\x12\x15\n\rexported_path\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x14\n\x0csource_frame\x18\x04 \x01(\r\x12\x0f\n\x07version\x18\x05 \x01(\r\x12\x13\n\x0b\x65\x64ited_path\x18\x06 \x01(\t\x12\x10\n\x08watching\x18\x07 \x01(\x08\x12\x14\n\x0c\x66ollow_saves\x18\x08 \x01(\x08*\xb6\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x16\n\x12JOB_STATE_FINISHED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x1b\n\x17JOB_STATE_AWAITING_EDIT\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'framerelay.proto.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=686
-  _globals['_JOBSTATE']._serialized_end=839
+  _globals['_JOBSTATE']._serialized_start=902
+  _globals['_JOBSTATE']._serialized_end=1084
   _globals['_JOB']._serialized_start=190
-  _globals['_JOB']._serialized_end=683
+  _globals['_JOB']._serialized_end=730
+  _globals['_EDITSTATUS']._serialized_start=733
+  _globals['_EDITSTATUS']._serialized_end=899
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,8 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     JOB_STATE_FINISHED: _JobState.ValueType  # 3
     JOB_STATE_FAILED: _JobState.ValueType  # 4
     JOB_STATE_CANCELLED: _JobState.ValueType  # 5
+    JOB_STATE_AWAITING_EDIT: _JobState.ValueType  # 6
+    """A round-trip job waiting for its edited frame (a save in the editor, or AttachEdit)."""
 
 class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper): ...
 
@@ -44,6 +46,8 @@ JOB_STATE_RUNNING: JobState.ValueType  # 2
 JOB_STATE_FINISHED: JobState.ValueType  # 3
 JOB_STATE_FAILED: JobState.ValueType  # 4
 JOB_STATE_CANCELLED: JobState.ValueType  # 5
+JOB_STATE_AWAITING_EDIT: JobState.ValueType  # 6
+"""A round-trip job waiting for its edited frame (a save in the editor, or AttachEdit)."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 @_typing.final
@@ -66,6 +70,7 @@ class Job(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     OUTPUT_PATHS_FIELD_NUMBER: _builtins.int
+    EDIT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___JobState.ValueType
     position: _builtins.int
@@ -93,6 +98,10 @@ class Job(_message.Message):
     def output_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Where the outputs will be written, one per edited frame."""
 
+    @_builtins.property
+    def edit(self) -> Global___EditStatus:
+        """Round-trip jobs only."""
+
     def __init__(
         self,
         *,
@@ -110,11 +119,58 @@ class Job(_message.Message):
         result: _events_pb2.Finished | None = ...,
         error: _errors_pb2.ErrorInfo | None = ...,
         output_paths: _abc.Iterable[_builtins.str] | None = ...,
+        edit: Global___EditStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "spec", b"spec", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "edit", b"edit", "ended_at", b"ended_at", "error", b"error", "progress", b"progress", "result", b"result", "spec", b"spec", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "id", b"id", "last_seq", b"last_seq", "output_paths", b"output_paths", "position", b"position", "progress", b"progress", "result", b"result", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "created_at", b"created_at", "edit", b"edit", "ended_at", b"ended_at", "error", b"error", "id", b"id", "last_seq", b"last_seq", "output_paths", b"output_paths", "position", b"position", "progress", b"progress", "result", b"result", "spec", b"spec", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class EditStatus(_message.Message):
+    """Where a round trip stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORTED_PATH_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    SOURCE_FRAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    EDITED_PATH_FIELD_NUMBER: _builtins.int
+    WATCHING_FIELD_NUMBER: _builtins.int
+    FOLLOW_SAVES_FIELD_NUMBER: _builtins.int
+    exported_path: _builtins.str
+    """The file to edit; save the edit in its folder."""
+    width: _builtins.int
+    height: _builtins.int
+    source_frame: _builtins.int
+    """Index of the exported frame in the source file."""
+    version: _builtins.int
+    """Accepted edits so far (saves and AttachEdit) and the copy this job uses."""
+    edited_path: _builtins.str
+    watching: _builtins.bool
+    """The daemon is watching the folder for saves for this job."""
+    follow_saves: _builtins.bool
+    def __init__(
+        self,
+        *,
+        exported_path: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        source_frame: _builtins.int = ...,
+        version: _builtins.int = ...,
+        edited_path: _builtins.str = ...,
+        watching: _builtins.bool = ...,
+        follow_saves: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edited_path", b"edited_path", "exported_path", b"exported_path", "follow_saves", b"follow_saves", "height", b"height", "source_frame", b"source_frame", "version", b"version", "watching", b"watching", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditStatus: _TypeAlias = EditStatus  # noqa: Y015

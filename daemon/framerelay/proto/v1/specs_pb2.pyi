@@ -270,6 +270,7 @@ class JobSpec(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     HOST_CONTEXT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    EDIT_SESSION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional client-chosen key: submitting the same request_id again returns the first job."""
     label: _builtins.str
@@ -299,6 +300,13 @@ class JobSpec(_message.Message):
     def host_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Opaque to the daemon and returned untouched: record frame, track, scene, host ids..."""
 
+    @_builtins.property
+    def edit_session(self) -> Global___EditSessionSpec:
+        """Round trip with an image editor. Set it and leave edited_frame_paths empty: the job starts
+        in JOB_STATE_AWAITING_EDIT, the daemon exports the frame (Job.edit.exported_path), opens it in
+        the user's editor and queues the job when a valid save (or AttachEdit) arrives.
+        """
+
     def __init__(
         self,
         *,
@@ -313,11 +321,49 @@ class JobSpec(_message.Message):
         output: Global___OutputSpec | None = ...,
         host_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         model: _builtins.str = ...,
+        edit_session: Global___EditSessionSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["frame_range", b"frame_range", "output", b"output", "params", b"params", "source_fps", b"source_fps"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["edit_session", b"edit_session", "frame_range", b"frame_range", "output", b"output", "params", b"params", "source_fps", b"source_fps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["edited_frame_paths", b"edited_frame_paths", "frame_range", b"frame_range", "host_context", b"host_context", "label", b"label", "mask_path", b"mask_path", "model", b"model", "output", b"output", "params", b"params", "request_id", b"request_id", "source_fps", b"source_fps", "source_path", b"source_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edit_session", b"edit_session", "edited_frame_paths", b"edited_frame_paths", "frame_range", b"frame_range", "host_context", b"host_context", "label", b"label", "mask_path", b"mask_path", "model", b"model", "output", b"output", "params", b"params", "request_id", b"request_id", "source_fps", b"source_fps", "source_path", b"source_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
+
+@_typing.final
+class EditSessionSpec(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_INDEX_FIELD_NUMBER: _builtins.int
+    SIXTEEN_BIT_FIELD_NUMBER: _builtins.int
+    OPEN_EDITOR_FIELD_NUMBER: _builtins.int
+    FOLLOW_SAVES_FIELD_NUMBER: _builtins.int
+    frame_index: _builtins.int
+    """The frame to edit, counted from the start of frame_range (or of the clip); 0: the first.
+    The edit propagates forward from it: a frame after the first moves the job's frame range
+    to start there.
+    """
+    sixteen_bit: _builtins.bool
+    """Export a 16-bit TIFF instead of an 8-bit sRGB PNG."""
+    open_editor: _builtins.bool
+    """Open the exported frame in the configured editor; absent: the daemon's [editor] open_editor."""
+    follow_saves: _builtins.bool
+    """A save made after the job started queues a new job for the same clip with that edit."""
+    def __init__(
+        self,
+        *,
+        frame_index: _builtins.int = ...,
+        sixteen_bit: _builtins.bool = ...,
+        open_editor: _builtins.bool | None = ...,
+        follow_saves: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_open_editor", b"_open_editor", "open_editor", b"open_editor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_open_editor", b"_open_editor", "follow_saves", b"follow_saves", "frame_index", b"frame_index", "open_editor", b"open_editor", "sixteen_bit", b"sixteen_bit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__open_editor: _TypeAlias = _typing.Literal["open_editor"]  # noqa: Y015
+    _WhichOneofArgType__open_editor: _TypeAlias = _typing.Literal["_open_editor", b"_open_editor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__open_editor) -> _WhichOneofReturnType__open_editor | None: ...
+
+Global___EditSessionSpec: _TypeAlias = EditSessionSpec  # noqa: Y015
