@@ -158,3 +158,20 @@ def test_the_engine_request_carries_the_mask(media, tmp_path):
     spec = spec_from_proto(full_proto(*media))
     request = edit_request_for(Execution("id", spec, (tmp_path,), tmp_path, 1), "m", None, None)
     assert spec.mask is not None and request.mask == spec.mask
+
+
+def test_long_video_and_lora_parameters_reach_the_engine(media, tmp_path):
+    message = full_proto(*media)
+    message.params.lora_steps = 0
+    message.params.lora_rank = 8
+    message.params.overlap = 2
+    message.params.skip_interval = False
+    spec = spec_from_proto(message)
+    assert spec_from_proto(spec_to_proto(spec)) == spec
+    params = spec.engine_params()
+    assert (params.lora.steps, params.lora.rank) == (0, 8)
+    assert (params.overlap, params.skip_interval) == (2, False)
+    message.ClearField("params")
+    defaults = spec_from_proto(message).engine_params()
+    assert (defaults.lora.steps, defaults.lora.rank, defaults.overlap) == (250, 32, 1)
+    assert defaults.skip_interval is True

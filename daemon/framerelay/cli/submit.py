@@ -34,6 +34,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--lora-steps", type=int, help="motion LoRA steps per window (0: skip)")
+    parser.add_argument("--lora-rank", type=int)
+    parser.add_argument("--overlap", type=int, help="frames shared by windows")
+    parser.add_argument(
+        "--no-skip-interval",
+        dest="skip_interval",
+        action="store_false",
+        default=None,
+        help="later windows do not attend to the first window",
+    )
     parser.add_argument("--model", default="", help="hub id or folder (default: the daemon's)")
     parser.add_argument("--label", default="", help="a name for job lists")
     parser.add_argument(
@@ -125,7 +135,16 @@ def build_spec(args: argparse.Namespace):
         model=args.model,
         label=args.label,
     )
-    for name in ("steps", "height", "width", "seed"):
+    for name in (
+        "steps",
+        "height",
+        "width",
+        "seed",
+        "lora_steps",
+        "lora_rank",
+        "overlap",
+        "skip_interval",
+    ):
         if getattr(args, name) is not None:
             setattr(spec.params, name, getattr(args, name))
     if args.in_frame is not None or args.out_frame is not None:

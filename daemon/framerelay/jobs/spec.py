@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from framerelay import limits
-from framerelay.engine.params import PRESET_NAMES, EngineParams, MatchingParams
+from framerelay.engine.params import PRESET_NAMES, EngineParams, MatchingParams, MotionLoraParams
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import (
     EditUnreadableError,
@@ -50,6 +50,10 @@ class ParamOverrides:
     beta1: float | None = None
     beta2: float | None = None
     attention_matching: bool | None = None
+    lora_steps: int | None = None
+    lora_rank: int | None = None
+    overlap: int | None = None
+    skip_interval: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,14 @@ class JobSpec:
             beta2=p.beta2,
             enabled=True if p.attention_matching is None else p.attention_matching,
         )
-        return EngineParams(matching=matching).with_overrides(
+        defaults = MotionLoraParams()
+        lora = MotionLoraParams(
+            steps=defaults.steps if p.lora_steps is None else p.lora_steps,
+            rank=defaults.rank if p.lora_rank is None else p.lora_rank,
+        )
+        return EngineParams(matching=matching, lora=lora).with_overrides(
+            overlap=p.overlap,
+            skip_interval=p.skip_interval,
             height=p.height,
             width=p.width,
             steps=p.steps,

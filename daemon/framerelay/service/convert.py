@@ -51,6 +51,10 @@ PARAM_FIELDS = (
     "beta1",
     "beta2",
     "attention_matching",
+    "lora_steps",
+    "lora_rank",
+    "overlap",
+    "skip_interval",
 )
 CANCEL_REASONS = {
     "dequeued": events_pb2.CANCEL_REASON_DEQUEUED,

@@ -130,6 +130,10 @@ class EditParams(_message.Message):
     BETA1_FIELD_NUMBER: _builtins.int
     BETA2_FIELD_NUMBER: _builtins.int
     ATTENTION_MATCHING_FIELD_NUMBER: _builtins.int
+    LORA_STEPS_FIELD_NUMBER: _builtins.int
+    LORA_RANK_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    SKIP_INTERVAL_FIELD_NUMBER: _builtins.int
     preset: Global___Preset.ValueType
     height: _builtins.int
     width: _builtins.int
@@ -142,6 +146,12 @@ class EditParams(_message.Message):
     """Attention matching stages; override the preset."""
     beta2: _builtins.float
     attention_matching: _builtins.bool
+    lora_steps: _builtins.int
+    """Motion LoRA per window: 0 steps skips it (a quick draft)."""
+    lora_rank: _builtins.int
+    overlap: _builtins.int
+    """Long videos: frames shared by windows, and skip-interval cross-attention to the first one."""
+    skip_interval: _builtins.bool
     def __init__(
         self,
         *,
@@ -156,10 +166,14 @@ class EditParams(_message.Message):
         beta1: _builtins.float | None = ...,
         beta2: _builtins.float | None = ...,
         attention_matching: _builtins.bool | None = ...,
+        lora_steps: _builtins.int | None = ...,
+        lora_rank: _builtins.int | None = ...,
+        overlap: _builtins.int | None = ...,
+        skip_interval: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_height", b"_height", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_seed", b"_seed", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "height", b"height", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "seed", b"seed", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_height", b"_height", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_seed", b"_seed", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "height", b"height", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "preset", b"preset", "seed", b"seed", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "preset", b"preset", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attention_matching: _TypeAlias = _typing.Literal["attention_matching"]  # noqa: Y015
     _WhichOneofArgType__attention_matching: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching"]  # noqa: Y015
@@ -169,12 +183,20 @@ class EditParams(_message.Message):
     _WhichOneofArgType__beta2: _TypeAlias = _typing.Literal["_beta2", b"_beta2"]  # noqa: Y015
     _WhichOneofReturnType__height: _TypeAlias = _typing.Literal["height"]  # noqa: Y015
     _WhichOneofArgType__height: _TypeAlias = _typing.Literal["_height", b"_height"]  # noqa: Y015
+    _WhichOneofReturnType__lora_rank: _TypeAlias = _typing.Literal["lora_rank"]  # noqa: Y015
+    _WhichOneofArgType__lora_rank: _TypeAlias = _typing.Literal["_lora_rank", b"_lora_rank"]  # noqa: Y015
+    _WhichOneofReturnType__lora_steps: _TypeAlias = _typing.Literal["lora_steps"]  # noqa: Y015
+    _WhichOneofArgType__lora_steps: _TypeAlias = _typing.Literal["_lora_steps", b"_lora_steps"]  # noqa: Y015
     _WhichOneofReturnType__max_guidance: _TypeAlias = _typing.Literal["max_guidance"]  # noqa: Y015
     _WhichOneofArgType__max_guidance: _TypeAlias = _typing.Literal["_max_guidance", b"_max_guidance"]  # noqa: Y015
     _WhichOneofReturnType__min_guidance: _TypeAlias = _typing.Literal["min_guidance"]  # noqa: Y015
     _WhichOneofArgType__min_guidance: _TypeAlias = _typing.Literal["_min_guidance", b"_min_guidance"]  # noqa: Y015
+    _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
+    _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    _WhichOneofReturnType__skip_interval: _TypeAlias = _typing.Literal["skip_interval"]  # noqa: Y015
+    _WhichOneofArgType__skip_interval: _TypeAlias = _typing.Literal["_skip_interval", b"_skip_interval"]  # noqa: Y015
     _WhichOneofReturnType__steps: _TypeAlias = _typing.Literal["steps"]  # noqa: Y015
     _WhichOneofArgType__steps: _TypeAlias = _typing.Literal["_steps", b"_steps"]  # noqa: Y015
     _WhichOneofReturnType__width: _TypeAlias = _typing.Literal["width"]  # noqa: Y015
@@ -190,11 +212,19 @@ class EditParams(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__height) -> _WhichOneofReturnType__height | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_rank) -> _WhichOneofReturnType__lora_rank | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_steps) -> _WhichOneofReturnType__lora_steps | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_guidance) -> _WhichOneofReturnType__max_guidance | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_guidance) -> _WhichOneofReturnType__min_guidance | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__skip_interval) -> _WhichOneofReturnType__skip_interval | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__steps) -> _WhichOneofReturnType__steps | None: ...
     @_typing.overload
