@@ -26,7 +26,9 @@ def test_the_tiny_real_engine_runs_a_job_through_the_daemon(tmp_path, tiny_model
         source,
         edited,
         frames=4,
-        params=specs_pb2.EditParams(height=64, width=64, steps=2, window=4),
+        params=specs_pb2.EditParams(
+            height=64, width=64, steps=2, window=4, lora_steps=2, lora_rank=4
+        ),
         output=specs_pb2.OutputSpec(format=specs_pb2.OUTPUT_FORMAT_MP4),
     )
     executor = EngineExecutor(default_model=str(tiny_model_dir), device="cpu", dtype="fp32")
@@ -38,7 +40,7 @@ def test_the_tiny_real_engine_runs_a_job_through_the_daemon(tmp_path, tiny_model
 
     assert kinds(events)[-1] == "finished", events[-1]
     phases = {e.progress.phase for e in events if e.WhichOneof("kind") == "progress"}
-    assert {"decode", "load", "invert", "edit", "encode"} <= phases
+    assert {"decode", "load", "lora", "invert", "edit", "encode"} <= phases
     result = events[-1].finished
     assert result.frame_count == 4 and (result.fps.num, result.fps.den) == (24, 1)
     assert (result.width, result.height) == (64, 64)
@@ -52,17 +54,18 @@ def test_the_tiny_real_engine_runs_a_job_through_the_daemon(tmp_path, tiny_model
     assert warm.model_loaded and warm.model == str(tiny_model_dir) and warm.device == "cpu"
 
 
-def test_a_job_longer_than_one_window_fails_with_a_hint(tmp_path, tiny_model_dir):
+def test_a_job_longer_than_one_window_runs_as_chained_windows(tmp_path, tiny_model_dir):
     source, edited = make_media(tmp_path / "media", frames=8)
-    spec = clip_spec(
-        source, edited, frames=8, params=specs_pb2.EditParams(height=64, width=64, window=4)
-    )
+    params = specs_pb2.EditParams(height=64, width=64, window=4, steps=2, lora_steps=1, lora_rank=2)
+    spec = clip_spec(source, edited, frames=8, params=params)
     executor = EngineExecutor(default_model=str(tiny_model_dir), device="cpu")
     with running_daemon(tmp_path, executor) as (_, client):
         job = client.submit(spec)
-        last = list(client.watch(job.id))[-1]
-    assert last.WhichOneof("kind") == "failed"
-    assert "window" in last.failed.error.message and last.failed.error.hint
+        events = list(client.watch(job.id))
+    assert kinds(events)[-1] == "finished", events[-1]
+    assert events[-1].finished.frame_count == 8
+    clips = {e.progress.clips for e in events if e.WhichOneof("kind") == "progress"}
+    assert 3 in clips  # windows [0, 4), [3, 7), [6, 8)
 
 
 class CpuDevice:
@@ -123,7 +126,8 @@ def test_the_engine_executor_keeps_one_engine_warm_and_unloads_it_when_idle(tmp_
     assert (warm.model_loaded, warm.model, warm.device) == (True, "hub/svd", "cpu")
     assert kinds(events)[-1] == "finished" and events[-1].finished.frame_count == 3
     (request, engine), (other_request, other_engine) = fake_engine.calls
-    assert request.model == "hub/svd" and request.device == "cpu" and request.overwrite
+    assert request.model == "hub/svd" and request.device == "cpu"
+    assert not request.overwrite  # a first attempt of a job that did not ask to overwrite
     assert request.start == 0 and request.end == pytest.approx(3 / 24)
     assert other_request.model == "other/svd" and other_engine is not engine
     assert not engine.loaded and not other_engine.loaded
