@@ -85,18 +85,18 @@ class JobQueue:
     def submit(
         self, spec: JobSpec, *, reason: str = "submitted", edit: EditStatus | None = None
     ) -> Job:
+        if spec.awaits_edit:
+            raise InvalidSpecError(
+                "a round-trip job has no edited frame to queue yet.",
+                "Submit it through the daemon's SubmitJob, which exports the frame to edit.",
+            )
         self.admit(spec)
         return self.enqueue_admitted(spec, reason=reason, edit=edit)
 
     def enqueue_admitted(
         self, spec: JobSpec, *, reason: str = "submitted", edit: EditStatus | None = None
     ) -> Job:
-        """Queues an admitted spec."""
-        if spec.awaits_edit:
-            raise InvalidSpecError(
-                "a round-trip job has no edited frame to queue yet.",
-                "Submit it through the daemon's SubmitJob, which exports the frame to edit.",
-            )
+        """Queues an admitted spec (round trips go through `add_awaiting`)."""
         if spec.request_id:
             existing = self.store.by_request_id(spec.request_id)
             if existing is not None:
