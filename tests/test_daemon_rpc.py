@@ -178,6 +178,17 @@ def test_list_cursor_and_queue_watch_miss_nothing(tmp_path):
     assert seen[0].cursor == cursor + 1
 
 
+def _quiet_last_seq(client, job_id: str) -> int:
+    """The job's last event seq once no new event has come for 0.3 s."""
+    last = client.get(job_id).last_seq
+    while True:
+        time.sleep(0.3)
+        now = client.get(job_id).last_seq
+        if now == last:
+            return last
+        last = now
+
+
 def test_poll_waits_for_events_and_says_when_the_job_ended(tmp_path):
     source, edited = make_media(tmp_path / "media")
     gate = threading.Event()
@@ -185,7 +196,7 @@ def test_poll_waits_for_events_and_says_when_the_job_ended(tmp_path):
     with running_daemon(tmp_path, fake) as (_, client):
         job = client.submit(clip_spec(source, edited))
         wait_for(lambda: client.get(job.id).state == jobs_pb2.JOB_STATE_RUNNING)
-        last = client.get(job.id).last_seq
+        last = _quiet_last_seq(client, job.id)  # the executor now waits at the gate
         threading.Timer(0.3, gate.set).start()
         started = time.monotonic()
         waited = client._call(
