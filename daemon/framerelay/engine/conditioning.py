@@ -131,14 +131,6 @@ def encode_condition(
     )
 
 
-def frames_to_tensor(frames) -> torch.Tensor:
-    """float32 (N, 3, H, W) in [-1, 1] from a numpy array of the same layout, or pass tensors."""
-    tensor = torch.as_tensor(frames, dtype=torch.float32)
-    if tensor.ndim != 4 or tensor.shape[1] != 3:
-        raise ValueError(f"expected frames of shape (N, 3, H, W), got {tuple(tensor.shape)}")
-    return tensor
-
-
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if frames.shape[-2:] == (height, width):
         return frames
