@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from framerelay.errors import ForbiddenError, InvalidSpecError
+from framerelay.service.config import is_loopback
 
 MAX_JSON_DEPTH = 32
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
@@ -24,15 +25,6 @@ HOST_HINT = (
     "Call the daemon by its loopback address, as in the discovery file's http_url. A web page "
     "that renamed itself to 127.0.0.1 (DNS rebinding) lands here."
 )
-
-
-def is_loopback_name(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_ip_literal(host: str) -> bool:
@@ -96,9 +88,7 @@ class HttpGuard:
         except ValueError:
             raise ForbiddenError("the request's Host header is malformed.", HOST_HINT) from None
         known = (
-            is_loopback_name(host)
-            or host in self.allowed_hosts
-            or (self.remote and is_ip_literal(host))
+            is_loopback(host) or host in self.allowed_hosts or (self.remote and is_ip_literal(host))
         )
         if not known or port != self.port:
             raise ForbiddenError(
