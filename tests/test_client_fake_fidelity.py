@@ -19,12 +19,16 @@ from typing import Any
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
+from framerelay import limits
 from framerelay.errors import OutOfMemoryError
+from framerelay.jobs import fake_executor
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2, specs_pb2
+from framerelay.roundtrip import export
 from framerelay_client import Client, DaemonApi, FakeDaemon, OutOfMemory, Stalled, job_spec
 from framerelay_client import api as client_api
-from framerelay_client.fake import ENUMS, MESSAGES, OPTIONAL
+from framerelay_client import fake as fake_module
+from framerelay_client.protojson import ENUMS, MESSAGES, OPTIONAL
 from framerelay_client.spec import PARAMS
 from tests.daemon_harness import make_media, running_daemon, wait_for
 
@@ -83,6 +87,21 @@ def test_job_spec_knows_every_engine_parameter_of_the_proto():
         if field.name in PARAMS:
             expected = {"bool": bool, "double": float}.get(proto_type(field), int)
             assert PARAMS[field.name] is expected, field.name
+
+
+def test_the_fakes_limits_and_phases_are_the_daemons():
+    for name in (
+        "MAX_EDITED_FRAMES",
+        "MAX_PATH_LENGTH",
+        "MAX_FRAMES",
+        "MAX_LABEL_LENGTH",
+        "MAX_REQUEST_ID_LENGTH",
+        "MAX_HOST_CONTEXT_ENTRIES",
+        "MAX_HOST_CONTEXT_TEXT",
+    ):
+        assert getattr(fake_module, name) == getattr(limits, name), name
+    assert fake_module.DEFAULT_PHASES == fake_executor.DEFAULT_PHASES
+    assert fake_module.EXPORT_STEM == export.EXPORT_STEM
 
 
 def test_every_rpc_has_a_method_and_a_fake_handler():

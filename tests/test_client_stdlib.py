@@ -22,7 +22,7 @@ PYTHONS = {
     "3.11": Path(sys.base_prefix) / "bin" / "python3.11",
     "3.13": Path("/root/.pyenv/versions/3.13.0/bin/python3.13"),
 }
-MODULES = ["api", "discovery", "errors", "events", "fake", "http", "spec", "timecode"]
+MODULES = ["api", "discovery", "errors", "events", "fake", "http", "protojson", "spec", "timecode"]
 
 SCRIPT = r"""
 import importlib, json, sys
