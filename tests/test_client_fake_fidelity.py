@@ -208,7 +208,7 @@ def test_a_failing_job_fails_the_same(tmp_path, media):
     error = "the job ran out of memory."
     for name, api in both(tmp_path, FakeExecutor(fail=lambda run: OutOfMemoryError(error))):
         if isinstance(api, FakeDaemon):
-            api.script(outcome="failed", error=OutOfMemory(error))
+            api.script(job_outcome="failed", error=OutOfMemory(error))
         results[name] = Placeholders(tmp_path / name)(run_jobs(api, [spec(media)]))
     assert results["fake"] == results["real"]
     [[*_, failed]], _ = results["real"]
@@ -331,3 +331,20 @@ def test_failures_can_be_scripted_per_call(tmp_path, media):
     with pytest.raises(OutOfMemory):
         fake.submit(spec(media))
     assert fake.submit(spec(media))["job"]["state"] == "JOB_STATE_QUEUED"
+
+
+def test_scripted_outcomes_by_code_and_cancellation(tmp_path, media):
+    fake = fake_for(tmp_path)
+    fake.script(job_outcome="failed", error="disk_full", fail_phase="encode")
+    failed = fake.run_until_ended(fake.submit(spec(media))["job"]["id"])
+    assert failed["error"] == {
+        "code": "ERROR_CODE_DISK_FULL",
+        "message": "the disk is full.",
+        "hint": "Free disk space or run `framerelay cache gc --max-size 20GB`.",
+    }
+    assert failed["progress"]["phase"] == "edit"  # it failed before encoding began
+    fake.script(job_outcome="cancelled", fail_phase="lora")
+    job_id = fake.submit(spec(media))["job"]["id"]
+    *_, last = fake.watch(job_id)
+    assert last["cancelled"]["reason"] == "CANCEL_REASON_INTERRUPTED"
+    assert last["cancelled"]["phase"] == "decode"  # the last phase it reported

@@ -52,6 +52,7 @@ from .errors import (
     NotFound,
     SourceUnreadable,
     Unauthenticated,
+    error_for_code,
 )
 from .protojson import drop_zeros, echo_spec, parse_message, rational, rfc3339
 
@@ -108,19 +109,37 @@ class FakeClip:
 class Script:
     """How the jobs submitted from now on run.
 
-    `outcome` "failed" raises `error` (default: an internal error) just before the first step of
-    `fail_phase`. `windows` > 1 runs lora/invert/edit/encode once per window, as the engine does
-    for long clips (serve --fake always runs one). `output_writer(path, job)` is called for each
-    output just before the job finishes, to write whatever file a host test needs there.
+    `job_outcome` "failed" fails the job just before the first step of `fail_phase` with `error`:
+    a `ClientError`, or a catalogue code such as "out_of_memory" (default: an internal error, as
+    any unexpected exception in the engine gives). "cancelled" interrupts it there, as a cancel
+    from another client would. `windows` > 1 runs lora/invert/edit/encode once per window, as the
+    engine does for long clips (serve --fake always runs one). `output_writer(path, job)` is called
+    for each output just before the job finishes, to write whatever file a host test needs there.
     """
 
-    outcome: Literal["finished", "failed"] = "finished"
+    job_outcome: Literal["finished", "failed", "cancelled"] = "finished"
     phases: tuple[tuple[str, int], ...] = DEFAULT_PHASES
-    error: ClientError | None = None
+    error: ClientError | str | None = None
     fail_phase: str = "edit"
     windows: int = 1
     preview_phase: str | None = None
     output_writer: Callable[[str, JsonDict], None] | None = None
+
+    def failure(self) -> ClientError:
+        if isinstance(self.error, ClientError):
+            return self.error
+        if self.error is None:
+            return Internal("the job failed with an internal error (RuntimeError).")
+        code = error_for_code(self.error, "").code
+        return error_for_code(code, SCRIPTED_MESSAGES.get(code, "the job failed."))
+
+
+SCRIPTED_MESSAGES = {  # what the worker says for the engine's usual failures
+    "ERROR_CODE_OUT_OF_MEMORY": "the job ran out of memory.",
+    "ERROR_CODE_DISK_FULL": "the disk is full.",
+    "ERROR_CODE_MODEL_MISSING": "the model could not be loaded.",
+    "ERROR_CODE_SOURCE_UNREADABLE": "the source could not be decoded.",
+}
 
 
 class _Interrupted(Exception):
@@ -897,11 +916,12 @@ class FakeDaemon(DaemonApi):
             for step in range(1, total + 1):
                 if job.cancel_requested:
                     raise _Interrupted
-                failing = script.outcome == "failed" and phase == script.fail_phase
-                if step == 1 and window == 1 and failing:
-                    raise script.error or Internal(
-                        "the job failed with an internal error (RuntimeError)."
-                    )
+                if step == 1 and window == 1 and phase == script.fail_phase:
+                    if script.job_outcome == "failed":
+                        raise script.failure()
+                    if script.job_outcome == "cancelled":
+                        job.cancel_requested = True
+                        raise _Interrupted
                 yield "progress", self._progress(phase, step, total, window, windows)
             if phase == script.preview_phase:
                 yield "preview", {"png": _preview_png(), "width": 64, "height": 64, "phase": phase}
