@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS events (
 # first.
 LIST_ORDER = (
     "CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'awaiting_edit' THEN 2 ELSE 3 END, "
-    "rank, ended_at DESC, created_at DESC"
+    "CASE WHEN state = 'queued' THEN rank END, ended_at DESC, created_at DESC"
 )
 
 
