@@ -1,0 +1,184 @@
+"""The Blender extension in real bpy (5.0 on Python 3.11, 5.3 on Python 3.13, and 4.2 LTS where
+its venv exists) against a real daemon on loopback with the fake executor.
+
+Each test runs one scenario in a bpy subprocess (tests/blender/scenarios.py) and asserts here on
+what it saw: the take strips' channel, start, end, file and frame count, the job records and the
+reports.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from framerelay.jobs.fake_executor import write_test_video
+from framerelay.service.discovery import discovery_path
+from tests.blender_support import frame_count, require, run_scenario, venv_params
+from tests.daemon_harness import http_call, make_media, running_daemon
+
+pytestmark = pytest.mark.parametrize("venv", venv_params())
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> tuple[Path, Path]:
+    """A 48-frame 24 fps 64×64 clip and an edited first frame."""
+    return make_media(tmp_path / "media", frames=48)
+
+
+def scenario(venv, name: str, root: Path, **args):
+    """Runs a scenario against the daemon whose folders are under `root` (running_daemon)."""
+    return run_scenario(require(venv), name, root, root / "config", **args)
+
+
+def job_json(daemon, job_id: str) -> dict:
+    status, reply = http_call(daemon.discovery, "GetJob", {"jobId": job_id})
+    assert status == 200, reply
+    return reply["job"]
+
+
+def takes(facts: dict) -> list[dict]:
+    return [s for s in facts["strips"] if " take " in s["name"]]
+
+
+def test_take_lands_on_the_channel_above_a_trimmed_strip(venv, tmp_path, media):
+    source, edited = media
+    with running_daemon(tmp_path):
+        facts = scenario(venv, "propagate", tmp_path, source=source, edited=edited)
+    # The source: content from frame 10, trimmed 5 at the head and 3 at the tail.
+    assert (facts["source"]["start"], facts["source"]["end"]) == (15, 55)
+    [record] = facts["records"]
+    assert record["state"] == "finished" and record["placed"], record
+    assert record["states_seen"][-1] == "finished"
+    [take] = takes(facts)
+    assert take["name"] == "src take 1"
+    assert take["type"] == "MOVIE"
+    assert (take["channel"], take["start"], take["end"]) == (2, 15, 55)
+    assert take["content_duration"] == 40
+    assert take["file"] == record["output_path"]
+    assert Path(take["file"]).parent == source.parent / "framerelay"
+    assert take["file"].endswith(".mov")
+    assert frame_count(take["file"]) == 40
+    assert facts["source_after"] == facts["source"]  # nothing moved or overwritten
+    assert facts["last_error"] == ""
+
+
+def test_occupied_channel_above_sends_the_take_to_the_next_free_one(venv, tmp_path, media):
+    source, edited = media
+    blockers = [
+        # channel 2 overlaps the range's last frame (54); channel 3 ends right before it starts
+        {"channel": 2, "start": 54, "trim_end": 30},
+        {"channel": 3, "start": -33, "trim_end": 0},
+    ]
+    with running_daemon(tmp_path):
+        facts = scenario(
+            venv, "propagate", tmp_path, source=source, edited=edited, blockers=blockers
+        )
+    by_name = {s["name"]: s for s in facts["strips"]}
+    assert (by_name["blocker0"]["channel"], by_name["blocker0"]["start"]) == (2, 54)
+    assert (by_name["blocker1"]["channel"], by_name["blocker1"]["end"]) == (3, 15)
+    [take] = takes(facts)
+    assert (take["channel"], take["start"], take["end"]) == (3, 15, 55)
+
+
+def test_two_takes_go_on_two_channels_and_overwrite_nothing(venv, tmp_path, media):
+    source, edited = media
+    with running_daemon(tmp_path):
+        facts = scenario(venv, "propagate", tmp_path, source=source, edited=edited, takes=2)
+    first, second = sorted(takes(facts), key=lambda s: s["name"])
+    assert (first["name"], first["channel"]) == ("src take 1", 2)
+    assert (second["name"], second["channel"]) == ("src take 2", 3)
+    assert (first["start"], first["end"]) == (second["start"], second["end"]) == (15, 55)
+    assert first["file"] != second["file"]
+    assert all(frame_count(t["file"]) == 40 for t in (first, second))
+
+
+def test_png_sequence_take_is_an_image_strip(venv, tmp_path, media):
+    source, edited = media
+    with running_daemon(tmp_path):
+        facts = scenario(
+            venv,
+            "propagate",
+            tmp_path,
+            source=source,
+            edited=edited,
+            output_format="png",
+            settings={"lora_steps": 0, "seed": 7},
+        )
+    [take] = takes(facts)
+    assert take["type"] == "IMAGE"
+    assert (take["channel"], take["start"], take["end"]) == (2, 15, 55)
+    assert len(take["elements"]) == 40 == frame_count(take["file"])
+
+
+def test_clip_at_29_97_in_a_24_fps_scene_is_placed_frame_for_frame(venv, tmp_path):
+    source = tmp_path / "media" / "ntsc.mp4"
+    write_test_video(source, "mp4", 60, Fraction(30000, 1001), (64, 64))
+    _, edited = make_media(tmp_path / "edit", frames=2)
+    with running_daemon(tmp_path) as (daemon, _):
+        facts = scenario(
+            venv,
+            "propagate",
+            tmp_path,
+            source=source,
+            edited=edited,
+            start=1,
+            trim_start=10,
+            trim_end=5,
+            output_format="mp4",
+        )
+        spec = job_json(daemon, facts["records"][0]["job_id"])["spec"]
+    assert spec["sourceFps"] == {"num": 30000, "den": 1001}
+    assert spec["frameRange"] == {"inFrame": 10, "outFrame": 55}
+    assert spec["hostContext"]["scene_fps"] == "24/1"
+    assert spec["hostContext"]["media_fps"] == "30000/1001"
+    [take] = takes(facts)
+    assert (take["channel"], take["start"], take["end"]) == (2, 11, 56)
+    assert frame_count(take["file"]) == 45
+    note = facts["submits"][0]
+    assert note["result"] == ["FINISHED"]
+
+
+def test_daemon_down_wrong_token_and_dead_port_are_clear_reports(venv, tmp_path, media):
+    source, edited = media
+    empty = tmp_path / "no-daemon"
+    empty.mkdir()
+    with running_daemon(tmp_path):
+        found = json.loads(discovery_path(tmp_path / "config").read_text())
+        dead = write_discovery(tmp_path / "dead-port", {**found, **closed_port_fields()})
+        wrong = write_discovery(tmp_path / "wrong-token", {**found, "token": "not-the-token"})
+        facts = scenario(
+            venv,
+            "daemon_down",
+            tmp_path,
+            source=source,
+            edited=edited,
+            config_dirs=[str(empty), str(dead), str(wrong)],
+        )
+    not_running, refused, unauthenticated = facts["answers"]
+    assert not_running["result"] == "ERROR"
+    assert "framerelay serve" in not_running["message"]
+    assert "Start in the framerelay panel" in not_running["last_error"]
+    assert refused["result"] == "ERROR"
+    assert "framerelay serve" in refused["message"] or "answer" in refused["message"]
+    assert unauthenticated["result"] == "ERROR"
+    assert "token" in unauthenticated["message"].lower()
+    assert facts["records"] == [] and len(facts["strips"]) == 1
+
+
+def closed_port_fields() -> dict:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {"http_port": port, "http_url": f"http://127.0.0.1:{port}"}
+
+
+def write_discovery(folder: Path, data: dict) -> Path:
+    folder.mkdir()
+    path = folder / "daemon.json"
+    path.write_text(json.dumps(data))
+    path.chmod(0o600)
+    return folder
