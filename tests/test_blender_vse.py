@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from framerelay.jobs.fake_executor import write_test_video
+from framerelay.errors import EditUnreadableError
+from framerelay.jobs.fake_executor import FakeExecutor, write_test_video
 from framerelay.service.discovery import discovery_path
 from tests.blender_support import frame_count, require, run_scenario, venv_params
 from tests.daemon_harness import http_call, make_media, running_daemon
@@ -182,3 +185,87 @@ def write_discovery(folder: Path, data: dict) -> Path:
     path.write_text(json.dumps(data))
     path.chmod(0o600)
     return folder
+
+
+def test_cancel_stops_a_running_take_and_places_nothing(venv, tmp_path, media):
+    source, edited = media
+    gate = threading.Event()  # never opened: the job waits in its first phase
+    with running_daemon(tmp_path, FakeExecutor(gate=gate)) as (daemon, _):
+        facts = scenario(venv, "cancel_running", tmp_path, source=source, edited=edited)
+        [record] = facts["records"]
+        job = job_json(daemon, record["job_id"])
+    assert facts["answer"]["result"] == ["FINISHED"]
+    assert job["state"] == "JOB_STATE_CANCELLED"
+    assert record["state"] == "cancelled" and not record["placed"]
+    assert "running" in record["states_seen"]
+    assert [s["name"] for s in facts["strips"]] == ["src"]
+
+
+def test_failed_job_reports_its_message_and_hint(venv, tmp_path, media):
+    source, edited = media
+
+    def broken(run):
+        return EditUnreadableError("the edited frame is damaged.", "Save it again as PNG.")
+
+    with running_daemon(tmp_path, FakeExecutor(fail=broken)):
+        facts = scenario(venv, "failing_job", tmp_path, source=source, edited=edited)
+    [record] = facts["records"]
+    assert record["state"] == "failed" and not record["placed"]
+    assert record["error"] == "the edited frame is damaged."
+    assert record["hint"] == "Save it again as PNG."
+    assert (
+        (facts["last_error"])
+        == "src take 1 failed: the edited frame is damaged. Save it again as PNG."
+    )
+    assert [s["name"] for s in facts["strips"]] == ["src"]
+
+
+def test_round_trip_waits_for_the_edit_then_queues_and_places(venv, tmp_path, media):
+    source, edited = media
+    with running_daemon(tmp_path, no_open=True) as (daemon, _):
+        facts = scenario(venv, "round_trip", tmp_path, source=source, edited=edited)
+        [record] = facts["records"]
+        job = job_json(daemon, record["job_id"])
+    assert facts["answer"]["result"] == ["FINISHED"]
+    waiting = facts["waiting"]
+    assert waiting["state"] == "awaiting_edit" and facts["exists"]
+    assert Path(waiting["exported_path"]).name == "frame_edit.png"
+    seen = record["states_seen"]
+    assert seen[0] in ("submitting", "awaiting_edit") and seen[-1] == "finished"
+    assert "awaiting_edit" in seen
+    assert seen.index("awaiting_edit") < seen.index("finished")
+    assert job["edit"]["version"] == 1
+    assert job["spec"]["frameRange"] == {"inFrame": 3, "outFrame": 48}
+    [take] = takes(facts)
+    assert (take["channel"], take["start"], take["end"]) == (2, 23, 68)
+    assert frame_count(take["file"]) == 45
+
+
+def test_reopening_the_blend_follows_its_unfinished_jobs_again(venv, tmp_path, media):
+    source, edited = media
+    blend = tmp_path / "edit.blend"
+    release = tmp_path / "release"
+    gate = threading.Event()
+    opener = threading.Thread(target=open_when_file_appears, args=(release, gate), daemon=True)
+    opener.start()
+    with running_daemon(tmp_path, FakeExecutor(gate=gate)) as (daemon, _):
+        first = scenario(
+            venv, "submit_and_save", tmp_path, source=source, edited=edited, blend=blend
+        )
+        ids = [r["job_id"] for r in first["records"]]
+        states = [job_json(daemon, job_id)["state"] for job_id in ids]
+        facts = scenario(venv, "reopen_and_follow", tmp_path, blend=blend, release=release)
+    gate.set()
+    assert states == ["JOB_STATE_RUNNING", "JOB_STATE_QUEUED"]
+    assert sorted(facts["following"]) == sorted(ids)
+    assert [r["job_id"] for r in facts["before"]] == ids  # the saved one, then the adopted one
+    assert all(r["state"] == "finished" and r["placed"] for r in facts["records"])
+    placed = sorted((t["name"], t["channel"], t["start"], t["end"]) for t in takes(facts))
+    assert placed == [("src take 1", 2, 6, 51), ("src take 2", 3, 6, 51)]
+
+
+def open_when_file_appears(path: Path, gate: threading.Event, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gate.set()
