@@ -87,6 +87,7 @@ def run_scenario(
     root: Path,
     config_dir: Path,
     timeout: float = 240,
+    env: dict[str, str] | None = None,
     **args: Any,
 ) -> dict:
     """Runs `scenarios.<name>(**args)` in the bpy venv; returns its facts or fails the test with
@@ -98,7 +99,7 @@ def run_scenario(
     result_path.unlink(missing_ok=True)
     process = subprocess.run(
         [str(venv.python), str(DRIVER), name, str(args_path), str(result_path)],
-        env=blender_env(root, config_dir),
+        env=blender_env(root, config_dir) | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -126,3 +127,45 @@ def frame_count(path: str | Path) -> int:
 
 def main_python() -> str:
     return sys.executable
+
+
+def build_extension(output_dir: Path) -> Path:
+    """The extension zip, built and validated by scripts/build-blender-extension."""
+    process = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "scripts" / "build-blender-extension"),
+            "--output-dir",
+            str(output_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    return Path(process.stdout.strip().splitlines()[-1])
+
+
+def stop_process(pid: int, timeout: float = 20) -> None:
+    """Stops a process this test did not start itself (a daemon Blender launched)."""
+    import signal
+    import time
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; nobody may be reaping it

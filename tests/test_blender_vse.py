@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -20,7 +21,15 @@ import pytest
 from framerelay.errors import EditUnreadableError
 from framerelay.jobs.fake_executor import FakeExecutor, write_test_video
 from framerelay.service.discovery import discovery_path
-from tests.blender_support import frame_count, require, run_scenario, venv_params
+from tests.blender_support import (
+    VENVS,
+    build_extension,
+    frame_count,
+    require,
+    run_scenario,
+    stop_process,
+    venv_params,
+)
 from tests.daemon_harness import http_call, make_media, running_daemon
 
 pytestmark = pytest.mark.parametrize("venv", venv_params())
@@ -269,3 +278,102 @@ def open_when_file_appears(path: Path, gate: threading.Event, timeout: float = 2
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     gate.set()
+
+
+def test_panels_draw_every_job_state_with_this_blenders_layout_api(venv, tmp_path, media):
+    source, _ = media
+    facts = scenario(venv, "panels", tmp_path, source=source)
+    texts = facts["texts"]
+    assert texts["daemon_up"][0] == "framerelay 0.1.0 · cuda:0 · model loaded · queue empty"
+    assert "Lost the framerelay daemon: nothing answers." in texts["daemon_up"]
+    assert texts["daemon_down"][:2] == ["Daemon not running", "Start"]
+    edit = texts["FRAMERELAY_PT_edit"]
+    assert edit[:3] == ["src", "Frames 3–48 (46), clip frame 2", "Clip 24 fps · scene 29.97 fps"]
+    [bar] = facts["progress"]
+    assert bar["factor"] == pytest.approx(0.4)
+    assert bar["text"] == "edit 3/4 · window 2/3 · ETA 0:12"
+    takes_text = texts["FRAMERELAY_PT_takes"]
+    for expected in (
+        "Waiting for your edit",
+        "Save it in the editor: frame_edit.png",
+        "Queued (2)",
+        "On channel 3: src take 4",
+        "Preset: style (chosen by auto)",
+        "the edited frame is damaged.",
+        "Save it again as PNG.",
+        "Cancelled.",
+    ):
+        assert expected in takes_text
+    assert {"framerelay.cancel", "framerelay.use_edited_image", "framerelay.propagate"} <= set(
+        facts["operators"]
+    )
+    assert {"preset", "steps", "seed", "lora_steps", "window", "output_format"} <= set(
+        facts["props"]
+    )
+
+
+def test_refusals_say_what_to_change_and_submit_nothing(venv, tmp_path, media):
+    source, edited = media
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    with running_daemon(tmp_path) as (daemon, _):
+        facts = scenario(venv, "refusals", tmp_path, source=source, edited=edited, outside=outside)
+        status, listed = http_call(daemon.discovery, "ListJobs", {})
+    answers = facts["answers"]
+    missing = answers["missing edit"]
+    assert missing["result"] == "ERROR"
+    assert "missing.png does not exist" in missing["message"]
+    assert "Choose the edited image again" in missing["message"]
+    folder = answers["folder outside the roots"]
+    assert folder["result"] == "ERROR"
+    assert "outside the daemon's output roots" in folder["message"]
+    assert "output_roots" in folder["message"]  # the daemon's hint came through
+    if venv.version >= "5.1":
+        retimed = answers["retimed"]
+        assert retimed["result"] == "ERROR"
+        assert "retimed" in retimed["message"] and "Reset Retiming" in retimed["message"]
+    assert facts["records"] == []
+    assert status == 200 and listed.get("jobs", []) == []
+
+
+@pytest.fixture(scope="session")
+def extension_zip(tmp_path_factory) -> Path:
+    if not any(v.python.exists() for v in VENVS):
+        pytest.skip("no bpy venv: run `bash scripts/setup-bpy-venvs`")
+    return build_extension(tmp_path_factory.mktemp("dist"))
+
+
+def test_built_zip_installs_starts_the_daemon_and_places_a_take(
+    venv, tmp_path, media, extension_zip
+):
+    source, edited = media
+    folders = {
+        f"FRAMERELAY_{name}_DIR": str(tmp_path / name.lower()) for name in ("DATA", "LOG", "CACHE")
+    }
+    serve = f"{sys.executable} -m framerelay serve --fake --no-open"
+    try:
+        facts = scenario(
+            venv,
+            "install_and_run",
+            tmp_path,
+            env=folders,
+            archive=extension_zip,
+            source=source,
+            edited=edited,
+            serve_command=serve,
+        )
+    finally:
+        found = discovery_path(tmp_path / "config")
+        if found.exists():
+            stop_process(json.loads(found.read_text())["pid"])
+    installed = facts["installed"]
+    assert installed["enabled"]
+    assert "/extensions/user_default/framerelay_vse/" in installed["file"]
+    assert installed["client"].endswith("framerelay_vse/vendor/framerelay_client/http.py")
+    assert str(tmp_path / "home") in installed["file"]  # never the real user folders
+    assert facts["started"]["result"] == ["FINISHED"]
+    assert facts["status"]["device"] in ("auto", "cpu")
+    assert facts["submitted"]["result"] == ["FINISHED"]
+    [take] = takes(facts)
+    assert (take["channel"], take["start"], take["end"]) == (2, 5, 49)
+    assert frame_count(take["file"]) == 44
+    assert Path(take["file"]).is_relative_to(source.parent)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import framerelay_vse
 from framerelay_vse import compat, props, tracker
 
 _registered = False
+TRACKER = tracker  # the installed copy's tracker in the install scenario
 
 
 def register() -> None:
@@ -22,8 +24,9 @@ def register() -> None:
         _registered = True
 
 
-def scene(fps: int = 24, fps_base: float = 1.0) -> Any:
-    register()
+def scene(fps: int = 24, fps_base: float = 1.0, register_source: bool = True) -> Any:
+    if register_source:
+        register()
     current = bpy.context.scene
     current.render.fps, current.render.fps_base = fps, fps_base
     current.sequence_editor_create()
@@ -56,7 +59,7 @@ def pump(until: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any
     """Drains the inbox until `until()` is true; records every job state seen on the way."""
     deadline = time.monotonic() + timeout
     while True:
-        tracker.drain()
+        TRACKER.drain()
         note_states()
         value = until()
         if value:
@@ -135,4 +138,70 @@ def run_operator(name: str, **kwargs: Any) -> dict:
 
 
 def session_facts() -> dict:
-    return {"last_error": tracker.SESSION.last_error}
+    return {"last_error": TRACKER.SESSION.last_error}
+
+
+# --- drawing panels without a window -------------------------------------------------------
+
+
+class Layout:
+    """Stands in for a UILayout (there is none in module mode) and records the panel's calls.
+
+    Every method, keyword and attribute is checked against Blender's own UILayout RNA, every
+    operator against the registered operators and every `prop` against the data's RNA, so a
+    call the running Blender version would reject fails here too."""
+
+    CONTAINERS = ("row", "column", "box", "split", "grid_flow", "column_flow")
+
+    def __init__(self, calls: list) -> None:
+        object.__setattr__(self, "calls", calls)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in bpy.types.UILayout.bl_rna.properties:
+            raise AttributeError(f"UILayout has no attribute {name!r}")
+
+    def __getattr__(self, name: str) -> Any:
+        function = bpy.types.UILayout.bl_rna.functions.get(name)
+        if function is None:
+            raise AttributeError(f"UILayout has no method {name!r}")
+        parameters = [p.identifier for p in function.parameters]
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            unknown = set(kwargs) - set(parameters)
+            if unknown:
+                raise TypeError(f"UILayout.{name} takes no {sorted(unknown)}")
+            named = dict(zip(parameters, args, strict=False)) | kwargs
+            self.calls.append((name, {k: v for k, v in named.items() if k != "data"}))
+            if name in self.CONTAINERS:
+                return Layout(self.calls)
+            if name == "operator":
+                return OperatorProperties(named["operator"])
+            if name == "prop":
+                data, prop = named["data"], named["property"]
+                if prop not in data.bl_rna.properties:
+                    raise AttributeError(f"{data.bl_rna.identifier} has no property {prop!r}")
+            return None
+
+        return call
+
+
+class OperatorProperties:
+    def __init__(self, idname: str) -> None:
+        category, name = idname.split(".")
+        operator = getattr(getattr(bpy.ops, category), name)
+        object.__setattr__(self, "rna", operator.get_rna_type())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in self.rna.properties:
+            raise AttributeError(f"{self.rna.identifier} has no property {name!r}")
+
+
+def draw(panel: Any) -> list:
+    """The calls `panel.draw` makes in the current context."""
+    calls: list = []
+    panel.draw(types.SimpleNamespace(layout=Layout(calls)), bpy.context)
+    return calls
+
+
+def texts(calls: list) -> list[str]:
+    return [c[1].get("text", "") for c in calls if c[1].get("text")]

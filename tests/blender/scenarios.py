@@ -69,16 +69,22 @@ def daemon_down(source: str, edited: str, config_dirs: list[str]) -> dict:
     return {"answers": answers, "records": kit.records(), "strips": kit.strips(scene)}
 
 
-def refused(source: str, edited: str, retime: bool = False, settings: dict | None = None) -> dict:
-    """Strips or settings framerelay must refuse before anything reaches the daemon."""
+def refusals(source: str, edited: str, outside: str) -> dict:
+    """Strips and settings framerelay must refuse, each with what to change."""
     scene = kit.scene()
     strip = kit.add_movie(scene, source, start=1, trim_start=2)
-    if retime:
+    config = scene.framerelay
+    answers = {}
+    config.edited_image = os.path.join(os.path.dirname(edited), "missing.png")
+    answers["missing edit"] = kit.run_operator("propagate")
+    config.edited_image = edited
+    config.output_location, config.output_folder = "FOLDER", outside
+    answers["folder outside the roots"] = kit.run_operator("propagate")
+    config.output_location = "SOURCE"
+    if bpy.app.version >= (5, 1):  # retiming_keys.add() crashes bpy 4.2 and 5.0 in module mode
         strip.retiming_keys.add(timeline_frame=10)
-    scene.framerelay.edited_image = edited
-    for name, value in (settings or {}).items():
-        setattr(scene.framerelay, name, value)
-    return {"answer": kit.run_operator("propagate"), "records": kit.records()}
+        answers["retimed"] = kit.run_operator("propagate")
+    return {"answers": answers, "records": kit.records(), "strips": kit.strips(scene)}
 
 
 def cancel_running(source: str, edited: str) -> dict:
@@ -150,4 +156,94 @@ def reopen_and_follow(blend: str, release: str) -> dict:
         "before": before,
         "records": kit.records(),
         "strips": kit.strips(bpy.context.scene),
+    }
+
+
+def panels(source: str) -> dict:
+    """Every panel drawn with jobs in every state, checked against this Blender's UILayout."""
+    from framerelay_vse import panel
+
+    scene = kit.scene(fps=30000, fps_base=1001)
+    kit.add_movie(scene, source, start=1, trim_start=2)
+    config = scene.framerelay
+    config.show_advanced, config.output_location = True, "FOLDER"
+    states = {
+        "awaiting_edit": {"exported_path": "/edits/job/frame_edit.png", "hint": "Keep the size."},
+        "queued": {"position": 2},
+        "running": {
+            "phase": "edit",
+            "step": 3,
+            "total": 4,
+            "window": 2,
+            "windows": 3,
+            "eta": 12.4,
+            "progress": 0.4,
+        },
+        "finished": {
+            "placed": True,
+            "result_channel": 3,
+            "result_strip": "src take 4",
+            "requested_preset": "auto",
+            "preset": "style",
+        },
+        "failed": {"error": "the edited frame is damaged.", "hint": "Save it again as PNG."},
+        "cancelled": {},
+    }
+    for take, (state, fields) in enumerate(states.items(), start=1):
+        record = config.jobs.add()
+        record.name, record.job_id, record.state = f"src take {take}", f"job{take}", state
+        for name, value in fields.items():
+            setattr(record, name, value)
+    drawn = {}
+    tracker.SESSION.status = {"version": "0.1.0", "device": "cuda:0", "modelLoaded": True}
+    tracker.SESSION.last_error = "Lost the framerelay daemon: nothing answers."
+    drawn["daemon_up"] = kit.draw(panel.FRAMERELAY_PT_daemon)
+    tracker.SESSION.status = None
+    drawn["daemon_down"] = kit.draw(panel.FRAMERELAY_PT_daemon)
+    for cls in (panel.FRAMERELAY_PT_edit, panel.FRAMERELAY_PT_settings, panel.FRAMERELAY_PT_takes):
+        drawn[cls.__name__] = kit.draw(cls)
+    return {
+        "texts": {name: kit.texts(calls) for name, calls in drawn.items()},
+        "progress": [c[1] for calls in drawn.values() for c in calls if c[0] == "progress"],
+        "operators": sorted(
+            {c[1]["operator"] for cs in drawn.values() for c in cs if c[0] == "operator"}
+        ),
+        "props": sorted({c[1]["property"] for cs in drawn.values() for c in cs if c[0] == "prop"}),
+    }
+
+
+def install_and_run(archive: str, source: str, edited: str, serve_command: str) -> dict:
+    """Install the built zip as a user would (Install from Disk), set the Start Command
+    preference, start the daemon from the panel's button, then propagate through the
+    installed copy."""
+    import sys
+
+    bpy.ops.extensions.package_install_files(
+        filepath=archive, repo="user_default", enable_on_install=True
+    )
+    module = "bl_ext.user_default.framerelay_vse"
+    installed = {
+        "enabled": module in bpy.context.preferences.addons,
+        "file": sys.modules[module].__file__,
+        "client": sys.modules[module + ".vendor.framerelay_client.http"].__file__,
+    }
+    kit.TRACKER = sys.modules[module + ".tracker"]
+    preferences = bpy.context.preferences.addons[module].preferences
+    preferences.serve_command = serve_command
+    started = kit.run_operator("start_daemon")
+    kit.pump(lambda: kit.TRACKER.SESSION.status, what="the daemon answering")
+    status = dict(kit.TRACKER.SESSION.status)
+    scene = kit.scene(register_source=False)
+    kit.add_movie(scene, source, start=1, trim_start=4)
+    scene.framerelay.edited_image = edited
+    submitted = kit.run_operator("propagate")
+    kit.pump(kit.all_placed, what="the take placed")
+    return {
+        "installed": installed,
+        "started": started,
+        "status": status,
+        "submitted": submitted,
+        "records": kit.records(),
+        "strips": kit.strips(scene),
+        **kit.session_facts(),
     }
