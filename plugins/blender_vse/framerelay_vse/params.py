@@ -100,8 +100,6 @@ OUTPUT_FORMATS: tuple[tuple[str, str, str], ...] = (
     ("mp4", "H.264 (.mp4)", "H.264 movie at the clip's rate"),
     ("png", "PNG Sequence", "A folder of numbered PNG frames"),
 )
-PROTO_PRESETS = {name: f"PRESET_{name.upper()}" for name, _, _ in PRESETS}
-PROTO_FORMATS = {name: f"OUTPUT_FORMAT_{name.upper()}" for name, _, _ in OUTPUT_FORMATS}
 
 
 def changed_params(values: Mapping[str, Any]) -> dict[str, Any]:
