@@ -19,10 +19,16 @@ from framerelay.errors import InvalidSpecError
 from framerelay.jobs import spec as daemon_spec
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.service.app import DaemonThread
-from framerelay_vse import hostcontext, params
+from framerelay_vse import hostcontext, params, serve
 from framerelay_vse.display import clock, progress_text, status_line
 from framerelay_vse.follow import Connection, ConnectionSettings, Hub
-from framerelay_vse.placement import NoFreeChannel, Span, free_channel, take_name
+from framerelay_vse.placement import (
+    NoFreeChannel,
+    Span,
+    free_channel,
+    readback_mismatches,
+    take_name,
+)
 from framerelay_vse.rates import format_rate, scene_rate, snap_rate
 from framerelay_vse.source import ClipProblem, StripFacts, plan_source
 from framerelay_vse.vendor.framerelay_client import spec as client_spec
@@ -304,3 +310,32 @@ def test_connection_reports_a_missing_daemon_with_how_to_start_it(tmp_path):
     with pytest.raises(CONNECTION_ERRORS) as missing:
         connection.call(lambda c: c.status())
     assert "framerelay serve" in str(missing.value)
+
+
+def test_readback_names_every_difference():
+    wanted = Span(3, 15, 55)
+    assert readback_mismatches(wanted, Span(3, 15, 55), 40, 40) == []
+    assert readback_mismatches(wanted, Span(4, 16, 60), 40, 44) == [
+        "it landed on channel 4 instead of 3",
+        "it starts at frame 16 instead of 15",
+        "it ends before frame 60 instead of 55",
+        "it holds 44 frames instead of 40",
+    ]
+
+
+def test_start_without_framerelay_on_path_says_how_to_start_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    with pytest.raises(serve.ServeProblem) as missing:
+        serve.command("")
+    assert "framerelay serve" in str(missing.value) and "Start Command" in str(missing.value)
+    tool = tmp_path / ".local" / "bin" / "framerelay"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    assert serve.command("") == [str(tool), "serve"]
+    assert serve.command("'/opt/my tools/framerelay' serve --fake") == [
+        "/opt/my tools/framerelay",
+        "serve",
+        "--fake",
+    ]

@@ -96,6 +96,17 @@ def test_occupied_channel_above_sends_the_take_to_the_next_free_one(venv, tmp_pa
     assert (take["channel"], take["start"], take["end"]) == (3, 15, 55)
 
 
+def test_the_take_keeps_its_submit_time_place_when_the_source_moves(venv, tmp_path, media):
+    source, edited = media
+    with running_daemon(tmp_path):
+        facts = scenario(
+            venv, "propagate", tmp_path, source=source, edited=edited, move_after_submit=True
+        )
+    assert (facts["source_after"]["channel"], facts["source_after"]["start"]) == (6, 105)
+    [take] = takes(facts)
+    assert (take["channel"], take["start"], take["end"]) == (2, 15, 55)
+
+
 def test_two_takes_go_on_two_channels_and_overwrite_nothing(venv, tmp_path, media):
     source, edited = media
     with running_daemon(tmp_path):
@@ -108,9 +119,9 @@ def test_two_takes_go_on_two_channels_and_overwrite_nothing(venv, tmp_path, medi
     assert all(frame_count(t["file"]) == 40 for t in (first, second))
 
 
-def test_png_sequence_take_is_an_image_strip(venv, tmp_path, media):
+def test_png_sequence_take_is_an_image_strip_and_the_settings_reach_the_job(venv, tmp_path, media):
     source, edited = media
-    with running_daemon(tmp_path):
+    with running_daemon(tmp_path) as (daemon, _):
         facts = scenario(
             venv,
             "propagate",
@@ -118,9 +129,21 @@ def test_png_sequence_take_is_an_image_strip(venv, tmp_path, media):
             source=source,
             edited=edited,
             output_format="png",
-            settings={"lora_steps": 0, "seed": 7},
+            settings={
+                "lora_steps": 0,
+                "seed": 7,
+                "preset": "style",
+                "mask_image": str(edited),
+                "output_location": "DAEMON",
+            },
         )
+        spec = job_json(daemon, facts["records"][0]["job_id"])["spec"]
+    assert spec["params"] == {"preset": "PRESET_STYLE", "loraSteps": 0, "seed": 7}
+    assert spec["maskPath"] == str(edited)
+    assert spec["output"] == {"format": "OUTPUT_FORMAT_PNG"}  # the daemon's own folder
+    assert spec["editedFramePaths"] == [str(edited)]
     [take] = takes(facts)
+    assert Path(take["file"]).is_relative_to(tmp_path / "data" / "outputs")
     assert take["type"] == "IMAGE"
     assert (take["channel"], take["start"], take["end"]) == (2, 15, 55)
     assert len(take["elements"]) == 40 == frame_count(take["file"])
@@ -229,10 +252,11 @@ def test_failed_job_reports_its_message_and_hint(venv, tmp_path, media):
     assert [s["name"] for s in facts["strips"]] == ["src"]
 
 
-def test_round_trip_waits_for_the_edit_then_queues_and_places(venv, tmp_path, media):
+@pytest.mark.parametrize("attach", [False, True], ids=["saved", "picked"])
+def test_round_trip_waits_for_the_edit_then_queues_and_places(venv, tmp_path, media, attach):
     source, edited = media
     with running_daemon(tmp_path, no_open=True) as (daemon, _):
-        facts = scenario(venv, "round_trip", tmp_path, source=source, edited=edited)
+        facts = scenario(venv, "round_trip", tmp_path, source=source, edited=edited, attach=attach)
         [record] = facts["records"]
         job = job_json(daemon, record["job_id"])
     assert facts["answer"]["result"] == ["FINISHED"]

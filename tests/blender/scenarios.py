@@ -11,7 +11,7 @@ from typing import Any
 import bpy
 import kit
 
-from framerelay_vse import tracker
+from framerelay_vse import compat, tracker
 
 
 def propagate(
@@ -28,6 +28,7 @@ def propagate(
     output_format: str = "mov",
     takes: int = 1,
     settings: dict[str, Any] | None = None,
+    move_after_submit: bool = False,
 ) -> dict:
     """A trimmed movie strip, optional blocking strips, `takes` × Propagate, then placement."""
     scene = kit.scene(fps, fps_base)
@@ -45,6 +46,9 @@ def propagate(
     source_before = kit.strip_facts(strip)
     submits = [kit.run_operator("propagate") for _ in range(takes)]
     assert all(s["result"] == ["FINISHED"] for s in submits), submits
+    if move_after_submit:  # the user goes on editing: the take keeps its submit-time place
+        strip.channel = 6
+        compat.set_strip_value(strip, "content_start", 100)
     kit.pump(kit.all_placed, what="every take placed")
     return {
         "source": source_before,
@@ -110,16 +114,20 @@ def failing_job(source: str, edited: str) -> dict:
     return {"records": kit.records(), "strips": kit.strips(scene), **kit.session_facts()}
 
 
-def round_trip(source: str, edited: str) -> dict:
-    """Edit First Frame; save an edit next to the exported frame (as an editor would); the job
-    is queued by the daemon and the take placed."""
+def round_trip(source: str, edited: str, attach: bool = False) -> dict:
+    """Edit First Frame; save an edit next to the exported frame (as an editor would), or pick
+    it with Use Edited Image… (AttachEdit); the daemon queues the job and the take is placed."""
     scene = kit.scene()
     kit.add_movie(scene, source, start=20, trim_start=3)
     answer = kit.run_operator("edit_first_frame")
     record = scene.framerelay.jobs[0]
     kit.pump(lambda: record.state == "awaiting_edit" and record.exported_path, what="export")
     waiting = kit.record_facts(record)
-    shutil.copy(edited, os.path.join(os.path.dirname(record.exported_path), "my edit.png"))
+    if attach:
+        picked = kit.run_operator("use_edited_image", job_id=record.job_id, filepath=edited)
+        assert picked["result"] == ["FINISHED"], picked
+    else:
+        shutil.copy(edited, os.path.join(os.path.dirname(record.exported_path), "my edit.png"))
     kit.pump(kit.all_placed, what="the take placed")
     return {
         "answer": answer,

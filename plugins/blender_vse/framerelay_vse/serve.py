@@ -42,7 +42,7 @@ def usual_places() -> list[Path]:
     if sys.platform == "win32":
         scripts = Path(os.environ.get("APPDATA", home)) / "Python" / "Scripts"
         return [scripts / "framerelay.exe", home / ".local" / "bin" / "framerelay.exe"]
-    return [home / ".local" / "bin" / "framerelay", Path("/usr/local/bin/framerelay")]
+    return [home / ".local" / "bin" / "framerelay"]
 
 
 def launch(argv: list[str]) -> tuple[subprocess.Popen, Path]:
