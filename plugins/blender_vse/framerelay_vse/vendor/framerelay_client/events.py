@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 UNSPECIFIED = "JOB_STATE_UNSPECIFIED"
@@ -29,7 +29,12 @@ ENDED_STATES = (FINISHED, FAILED, CANCELLED)
 
 PREPARE_PHASES = ("load", "decode")
 PREPARE_SHARE = 0.05
-WINDOW_PHASES = {"lora": (0.0, 0.45), "invert": (0.45, 0.2), "edit": (0.65, 0.3), "encode": (0.95, 0.05)}
+WINDOW_PHASES = {
+    "lora": (0.0, 0.45),
+    "invert": (0.45, 0.2),
+    "edit": (0.65, 0.3),
+    "encode": (0.95, 0.05),
+}
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -199,7 +204,7 @@ def remaining_seconds(view: JobView, now: float) -> float | None:
 
 
 def preset_name(value: str) -> str:
-    """"PRESET_LOCAL" -> "local"; "" and "PRESET_UNSPECIFIED" -> "" (unknown yet)."""
+    """ "PRESET_LOCAL" -> "local"; "" and "PRESET_UNSPECIFIED" -> "" (unknown yet)."""
     name = value.lower().removeprefix("preset_")
     return "" if name == "unspecified" else name
 
@@ -212,7 +217,7 @@ def parse_time(value: object) -> float | None:
     if match is None:
         return None
     stamp, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc)
+    moment = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
     seconds = moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
     if zone != "Z":
         sign = 1 if zone[0] == "+" else -1

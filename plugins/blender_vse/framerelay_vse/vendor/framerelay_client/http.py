@@ -15,12 +15,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from os import PathLike, fspath
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from .api import MAX_POLL_SECONDS, DaemonApi, JsonDict
 from .discovery import Discovery, read_discovery
 from .errors import (
     ClientError,
@@ -29,39 +29,15 @@ from .errors import (
     Internal,
     InvalidSpec,
     Unauthenticated,
-    Unavailable,
     error_from_info,
     error_from_reply,
 )
 
-JsonDict = dict[str, Any]
 T = TypeVar("T")
-TERMINAL_KINDS = ("finished", "failed", "cancelled")
-JOB_STATES = (
-    "JOB_STATE_QUEUED",
-    "JOB_STATE_RUNNING",
-    "JOB_STATE_FINISHED",
-    "JOB_STATE_FAILED",
-    "JOB_STATE_CANCELLED",
-    "JOB_STATE_AWAITING_EDIT",
-)
-MAX_POLL_SECONDS = 60.0  # the daemon waits at most this long in PollJob
 KEEPALIVE_SECONDS = 15.0  # the daemon writes a blank line this often on a quiet stream
 
 
-def is_terminal(event: Mapping[str, Any]) -> bool:
-    return any(kind in event for kind in TERMINAL_KINDS)
-
-
-def state_name(state: str) -> str:
-    """"queued" or "JOB_STATE_QUEUED" -> "JOB_STATE_QUEUED"."""
-    name = state if state.startswith("JOB_STATE_") else f"JOB_STATE_{state.upper()}"
-    if name not in JOB_STATES:
-        raise InvalidSpec(f"unknown job state {state!r}.", f"Use one of {', '.join(JOB_STATES)}.")
-    return name
-
-
-class Client:
+class Client(DaemonApi):
     """A blocking client for one daemon.
 
     `timeout` bounds each unary call (seconds); a stream is given up as dropped after
@@ -83,6 +59,7 @@ class Client:
         self.reconnect_seconds = reconnect_seconds
         self._lock = threading.Lock()
         self._discovery_path: Path | None = None
+        self._follow_discovery = False  # set by discover(): re-read the file after a refusal
         self._endpoint = _endpoint(url)
         self._url = url
         self._token = token
@@ -111,8 +88,6 @@ class Client:
             client._follow_discovery = True
         return client
 
-    _follow_discovery = False
-
     @property
     def url(self) -> str:
         return self._url
@@ -126,136 +101,18 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- the RPCs ---
+    # --- the primitives ---
 
     def call(self, method: str, body: Mapping[str, Any] | None = None) -> JsonDict:
-        """One unary RPC: the response message as a dict."""
-        return self._unary(method, dict(body or {}), self.timeout)
-
-    def status(self) -> JsonDict:
-        return self.call("GetStatus")
-
-    def submit(self, spec: Mapping[str, Any]) -> JsonDict:
-        """SubmitJob: `{"job": …, "exportedPath": …}` (exportedPath for round trips only)."""
-        return self.call("SubmitJob", {"spec": dict(spec)})
-
-    def get_job(self, job_id: str) -> JsonDict:
-        """The Job (GetJob's `job`)."""
-        job: JsonDict = self.call("GetJob", {"jobId": job_id})["job"]
-        return job
-
-    def list_jobs(self, states: Iterable[str] = (), limit: int = 0) -> JsonDict:
-        """`{"jobs": [...], "cursor": "…"}`: running, queued in order, awaiting edit, ended."""
-        body: JsonDict = {}
-        names = [state_name(s) for s in states]
-        if names:
-            body["states"] = names
-        if limit:
-            body["limit"] = limit
-        return self.call("ListJobs", body)
-
-    def cancel(self, job_id: str) -> JsonDict:
-        """`{"job": …, "outcome": "CANCEL_OUTCOME_…"}`: DEQUEUED (it was queued or awaiting its
-        edit), INTERRUPT_REQUESTED (running: it stops at its next step) or ALREADY_ENDED."""
-        return self.call("CancelJob", {"jobId": job_id})
-
-    def move(self, job_id: str, position: int) -> JsonDict:
-        """`{"job": …, "queue": [ids in order]}`; position 1 runs next."""
-        return self.call("MoveJob", {"jobId": job_id, "position": position})
-
-    def poll(
-        self, job_id: str, after_seq: int = 0, wait_seconds: float = 0.0, max_events: int = 0
-    ) -> JsonDict:
-        """`{"events": [...], "ended": true}` (keys absent when empty/false): the events after
-        `after_seq`, waiting up to `wait_seconds` (at most 60) for the first."""
-        body: JsonDict = {"jobId": job_id}
-        if after_seq:
-            body["afterSeq"] = after_seq
-        if wait_seconds:
-            body["waitSeconds"] = wait_seconds
-        if max_events:
-            body["maxEvents"] = max_events
-        timeout = self.timeout + min(max(wait_seconds, 0.0), MAX_POLL_SECONDS)
-        return self._unary("PollJob", body, timeout)
-
-    def watch(self, job_id: str, after_seq: int = 0) -> Iterator[JsonDict]:
-        """The job's events after `after_seq`, live, until its terminal event.
-
-        A dropped connection (or a daemon that restarts) is resumed after the last seq seen, so
-        no event is missed or repeated.
-        """
-        last = after_seq
-        deadline: float | None = None
-        while True:
-            stream = self._stream("WatchJob", {"jobId": job_id, "afterSeq": last})
-            try:
-                for event in stream:
-                    deadline = None
-                    if int(event.get("seq", 0)) <= last:
-                        continue
-                    last = int(event["seq"])
-                    yield event
-                    if is_terminal(event):
-                        return
-                if self._ended(job_id, last):  # it had ended before `last`
-                    return
-                raise DaemonUnreachable("the WatchJob stream ended before the job did.")
-            except (DaemonUnreachable, Unavailable) as error:
-                deadline = self._wait_to_resume(error, deadline)
-            finally:
-                stream.close()
-
-    def _ended(self, job_id: str, after_seq: int) -> bool:
-        """Whether the job has ended with no event after `after_seq`."""
-        return bool(self.poll(job_id, after_seq, max_events=1).get("ended", False))
-
-    def watch_queue(self, after_cursor: int | None = None) -> Iterator[JsonDict]:
-        """Every job's events after `after_cursor` (None: from now on); never ends by itself.
-
-        Resumes after a dropped connection from the last cursor seen. Take the cursor from
-        `list_jobs()` to miss nothing between a listing and the stream.
-        """
-        last = after_cursor
-        if last is None:
-            last = int(self.list_jobs(limit=1).get("cursor", 0))
-        deadline: float | None = None
-        while True:
-            stream = self._stream("WatchQueue", {"afterCursor": str(last)})
-            try:
-                for event in stream:
-                    deadline = None
-                    cursor = int(event.get("cursor", 0))
-                    if cursor <= last:
-                        continue
-                    last = cursor
-                    yield event
-                raise DaemonUnreachable("the WatchQueue stream ended (the daemon stopped).")
-            except (DaemonUnreachable, Unavailable) as error:
-                deadline = self._wait_to_resume(error, deadline)
-            finally:
-                stream.close()
-
-    def attach_edit(self, job_id: str, path: str | PathLike[str]) -> JsonDict:
-        """`{"job": …, "version": n, "warnings": [...]}`: `path` becomes the round trip's edit."""
-        body = {"jobId": job_id, "path": fspath(path)}
-        return self._unary("AttachEdit", body, max(self.timeout, 60.0))
-
-    def get_editor_config(self) -> JsonDict:
-        """`{"config": {...}, "configPath": "…", "noOpen": bool}`."""
-        return self.call("GetEditorConfig")
-
-    def set_editor_config(self, config: Mapping[str, Any]) -> JsonDict:
-        """Replaces the [editor] settings: `application`, `arguments`, `openEditor`,
-        `pollSaves`."""
-        return self.call("SetEditorConfig", {"config": dict(config)})
-
-    def cache_info(self) -> JsonDict:
-        """`{"entries": "n", "bytes": "n", "root": "…"}` (64-bit counts as strings)."""
-        return self.call("GetCacheInfo")
-
-    def clear_cache(self) -> JsonDict:
-        """`{"freedBytes": "n"}`; Busy while a job runs."""
-        return self.call("ClearCache")
+        """One unary RPC by its proto name ("GetStatus"): the response message as a dict."""
+        request = dict(body or {})
+        timeout = self.timeout
+        if method == "PollJob":  # the daemon holds the answer up to waitSeconds
+            wait = float(request.get("waitSeconds", 0.0) or 0.0)
+            timeout += min(max(wait, 0.0), MAX_POLL_SECONDS)
+        elif method == "AttachEdit":  # the daemon reads and checks the image
+            timeout = max(timeout, 60.0)
+        return self._unary(method, request, timeout)
 
     # --- transport ---
 
@@ -270,7 +127,7 @@ class Client:
 
         return self._with_rediscovery(once)
 
-    def _stream(self, method: str, body: JsonDict) -> Iterator[JsonDict]:
+    def _stream(self, method: str, body: JsonDict) -> Generator[JsonDict, None, None]:
         """The stream's messages' `event`s; raises DaemonUnreachable when the connection drops
         and the error of an error line (Unavailable when the daemon stops)."""
         connection, reply = self._with_rediscovery(
@@ -281,7 +138,8 @@ class Client:
                 try:
                     line = reply.readline()
                 except (OSError, http.client.HTTPException) as error:
-                    raise DaemonUnreachable(f"the {method} stream broke off: {_reason(error)}.")
+                    reason = _reason(error)
+                    raise DaemonUnreachable(f"the {method} stream broke off: {reason}.") from None
                 if not line:
                     return
                 if not line.strip():
@@ -321,7 +179,9 @@ class Client:
             raise _Refused(f"nothing answers at {url}: {_reason(error)}.") from None
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise DaemonUnreachable(f"the daemon at {url} did not answer: {_reason(error)}.") from None
+            raise DaemonUnreachable(
+                f"the daemon at {url} did not answer: {_reason(error)}."
+            ) from None
         if reply.status != 200:
             try:
                 raw = _read(reply)
@@ -358,7 +218,7 @@ class Client:
             self._endpoint = _endpoint(found.http_url)
         return True
 
-    def _wait_to_resume(self, error: ClientError, deadline: float | None) -> float:
+    def _resume_wait(self, error: ClientError, deadline: float | None) -> float:
         """Sleeps before a stream resumes; raises `error` once `reconnect_seconds` have passed
         since the stream broke."""
         now = time.monotonic()
