@@ -29,6 +29,7 @@ def propagate(
     takes: int = 1,
     settings: dict[str, Any] | None = None,
     move_after_submit: bool = False,
+    again_after_clear: bool = False,
 ) -> dict:
     """A trimmed movie strip, optional blocking strips, `takes` × Propagate, then placement."""
     scene = kit.scene(fps, fps_base)
@@ -50,6 +51,11 @@ def propagate(
         strip.channel = 6
         compat.set_strip_value(strip, "content_start", 100)
     kit.pump(kit.all_placed, what="every take placed")
+    if again_after_clear:  # the list is emptied; the next take still gets a new number
+        assert kit.run_operator("clear_ended")["result"] == ["FINISHED"]
+        assert len(config.jobs) == 0
+        submits.append(kit.run_operator("propagate"))
+        kit.pump(kit.all_placed, what="the take after clearing placed")
     return {
         "source": source_before,
         "source_after": kit.strip_facts(strip),
@@ -207,6 +213,7 @@ def panels(source: str) -> dict:
     tracker.SESSION.last_error = "Lost the framerelay daemon: nothing answers."
     drawn["daemon_up"] = kit.draw(panel.FRAMERELAY_PT_daemon)
     tracker.SESSION.status = None
+    tracker.SESSION.status_error = "The framerelay daemon is not running."
     drawn["daemon_down"] = kit.draw(panel.FRAMERELAY_PT_daemon)
     for cls in (panel.FRAMERELAY_PT_edit, panel.FRAMERELAY_PT_settings, panel.FRAMERELAY_PT_takes):
         drawn[cls.__name__] = kit.draw(cls)

@@ -37,7 +37,8 @@ def register() -> None:
     for handlers, handler in HANDLERS:
         if handler not in handlers:
             handlers.append(handler)
-    bpy.app.timers.register(tracker.drain, first_interval=0.5, persistent=True)
+    if not bpy.app.timers.is_registered(tracker.drain):
+        bpy.app.timers.register(tracker.drain, first_interval=0.5, persistent=True)
     bpy.app.timers.register(resume_once, first_interval=0.1)
 
 

@@ -46,6 +46,8 @@ class FRAMERELAY_PT_daemon(SidebarPanel, bpy.types.Panel):
             row.label(text=display.status_line(session.status), icon="CHECKMARK")
         elif session.starting_daemon:
             row.label(text="Starting the daemon…", icon="TIME")
+        elif not session.status_error:
+            row.label(text="Looking for the daemon…", icon="TIME")
         else:
             row.label(text="Daemon not running", icon="ERROR")
             row.operator("framerelay.start_daemon", text="Start", icon="PLAY")
@@ -172,8 +174,12 @@ def draw_awaiting(box: Any, record: Any) -> None:
         labels(box, f"Save it in the editor: {os.path.basename(record.exported_path)}")
     if record.hint:
         labels(box, record.hint, icon="INFO")
-    attach = box.operator("framerelay.use_edited_image", text="Use Edited Image…")
+    row = box.row(align=True)
+    attach = row.operator("framerelay.use_edited_image", text="Use Edited Image…")
     attach.job_id = record.job_id
+    if record.exported_path:
+        folder = row.operator("wm.path_open", text="", icon="FILE_FOLDER")
+        folder.filepath = os.path.dirname(record.exported_path)
 
 
 def draw_finished(box: Any, record: Any) -> None:

@@ -123,20 +123,12 @@ def check_timing(facts: StripFacts) -> None:
     """Refuses every strip whose timeline frames are not its file's frames one for one."""
     if facts.retiming_keys:
         raise ClipProblem(
-            f"{facts.name} is retimed (it has {facts.retiming_keys} retiming keys); framerelay "
-            "needs the clip at its own speed.",
+            f"{facts.name} is retimed (it has retiming keys); framerelay needs the clip at its "
+            "own speed.",
             "Reset it (Strip ▸ Retiming ▸ Reset Retiming), or render the retimed part to a movie.",
         )
     if facts.media_frames is not None and facts.content_duration != facts.media_frames:
-        raise ClipProblem(
-            f"{facts.name} plays its {facts.media_frames} frames over {facts.content_duration} "
-            f"timeline frames (its rate, {rate_or_unknown(facts.media_rate)} fps, was adjusted to "
-            f"the scene's {format_rate(facts.scene_rate)} fps), so a take cannot line up frame for "
-            "frame.",
-            f"Set the scene to {rate_or_unknown(facts.media_rate)} fps (Output Properties ▸ "
-            "Format ▸ Frame Rate) and add the clip again, or add it with Adjust Playback Rate "
-            "turned off.",
-        )
+        raise stretched(facts)
     if facts.left_offset != int(facts.left_offset):
         raise ClipProblem(
             f"{facts.name} starts between two frames of its clip (offset {facts.left_offset}).",
@@ -158,5 +150,21 @@ def check_timing(facts: StripFacts) -> None:
         )
 
 
-def rate_or_unknown(rate: Fraction | None) -> str:
-    return format_rate(rate) if rate is not None else "its own"
+def stretched(facts: StripFacts) -> ClipProblem:
+    """The strip's content is longer or shorter than its file: Blender adapts the clip's rate."""
+    shown = (
+        f"{facts.name} plays its {facts.media_frames} frames over {facts.content_duration} "
+        "timeline frames"
+    )
+    if facts.media_rate is None or facts.media_rate == facts.scene_rate:
+        return ClipProblem(
+            f"{shown}, so a take cannot line up frame for frame.",
+            "Reload the strip (Strip ▸ Movie Strip ▸ Reload Strips) or add the clip again.",
+        )
+    media, scene = format_rate(facts.media_rate), format_rate(facts.scene_rate)
+    return ClipProblem(
+        f"{shown}: its rate, {media} fps, is adjusted to the scene's {scene} fps, so a take "
+        "cannot line up frame for frame.",
+        f"Set the scene to {media} fps (Output Properties ▸ Format ▸ Frame Rate) and add the "
+        "clip again, or add it with Adjust Playback Rate turned off.",
+    )

@@ -4,6 +4,7 @@ the user's image editor (Edit First Frame). Main thread only."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from .vendor.framerelay_client import spec as client_spec
 
 EXTENSION_VERSION = "0.1.0"
 OUTPUT_SUBFOLDER = "framerelay"
+TAKE_NUMBER = re.compile(r" take (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,15 @@ def output_folder(settings: Any, plan: SourcePlan) -> str | None:
     return None
 
 
-def next_take(settings: Any, source_name: str) -> int:
-    return 1 + max((r.take for r in settings.jobs if r.source_name == source_name), default=0)
+def next_take(scene: Any, source_name: str) -> int:
+    """One more than any take of this strip in the list or in the timeline (the list can be
+    cleared; the strips stay)."""
+    numbers = [r.take for r in scene.framerelay.jobs if r.source_name == source_name]
+    for strip in compat.top_level_strips(scene.sequence_editor):
+        found = TAKE_NUMBER.search(strip.name)
+        if found and strip.name == take_name(source_name, int(found.group(1))):
+            numbers.append(int(found.group(1)))
+    return 1 + max(numbers, default=0)
 
 
 def scene_key(scene: Any) -> str:
@@ -104,7 +113,7 @@ def submit(context: Any, roundtrip: bool) -> Submitted:
     """Submits the active strip; raises ClipProblem or the client's errors."""
     scene, plan = source_plan(context)
     settings = scene.framerelay
-    take = next_take(settings, plan.source_name)
+    take = next_take(scene, plan.source_name)
     spec = build_spec(scene, plan, take, roundtrip)
     tracker.configure_connection()
     reply = tracker.SESSION.hub.connection.call(lambda client: client.submit(spec))

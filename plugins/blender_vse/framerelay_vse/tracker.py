@@ -205,7 +205,9 @@ def on_trouble(message: Message) -> None:
     _, record = find_record(message.job_id)
     if record is not None:
         record.connection_lost = True
-    report("ERROR", f"Lost the framerelay daemon: {error_text(message.payload)}")
+    text = f"Lost the framerelay daemon: {error_text(message.payload)}"
+    if text != SESSION.last_error:  # once per outage, not once per take
+        report("ERROR", text)
 
 
 def on_reconnected(message: Message) -> None:
@@ -216,10 +218,13 @@ def on_reconnected(message: Message) -> None:
 
 def on_status(message: Message) -> None:
     result = message.payload
+    was_up = SESSION.status is not None
     if isinstance(result, BaseException):
         SESSION.status, SESSION.status_error = None, error_text(result)
-    else:
-        SESSION.status, SESSION.status_error = result, ""
+        return
+    SESSION.status, SESSION.status_error = result, ""
+    if not was_up:  # the daemon (re)appeared: look for this file's jobs again
+        resume()
 
 
 def on_serve(message: Message) -> None:
