@@ -30,7 +30,7 @@ from tests.blender_support import (
     stop_process,
     venv_params,
 )
-from tests.daemon_harness import http_call, make_media, running_daemon
+from tests.daemon_harness import http_call, make_media, running_daemon, wait_for
 
 pytestmark = pytest.mark.parametrize("venv", venv_params())
 
@@ -286,6 +286,7 @@ def test_reopening_the_blend_follows_its_unfinished_jobs_again(venv, tmp_path, m
             venv, "submit_and_save", tmp_path, source=source, edited=edited, blend=blend
         )
         ids = [r["job_id"] for r in first["records"]]
+        wait_for(lambda: job_json(daemon, ids[0])["state"] == "JOB_STATE_RUNNING")
         states = [job_json(daemon, job_id)["state"] for job_id in ids]
         facts = scenario(venv, "reopen_and_follow", tmp_path, blend=blend, release=release)
     gate.set()
