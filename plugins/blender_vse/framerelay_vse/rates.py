@@ -44,7 +44,3 @@ def format_rate(rate: Fraction) -> str:
 def rate_text(rate: Fraction) -> str:
     """The exact form kept in job context: "24/1", "30000/1001"."""
     return f"{rate.numerator}/{rate.denominator}"
-
-
-def parse_rate_text(text: str) -> Fraction:
-    return Fraction(text)

@@ -9,7 +9,7 @@ from typing import Any
 import bpy
 
 from . import compat
-from .placement import Span, free_channel, readback_mismatches, take_name
+from .placement import Span, free_channel, readback_mismatches
 from .rates import scene_rate, snap_rate
 from .source import StripFacts
 
@@ -139,7 +139,3 @@ def add_strip(editor: Any, output: str, name: str, channel: int, start: int) -> 
     return strips.new_movie(
         name=name, filepath=output, channel=channel, frame_start=start, fit_method="FIT"
     )
-
-
-def take_label(source_name: str, take: int) -> str:
-    return take_name(source_name, take)

@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import bpy
@@ -20,7 +19,7 @@ import bpy
 from . import hostcontext, prefs
 from .follow import UNFINISHED_STATES, Hub, Message
 from .placement import NoFreeChannel, take_name
-from .rates import format_rate
+from .rates import rate_text
 from .timeline import place_take
 from .vendor.framerelay_client import errors as client_errors
 from .vendor.framerelay_client import events
@@ -97,7 +96,7 @@ def apply_view(record: Any, view: events.JobView) -> None:
     record.progress = max(0.0, min(1.0, view.progress))
     record.step, record.total = view.step, view.total
     record.window, record.windows = view.window, view.windows
-    record.eta = -1.0 if view.eta_seconds is None else view.eta_seconds
+    record.eta = time_left(view)
     record.position = view.position
     record.message, record.hint = view.message, view.hint
     if view.preset:
@@ -109,6 +108,15 @@ def apply_view(record: Any, view: events.JobView) -> None:
     if view.error_message:
         record.error = view.error_message
         record.hint = view.error_hint
+
+
+def time_left(view: events.JobView) -> float:
+    """Seconds left for the whole take from its pace so far, else the daemon's estimate for the
+    current phase; -1 while unknown."""
+    whole = events.remaining_seconds(view, time.time())
+    if whole is not None:
+        return whole
+    return -1.0 if view.eta_seconds is None else view.eta_seconds
 
 
 def follow(job: dict) -> None:
@@ -285,8 +293,8 @@ def add_record(settings: Any, insertion: hostcontext.Insertion, job: dict) -> An
     record.channel = insertion.channel
     record.record_start = insertion.record_start
     record.duration = insertion.duration
-    record.media_fps = f"{insertion.media_rate.numerator}/{insertion.media_rate.denominator}"
-    record.scene_fps = f"{insertion.scene_rate.numerator}/{insertion.scene_rate.denominator}"
+    record.media_fps = rate_text(insertion.media_rate)
+    record.scene_fps = rate_text(insertion.scene_rate)
     record.output_format = insertion.output_format
     record.requested_preset = events.JobView.from_job(job).preset
     paths = job.get("outputPaths") or []
@@ -384,10 +392,3 @@ def forget_all() -> None:
     """Before another file loads: stop following the current file's jobs."""
     SESSION.hub.stop_all()
     SESSION.views.clear()
-
-
-def rate_label(text: str) -> str:
-    try:
-        return format_rate(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        return text
