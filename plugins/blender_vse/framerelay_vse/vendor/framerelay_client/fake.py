@@ -34,7 +34,6 @@ import uuid
 import zlib
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from fractions import Fraction
 from functools import partial
 from pathlib import Path, PurePath
@@ -53,8 +52,9 @@ from .errors import (
     NotFound,
     SourceUnreadable,
     Unauthenticated,
+    error_for_code,
 )
-from .spec import PARAMS, camel
+from .protojson import drop_zeros, echo_spec, parse_message, rational, rfc3339
 
 VERSION = "0.1.0"
 DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
@@ -77,6 +77,20 @@ JOB_ID = re.compile(r"[0-9a-f]{1,32}")
 ABSOLUTE_HINT = "Send absolute paths: the daemon does not share the client's working directory."
 
 
+STATUS_ORDER = (
+    "version",
+    "device",
+    "modelLoaded",
+    "model",
+    "vramUsedBytes",
+    "vramTotalBytes",
+    "queueLength",
+    "runningJobId",
+    "uptimeSeconds",
+    "pid",
+)
+
+
 class Stalled(RuntimeError):
     """A blocking call would wait forever: nothing in the fake can move on by itself."""
 
@@ -95,19 +109,37 @@ class FakeClip:
 class Script:
     """How the jobs submitted from now on run.
 
-    `outcome` "failed" raises `error` (default: an internal error) just before the first step of
-    `fail_phase`. `windows` > 1 runs lora/invert/edit/encode once per window, as the engine does
-    for long clips (serve --fake always runs one). `output_writer(path, job)` is called for each
-    output just before the job finishes, to write whatever file a host test needs there.
+    `job_outcome` "failed" fails the job just before the first step of `fail_phase` with `error`:
+    a `ClientError`, or a catalogue code such as "out_of_memory" (default: an internal error, as
+    any unexpected exception in the engine gives). "cancelled" interrupts it there, as a cancel
+    from another client would. `windows` > 1 runs lora/invert/edit/encode once per window, as the
+    engine does for long clips (serve --fake always runs one). `output_writer(path, job)` is called
+    for each output just before the job finishes, to write whatever file a host test needs there.
     """
 
-    outcome: Literal["finished", "failed"] = "finished"
+    job_outcome: Literal["finished", "failed", "cancelled"] = "finished"
     phases: tuple[tuple[str, int], ...] = DEFAULT_PHASES
-    error: ClientError | None = None
+    error: ClientError | str | None = None
     fail_phase: str = "edit"
     windows: int = 1
     preview_phase: str | None = None
     output_writer: Callable[[str, JsonDict], None] | None = None
+
+    def failure(self) -> ClientError:
+        if isinstance(self.error, ClientError):
+            return self.error
+        if self.error is None:
+            return Internal("the job failed with an internal error (RuntimeError).")
+        code = error_for_code(self.error, "").code
+        return error_for_code(code, SCRIPTED_MESSAGES.get(code, "the job failed."))
+
+
+SCRIPTED_MESSAGES = {  # what the worker says for the engine's usual failures
+    "ERROR_CODE_OUT_OF_MEMORY": "the job ran out of memory.",
+    "ERROR_CODE_DISK_FULL": "the disk is full.",
+    "ERROR_CODE_MODEL_MISSING": "the model could not be loaded.",
+    "ERROR_CODE_SOURCE_UNREADABLE": "the source could not be decoded.",
+}
 
 
 class _Interrupted(Exception):
@@ -743,8 +775,8 @@ class FakeDaemon(DaemonApi):
         if index:  # the range now starts at the edited frame: its frame 0
             end = frame_range.get("outFrame", 0) if frame_range else clip.frame_count
             spec = dict(spec)
-            spec["frameRange"] = _drop_zeros({"inFrame": first + index, "outFrame": end})
-            spec.setdefault("sourceFps", _rational(clip.fps))
+            spec["frameRange"] = drop_zeros({"inFrame": first + index, "outFrame": end})
+            spec.setdefault("sourceFps", rational(clip.fps))
             session.pop("frameIndex", None)
             spec["editSession"] = session
             spec = echo_spec(spec)
@@ -884,11 +916,12 @@ class FakeDaemon(DaemonApi):
             for step in range(1, total + 1):
                 if job.cancel_requested:
                     raise _Interrupted
-                failing = script.outcome == "failed" and phase == script.fail_phase
-                if step == 1 and window == 1 and failing:
-                    raise script.error or Internal(
-                        "the job failed with an internal error (RuntimeError)."
-                    )
+                if step == 1 and window == 1 and phase == script.fail_phase:
+                    if script.job_outcome == "failed":
+                        raise script.failure()
+                    if script.job_outcome == "cancelled":
+                        job.cancel_requested = True
+                        raise _Interrupted
                 yield "progress", self._progress(phase, step, total, window, windows)
             if phase == script.preview_phase:
                 yield "preview", {"png": _preview_png(), "width": 64, "height": 64, "phase": phase}
@@ -905,14 +938,14 @@ class FakeDaemon(DaemonApi):
         self._clock_phase = phase
         if message:
             progress["message"] = message
-        return _drop_zeros(progress, keep=("etaSeconds",))
+        return drop_zeros(progress, keep=("etaSeconds",))
 
     def _finished(self, job: _Job) -> JsonDict:
         frame_range = job.spec.get("frameRange")
         frames = (
             frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
         )
-        fps = job.spec.get("sourceFps") or _rational(Fraction(24))
+        fps = job.spec.get("sourceFps") or rational(Fraction(24))
         writer = job.script.output_writer
         if writer is not None:
             for output in job.outputs:
@@ -973,7 +1006,7 @@ class FakeDaemon(DaemonApi):
     def _apply_edit(job: _Job, edit: JsonDict) -> None:
         kind = edit["kind"]
         if kind == "EDIT_EVENT_KIND_EXPORTED":
-            job.edit = _drop_zeros(
+            job.edit = drop_zeros(
                 {
                     "exportedPath": edit.get("path", ""),
                     "width": edit.get("width", 0),
@@ -1014,8 +1047,8 @@ class FakeDaemon(DaemonApi):
             edit = {k: v for k, v in job.edit.items() if k != "followJobId"}
             edit["watching"] = not job.is_ended and not job.edit.get("followJobId")
             edit["followSaves"] = bool(job.spec.get("editSession", {}).get("followSaves"))
-            data["edit"] = _drop_zeros(edit)
-        return _drop_zeros(data)
+            data["edit"] = drop_zeros(edit)
+        return drop_zeros(data)
 
     # --- failures ---
 
@@ -1040,253 +1073,6 @@ class FakeDaemon(DaemonApi):
         )
 
 
-# --- proto3 JSON: the request messages the fake takes, checked like json_format.Parse ---
-
-STATUS_ORDER = (
-    "version",
-    "device",
-    "modelLoaded",
-    "model",
-    "vramUsedBytes",
-    "vramTotalBytes",
-    "queueLength",
-    "runningJobId",
-    "uptimeSeconds",
-    "pid",
-)
-ENUMS: dict[str, tuple[str, ...]] = {
-    "Preset": tuple(f"PRESET_{n}" for n in ("UNSPECIFIED", "AUTO", "LOCAL", "STYLE", "SHAPE")),
-    "OutputFormat": tuple(f"OUTPUT_FORMAT_{n}" for n in ("UNSPECIFIED", "MP4", "MOV", "PNG")),
-    "JobState": (
-        "JOB_STATE_UNSPECIFIED",
-        "JOB_STATE_QUEUED",
-        "JOB_STATE_RUNNING",
-        "JOB_STATE_FINISHED",
-        "JOB_STATE_FAILED",
-        "JOB_STATE_CANCELLED",
-        "JOB_STATE_AWAITING_EDIT",
-    ),
-}
-_PARAM_TYPES = {int: "uint32", float: "double", bool: "bool"}
-# message -> field (lowerCamelCase) -> type: a scalar, "enum:X", "message:X", "[]" + a type for a
-# repeated field, "map" for map<string, string>. A test checks this against the .proto files.
-MESSAGES: dict[str, dict[str, str]] = {
-    "JobSpec": {
-        "requestId": "string",
-        "label": "string",
-        "sourcePath": "string",
-        "frameRange": "message:FrameRange",
-        "sourceFps": "message:Rational",
-        "editedFramePaths": "[]string",
-        "maskPath": "string",
-        "params": "message:EditParams",
-        "output": "message:OutputSpec",
-        "hostContext": "map",
-        "model": "string",
-        "editSession": "message:EditSessionSpec",
-    },
-    "FrameRange": {"inFrame": "uint32", "outFrame": "uint32"},
-    "Rational": {"num": "int32", "den": "int32"},
-    "EditParams": {
-        "preset": "enum:Preset",
-        **{camel(name): _PARAM_TYPES[kind] for name, kind in PARAMS.items()},
-    },
-    "OutputSpec": {"format": "enum:OutputFormat", "folder": "string", "overwrite": "bool"},
-    "EditSessionSpec": {
-        "frameIndex": "uint32",
-        "sixteenBit": "bool",
-        "openEditor": "bool",
-        "followSaves": "bool",
-    },
-    "EditorConfig": {
-        "application": "string",
-        "arguments": "[]string",
-        "openEditor": "bool",
-        "pollSaves": "bool",
-    },
-    "SubmitJobRequest": {"spec": "message:JobSpec"},
-    "GetJobRequest": {"jobId": "string"},
-    "ListJobsRequest": {"states": "[]enum:JobState", "limit": "uint32"},
-    "CancelJobRequest": {"jobId": "string"},
-    "MoveJobRequest": {"jobId": "string", "position": "uint32"},
-    "WatchJobRequest": {"jobId": "string", "afterSeq": "uint32"},
-    "PollJobRequest": {
-        "jobId": "string",
-        "afterSeq": "uint32",
-        "waitSeconds": "double",
-        "maxEvents": "uint32",
-    },
-    "WatchQueueRequest": {"afterCursor": "uint64"},
-    "GetCacheInfoRequest": {},
-    "ClearCacheRequest": {},
-    "GetStatusRequest": {},
-    "AttachEditRequest": {"jobId": "string", "path": "string"},
-    "GetEditorConfigRequest": {},
-    "SetEditorConfigRequest": {"config": "message:EditorConfig"},
-}
-# proto3 `optional` fields: present even when they hold the default value.
-OPTIONAL = {("EditParams", camel(name)) for name in PARAMS} | {
-    ("EditSessionSpec", "openEditor"),
-    ("EditorConfig", "openEditor"),
-    ("WatchQueueRequest", "afterCursor"),
-}
-_INT_RANGES = {"uint32": (0, 2**32 - 1), "int32": (-(2**31), 2**31 - 1), "uint64": (0, 2**64 - 1)}
-
-
-def parse_message(message: str, value: Any, where: str = "") -> JsonDict:
-    """A request message in proto3 JSON, checked field by field; keys become lowerCamelCase and
-    fields holding their default value are left out (unless `optional`). InvalidSpec when
-    json_format.Parse would refuse it."""
-    where = where or message
-    if not isinstance(value, Mapping):
-        raise _malformed(message, f"{where} is not a JSON object")
-    fields = MESSAGES[message]
-    result: JsonDict = {}
-    for key, raw in value.items():
-        name = key if key in fields else camel(key)
-        kind = fields.get(name)
-        if kind is None:
-            raise _malformed(
-                message,
-                f'Message type "framerelay.proto.v1.{message}" has no field named "{key}" at '
-                f'"{where}"',
-            )
-        if raw is None:
-            continue
-        parsed = _parse_value(kind, raw, f"{where}.{name}")
-        if parsed != _default(kind) or (message, name) in OPTIONAL or kind.startswith("message:"):
-            result[name] = parsed
-    return result
-
-
-def _parse_value(kind: str, raw: Any, where: str) -> Any:
-    if kind.startswith("[]"):
-        if not isinstance(raw, list):
-            raise _malformed("", f"{where} must be a list")
-        return [_parse_value(kind[2:], item, where) for item in raw]
-    if kind == "map":
-        if not isinstance(raw, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
-        ):
-            raise _malformed("", f"{where} must map strings to strings")
-        return dict(raw)
-    if kind.startswith("message:"):
-        return parse_message(kind.removeprefix("message:"), raw, where)
-    if kind.startswith("enum:"):
-        values = ENUMS[kind.removeprefix("enum:")]
-        if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(values):
-            return values[raw]
-        if raw not in values:
-            raise _malformed("", f"invalid enum value {raw!r} for {where}")
-        return raw
-    if kind == "string":
-        if not isinstance(raw, str):
-            raise _malformed("", f"{where} must be a string, got {raw!r}")
-        return raw
-    if kind == "bool":
-        if not isinstance(raw, bool):
-            raise _malformed("", f"{where} must be true or false, got {raw!r}")
-        return raw
-    if kind == "double":
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise _malformed("", f"{where} must be a number, got {raw!r}")
-        try:
-            return float(raw)
-        except ValueError:
-            raise _malformed("", f"{where} must be a number, got {raw!r}") from None
-    low, high = _INT_RANGES[kind]
-    number = _integer(raw)
-    if number is None or not low <= number <= high:
-        raise _malformed("", f"{where} must be an integer from {low} to {high}, got {raw!r}")
-    return number
-
-
-def _integer(raw: Any) -> int | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw):
-        return int(raw)
-    return None
-
-
-def _default(kind: str) -> Any:
-    if kind.startswith("[]"):
-        return []
-    return {"string": "", "bool": False, "double": 0.0, "map": {}}.get(
-        kind, None if kind.startswith(("message:", "enum:")) else 0
-    )
-
-
-def _malformed(message: str, detail: str) -> InvalidSpec:
-    name = f"{message} " if message else ""
-    return InvalidSpec(
-        f"malformed {name}JSON: {detail}.",
-        "Send the request message in proto3 JSON, e.g. "
-        '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
-    )
-
-
-def echo_spec(spec: Mapping[str, Any]) -> JsonDict:
-    """A parsed JobSpec as the daemon returns it in a Job: paths normalised, the fps reduced,
-    the preset and the output format always named."""
-    echo: JsonDict = {}
-    for key in ("requestId", "label"):
-        if spec.get(key):
-            echo[key] = spec[key]
-    echo["sourcePath"] = _path(spec.get("sourcePath", ""))
-    if "frameRange" in spec:
-        echo["frameRange"] = _drop_zeros(dict(spec["frameRange"]))
-    fps = spec.get("sourceFps")
-    if fps is not None:
-        num, den = fps.get("num", 0), fps.get("den", 0)
-        if num <= 0 or den <= 0:
-            raise InvalidSpec(
-                f"the source fps must be a positive fraction, got {num}/{den}.",
-                "Send the host's frame rate, e.g. 24000/1001 for 23.976.",
-            )
-        echo["sourceFps"] = _rational(Fraction(num, den))
-    if spec.get("editedFramePaths"):
-        echo["editedFramePaths"] = [_path(p) for p in spec["editedFramePaths"]]
-    if spec.get("maskPath"):
-        echo["maskPath"] = _path(spec["maskPath"])
-    params = dict(spec.get("params", {}))
-    preset = params.get("preset", "PRESET_UNSPECIFIED")
-    params["preset"] = "PRESET_AUTO" if preset == "PRESET_UNSPECIFIED" else preset
-    echo["params"] = {"preset": params.pop("preset"), **params}
-    output = dict(spec.get("output", {}))
-    fmt = output.get("format", "OUTPUT_FORMAT_UNSPECIFIED")
-    echo["output"] = {"format": "OUTPUT_FORMAT_MOV" if fmt == "OUTPUT_FORMAT_UNSPECIFIED" else fmt}
-    if output.get("folder"):
-        echo["output"]["folder"] = _path(output["folder"])
-    if output.get("overwrite"):
-        echo["output"]["overwrite"] = True
-    for key in ("hostContext", "model"):
-        if spec.get(key):
-            echo[key] = spec[key]
-    if "editSession" in spec:
-        echo["editSession"] = {
-            k: v for k, v in spec["editSession"].items() if v or k == "openEditor"
-        }
-    return echo
-
-
-def _path(text: str) -> str:
-    return str(Path(text))
-
-
-def _rational(fps: Fraction) -> JsonDict:
-    return {"num": fps.numerator, "den": fps.denominator}
-
-
-def _drop_zeros(data: JsonDict, keep: tuple[str, ...] = ()) -> JsonDict:
-    """proto3 JSON leaves out fields holding their default value."""
-    return {k: v for k, v in data.items() if k in keep or v not in (0, "", False, None, [], {})}
-
-
 def _edit_event(
     kind: str,
     message: str,
@@ -1299,7 +1085,7 @@ def _edit_event(
     height: int = 0,
     source_frame: int = 0,
 ) -> JsonDict:
-    return _drop_zeros(
+    return drop_zeros(
         {
             "kind": f"EDIT_EVENT_KIND_{kind}",
             "message": message,
@@ -1432,20 +1218,6 @@ def _check_range(frame_range: JsonDict | None, fps: JsonDict | None) -> None:
             f"the frame range holds {end - first} frames; the limit is {MAX_FRAMES}.",
             "Split the clip into several jobs.",
         )
-
-
-def rfc3339(seconds: float) -> str:
-    """A timestamp as protobuf's JSON writes it: UTC, 0, 3, 6 or 9 fraction digits."""
-    total = int(seconds * 1e9)
-    whole, nanos = divmod(total, 10**9)
-    text = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if nanos == 0:
-        return f"{text}Z"
-    if nanos % 10**6 == 0:
-        return f"{text}.{nanos // 10**6:03d}Z"
-    if nanos % 10**3 == 0:
-        return f"{text}.{nanos // 10**3:06d}Z"
-    return f"{text}.{nanos:09d}Z"
 
 
 def _preview_png(
