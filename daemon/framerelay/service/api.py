@@ -23,6 +23,7 @@ from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
 from framerelay.service.cache import CacheStore
 from framerelay.service.convert import (
+    detected_editor_to_proto,
     editor_config_from_proto,
     editor_config_to_proto,
     event_to_proto,
@@ -203,10 +204,13 @@ class DaemonApi:
     ) -> daemon_pb2.GetEditorConfigResponse:
         edits = self._edits()
         config = await asyncio.to_thread(edits.settings.current)
+        detected = await asyncio.to_thread(edits.settings.detect)
         return daemon_pb2.GetEditorConfigResponse(
             config=editor_config_to_proto(config),
             config_path=str(edits.settings.path),
             no_open=edits.no_open,
+            detected=[detected_editor_to_proto(editor) for editor in detected],
+            read_only=edits.settings.locked,
         )
 
     async def set_editor_config(
@@ -214,7 +218,7 @@ class DaemonApi:
     ) -> daemon_pb2.SetEditorConfigResponse:
         edits = self._edits()
         config = editor_config_from_proto(request.config)
-        config = await asyncio.to_thread(edits.settings.update, config)
+        config = await asyncio.to_thread(edits.settings.update_over_api, config)
         return daemon_pb2.SetEditorConfigResponse(
             config=editor_config_to_proto(config),
             config_path=str(edits.settings.path),

@@ -105,7 +105,7 @@ class Daemon:
             folder.mkdir(parents=True, exist_ok=True)
         self._store = JobStore(config.database)
         queue = JobQueue(self._store, config.outputs_dir, policy=config.output_policy())
-        settings = EditorSettings(config_file(config.config_dir))
+        settings = EditorSettings(config_file(config.config_dir), locked=config.allow_remote)
         self._edits = EditSessions(queue, config.edits_dir, settings, no_open=config.no_open)
         await self._edits.resume()
         api = DaemonApi(queue, self.executor, self.cache, self._edits)

@@ -24,7 +24,7 @@ from framerelay.proto.v1 import (
     jobs_pb2,
     specs_pb2,
 )
-from framerelay.roundtrip.editor import EditorConfig
+from framerelay.roundtrip.editor import DetectedEditor, EditorConfig
 from framerelay.service.errors import code_to_proto
 
 PRESETS = {
@@ -325,6 +325,10 @@ def editor_config_to_proto(config: EditorConfig) -> daemon_pb2.EditorConfig:
         open_editor=config.open_editor,
         poll_saves=config.poll_saves,
     )
+
+
+def detected_editor_to_proto(editor: DetectedEditor) -> daemon_pb2.DetectedEditor:
+    return daemon_pb2.DetectedEditor(name=editor.name, label=editor.label, path=str(editor.path))
 
 
 def editor_config_from_proto(message: daemon_pb2.EditorConfig) -> EditorConfig:
