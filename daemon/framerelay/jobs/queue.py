@@ -183,12 +183,15 @@ class JobQueue:
             log.info("job %s cancelled while queued", job_id)
             return job, CancelOutcome.dequeued
         if job.state is JobState.running:
-            token = self._tokens.get(job_id)
-            if token is not None:
-                token.cancel()
             job = replace(job, cancel_requested=True)
-            self.store.save(job)
-            log.info("job %s asked to stop", job_id)
+            self.store.save(job)  # first: an acknowledged cancel holds across a crash (recover)
+            token = self._tokens.get(job_id)
+            if token is None:  # stored as running, but nothing runs it: end it now
+                job = self.record(job_id, interrupted(job.progress.phase if job.progress else ""))
+                log.warning("job %s was running without a worker; cancelled", job_id)
+            else:
+                token.cancel()
+                log.info("job %s asked to stop", job_id)
             return job, CancelOutcome.interrupt_requested
         return job, CancelOutcome.already_ended
 
@@ -211,9 +214,14 @@ class JobQueue:
     # --- the worker ---
 
     def recover(self) -> list[Job]:
-        """Puts jobs that were running when the daemon stopped back at the front of the queue."""
+        """Puts jobs that were running when the daemon stopped back at the front of the queue;
+        one whose cancel was acknowledged ends cancelled instead."""
         recovered = []
         for job in reversed(self.store.with_state(JobState.running)):
+            if job.cancel_requested:
+                self.record(job.id, interrupted(job.progress.phase if job.progress else ""))
+                log.warning("job %s was cancelled before a restart; it stays cancelled", job.id)
+                continue
             bounds = self.store.rank_bounds()
             self.store.save(replace(job, rank=bounds[0] - 1 if bounds else 1.0))
             recovered.append(self.record(job.id, Queued(1, "recovered")))
@@ -337,6 +345,11 @@ class JobQueue:
     @property
     def watcher_count(self) -> int:
         return self._hub.watcher_count
+
+
+def interrupted(phase: str) -> Cancelled:
+    error = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled while it ran.")
+    return Cancelled("interrupted", error, phase)
 
 
 def stopping() -> UnavailableError:

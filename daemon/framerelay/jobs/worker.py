@@ -29,7 +29,6 @@ from framerelay.errors import (
     OutOfMemoryError,
 )
 from framerelay.jobs.events import (
-    Cancelled,
     ErrorInfo,
     Failed,
     Finished,
@@ -39,7 +38,7 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.executor import Execution, ExecutionResult, Executor
 from framerelay.jobs.job import Job
-from framerelay.jobs.queue import JobQueue
+from framerelay.jobs.queue import JobQueue, interrupted
 from framerelay.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
@@ -221,8 +220,7 @@ class Worker:
         if isinstance(error, CancelledError):
             if self._stopping and not self.queue.get(job_id).cancel_requested:
                 return None
-            info = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled while it ran.")
-            return Cancelled("interrupted", info, self._phase)
+            return interrupted(self._phase)
         public = public_error(error)
         if public is error:
             log.warning("job %s failed: %s", job_id, public)
