@@ -254,9 +254,11 @@ class JobQueue:
         self._hub.close()
 
     def start(self, job: Job) -> tuple[Job, CancelToken]:
+        """Marks the job running; DiskFullError leaves it queued."""
+        job = self.record(job.id, Started(job.attempt + 1))
         token = CancelToken()
         self._tokens[job.id] = token
-        return self.record(job.id, Started(job.attempt + 1)), token
+        return job, token
 
     def record(self, job_id: str, payload: Payload) -> Job:
         job, event = self.store.append(job_id, payload, self._clock())

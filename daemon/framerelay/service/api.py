@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf.message import Message
 
 from framerelay import __version__
-from framerelay.errors import BusyError, InvalidSpecError
+from framerelay.errors import BusyError, FramerelayError, InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
@@ -71,11 +71,13 @@ class DaemonApi:
         executor: Executor,
         cache: CacheStore,
         edits: EditSessions | None = None,
+        waiting_on: Callable[[], FramerelayError | None] = lambda: None,
     ):
         self.queue = queue
         self.executor = executor
         self.cache = cache
         self.edits = edits  # round trips with an image editor; None: not offered
+        self.waiting_on = waiting_on  # what the worker waits out before it runs jobs again
         self.started = time.monotonic()
 
     def _job(self, job_id: str) -> jobs_pb2.Job:
@@ -170,6 +172,7 @@ class DaemonApi:
             self.queue.running_job_id(),
             time.monotonic() - self.started,
             os.getpid(),
+            self.waiting_on(),
         )
 
     # --- round trips with an image editor ---

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from framerelay.errors import InvalidSpecError
+from framerelay.errors import FramerelayError, InvalidSpecError
 from framerelay.jobs import events
 from framerelay.jobs.events import ErrorInfo, JobEvent
 from framerelay.jobs.executor import ExecutorStatus
@@ -303,8 +303,10 @@ def status_to_proto(
     running_job_id: str | None,
     uptime_seconds: float,
     pid: int,
+    waiting_on: FramerelayError | None = None,
 ) -> daemon_pb2.GetStatusResponse:
     return daemon_pb2.GetStatusResponse(
+        waiting_on=error_info_to_proto(ErrorInfo.from_error(waiting_on)) if waiting_on else None,
         version=version,
         device=executor.device,
         model_loaded=executor.model_loaded,
