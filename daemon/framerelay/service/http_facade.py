@@ -9,13 +9,16 @@ empty one) and `Authorization: Bearer <token>`:
 * errors answer the catalogue's HTTP status with `{"error": ErrorInfo}`; malformed JSON is 400.
 
 Before the token, every request passes `HttpGuard` (Host, Origin, no query string); bodies are
-limited to `MAX_BODY` bytes and `MAX_JSON_DEPTH` levels. Requests run in the server's threads
-and are handed to the daemon's event loop.
+limited to `MAX_BODY` bytes and `MAX_JSON_DEPTH` levels. Each connection runs in a thread of its
+own, at most `MAX_HANDLERS` at once (long polls and streams hold theirs); further connections
+wait in a deep listen backlog, and one that finds no thread within `BUSY_WAIT_S` is answered 503.
+Requests are handed to the daemon's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -36,6 +39,7 @@ from framerelay.errors import (
     InvalidSpecError,
     NotFoundError,
     UnauthenticatedError,
+    UnavailableError,
 )
 from framerelay.limits import MAX_REQUEST_BYTES
 from framerelay.service.api import DaemonApi, Method, methods
@@ -49,6 +53,9 @@ PREFIX = "/v1/"
 MAX_BODY = MAX_REQUEST_BYTES
 KEEPALIVE_SECONDS = 15.0
 SOCKET_TIMEOUT_S = 30.0  # a client that stalls this long mid-request or mid-stream is dropped
+BACKLOG = 1024  # connections the kernel holds until a thread takes them (capped by somaxconn)
+MAX_HANDLERS = 128  # connections served at once: hosts, the tray app, their polls and streams
+BUSY_WAIT_S = 10.0  # a connection waits this long for a thread, then is answered 503
 CORS_HEADERS = "authorization, content-type"
 _END = object()
 
@@ -64,11 +71,53 @@ def error_body(error: FramerelayError) -> bytes:
 class FacadeServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = BACKLOG
 
-    def __init__(self, address: tuple[str, int], facade: HttpFacade):
+    def __init__(self, address: tuple[str, int], facade: HttpFacade, max_handlers: int):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, FacadeHandler)
         self.facade = facade
+        self.max_handlers = max_handlers
+        self.busy_wait_s = BUSY_WAIT_S
+        self.peak_handlers = 0
+        self._slots = threading.BoundedSemaphore(max_handlers)
+        self._active = 0
+        self._count_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serves the connection in a thread of its own once one of the slots is free."""
+        if not self._slots.acquire(timeout=self.busy_wait_s):
+            log.warning("http: %d connections are being served; refused one", self.max_handlers)
+            refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        with self._count_lock:
+            self._active += 1
+            self.peak_handlers = max(self.peak_handlers, self._active)
+        threading.Thread(
+            target=self._serve, args=(request, client_address), name="http", daemon=True
+        ).start()
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._count_lock:
+                self._active -= 1
+            self._slots.release()
+
+
+def refuse_busy(request: socket.socket) -> None:
+    body = error_body(
+        UnavailableError("the daemon is serving too many connections.", "Try again in a moment.")
+    )
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        request.settimeout(1.0)
+        request.sendall(head.encode() + body)
 
 
 class HttpFacade:
@@ -82,12 +131,13 @@ class HttpFacade:
         allowed_origins: tuple[str, ...] = (),
         allowed_hosts: tuple[str, ...] = (),
         remote: bool = False,
+        max_handlers: int | None = None,
     ):
         self.api = api
         self.auth = auth
         self.loop = loop
         self.methods = methods()
-        self._server = FacadeServer((host, port), self)
+        self._server = FacadeServer((host, port), self, max_handlers or MAX_HANDLERS)
         self.guard = HttpGuard(
             self.port,
             frozenset(o.lower().rstrip("/") for o in allowed_origins),
@@ -103,6 +153,15 @@ class HttpFacade:
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def max_handlers(self) -> int:
+        return self._server.max_handlers
+
+    @property
+    def peak_handlers(self) -> int:
+        """The most connections served at once so far."""
+        return self._server.peak_handlers
 
     def start(self) -> None:
         self._thread.start()
