@@ -172,16 +172,15 @@ def is_disk_full(error: BaseException) -> bool:
     return getattr(error, "sqlite_errorcode", None) == SQLITE_FULL
 
 
-def from_os_error(error: OSError, doing: str) -> FramerelayError:
-    """The catalogue error for a file operation that failed; `doing` says what: "writing x"."""
-    reason = error.strerror or type(error).__name__
+def from_os_error(error: OSError) -> FramerelayError:
+    """The catalogue error for a file operation that failed, naming the file."""
+    where = f" ({error.filename})" if error.filename else ""
     if is_disk_full(error):
-        return DiskFullError(f"the disk is full while {doing}.")
+        return DiskFullError(f"the disk is full{where}.")
     if isinstance(error, PermissionError):
         return InvalidSpecError(
-            f"permission denied while {doing}.",
+            f"permission denied{where}.",
             "Check that you may read the inputs and write the output folder.",
         )
-    return InvalidSpecError(
-        f"{reason} while {doing}.", "Check the paths of the inputs and outputs."
-    )
+    reason = error.strerror or type(error).__name__
+    return InvalidSpecError(f"{reason}{where}.", "Check the paths of the inputs and the output.")

@@ -29,7 +29,7 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.hub import EventHub
 from framerelay.jobs.job import EditStatus, Job, JobState
-from framerelay.jobs.output_policy import OutputPolicy
+from framerelay.jobs.output_policy import OutputPolicy, check_writable
 from framerelay.jobs.spec import JobSpec, check_clip_length, plan_outputs
 from framerelay.jobs.store import JobStore
 from framerelay.progress import CancelToken
@@ -80,6 +80,8 @@ class JobQueue:
         """
         spec.validate()
         self.policy.check_spec(spec)
+        if spec.output_folder is not None:
+            check_writable(spec.output_folder / "output")
         check_clip_length(spec)
 
     def submit(
@@ -161,6 +163,8 @@ class JobQueue:
         meanwhile. Outputs may exist on a later attempt: an earlier one wrote them."""
         overwrite = job.spec.overwrite or job.attempt > 1
         self.policy.check_outputs((Path(p) for p in job.outputs), job.spec.source, overwrite)
+        for output in job.outputs:
+            check_writable(Path(output))
 
     def position(self, job: Job) -> int:
         """1-based place in the queue; 0 when the job is not queued."""

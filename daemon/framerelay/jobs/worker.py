@@ -24,8 +24,8 @@ from framerelay.errors import (
     ErrorCode,
     FramerelayError,
     InternalError,
-    InvalidSpecError,
     OutOfMemoryError,
+    from_os_error,
     is_disk_full,
 )
 from framerelay.jobs.events import (
@@ -75,14 +75,10 @@ def public_error(error: BaseException) -> FramerelayError:
     """The catalogue error a user sees for an exception raised by an executor."""
     if isinstance(error, FramerelayError):
         return error
+    if isinstance(error, OSError) and (is_disk_full(error) or isinstance(error, PermissionError)):
+        return from_os_error(error)
     if is_disk_full(error):
-        where = getattr(error, "filename", None) or getattr(error, "strerror", None) or error
-        return DiskFullError(f"the disk is full: {where}.")
-    if isinstance(error, PermissionError):
-        return InvalidSpecError(
-            f"permission denied: {error.filename or error.strerror}.",
-            "Check that the daemon's user can read the inputs and write the output folder.",
-        )
+        return DiskFullError("the disk is full.")
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return OutOfMemoryError("the job ran out of memory.")
     return InternalError(f"the job failed with an internal error ({type(error).__name__}).")
