@@ -151,7 +151,10 @@ class DaemonApi:
     ) -> daemon_pb2.GetCacheInfoResponse:
         info = await asyncio.to_thread(self.cache.info)
         return daemon_pb2.GetCacheInfoResponse(
-            entries=info.entries, bytes=info.bytes, root=str(info.root)
+            entries=info.entries,
+            bytes=info.bytes,
+            root=str(info.root),
+            unfinished_bytes=info.unfinished_bytes,
         )
 
     async def clear_cache(

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -199,6 +200,30 @@ class HttpFacade:
             self._streams.discard(inbox)
 
 
+def malformed(method: Method, problem: str) -> InvalidSpecError:
+    return InvalidSpecError(
+        f"malformed {method.name}Request JSON: {problem}",
+        "Send the request message in proto3 JSON, e.g. "
+        '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
+    )
+
+
+_FIELD = re.compile(r"Failed to parse (\S+) field: ")
+
+
+def parse_problem(error: json_format.ParseError) -> str:
+    """protobuf's message, except that a value of the wrong JSON type is said in words rather
+    than with the Python error protobuf wraps ("unhashable type: 'list'")."""
+    text = str(error)
+    cause: BaseException = error
+    while cause.__context__ is not None:
+        cause = cause.__context__
+    if isinstance(cause, TypeError | AttributeError):
+        path = ".".join(_FIELD.findall(text))
+        return f"{path or 'a field'} has a value of the wrong JSON type."
+    return text[:500]
+
+
 class FacadeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FacadeServer
@@ -326,22 +351,15 @@ class FacadeHandler(BaseHTTPRequestHandler):
         try:
             text = body.decode("utf-8") if body.strip() else "{}"
             self.server.facade.guard.check_json(text)
+            if not isinstance(json.loads(text), dict):
+                raise ValueError("the body must be a JSON object, {...}")
             json_format.Parse(text, request)
         except FramerelayError:
             raise
-        except (
-            json_format.ParseError,
-            UnicodeDecodeError,
-            ValueError,
-            TypeError,
-            OverflowError,
-            RecursionError,
-        ) as error:
-            raise InvalidSpecError(
-                f"malformed {method.name}Request JSON: {str(error)[:500]}",
-                "Send the request message in proto3 JSON, e.g. "
-                '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
-            ) from None
+        except json_format.ParseError as error:
+            raise malformed(method, parse_problem(error)) from None
+        except (UnicodeDecodeError, ValueError, TypeError, OverflowError, RecursionError) as error:
+            raise malformed(method, str(error)[:500]) from None
         return request
 
     def unary(self, method: Method, request: Message) -> None:

@@ -437,19 +437,27 @@ class GetCacheInfoResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
     ROOT_FIELD_NUMBER: _builtins.int
+    UNFINISHED_BYTES_FIELD_NUMBER: _builtins.int
     entries: _builtins.int
+    """Finished artifacts (LoRAs, inversions) that later jobs reuse."""
     bytes: _builtins.int
+    """Everything in the cache folder: the entries and unfinished_bytes. ClearCache frees it."""
     root: _builtins.str
+    unfinished_bytes: _builtins.int
+    """Of bytes, what no finished entry holds: LoRA checkpoints of training that has not finished
+    (an interrupted job resumes from them) and temporary files.
+    """
     def __init__(
         self,
         *,
         entries: _builtins.int = ...,
         bytes: _builtins.int = ...,
         root: _builtins.str = ...,
+        unfinished_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "root", b"root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "root", b"root", "unfinished_bytes", b"unfinished_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
