@@ -184,3 +184,29 @@ def test_without_room_for_its_end_the_job_waits_in_memory_and_the_worker_backs_o
     assert ticks > 100  # about 200 sleeps of 10 ms: nothing blocked the loop
     assert first.state is JobState.failed and first.error.code is ErrorCode.disk_full
     assert second.state is JobState.finished
+
+
+def test_a_disk_that_takes_no_write_is_not_retried_in_a_loop(tmp_path):
+    """Room by every measure, yet no job can start (a quota, no inodes): the pause still grows."""
+    source, edited = make_media(tmp_path / "media")
+    spec = JobSpec(source, (edited,), FrameRange(0, 6), Fraction(24))
+
+    async def scenario():
+        store = FillingStore(tmp_path / "jobs.sqlite3")
+        queue = JobQueue(store, tmp_path / "outputs", policy=OutputPolicy(tmp_path / "outputs"))
+        worker = Worker(queue, FakeExecutor(), tmp_path / "work")
+        job = queue.submit(spec)
+        store.full = True  # the job's start cannot be stored
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(2.0)
+        tries, state = store.tries, queue.get(job.id).state
+        store.full = False
+        while not queue.get(job.id).state.ended:
+            await asyncio.sleep(0.02)
+        worker.stop()
+        await task
+        return tries, state, queue.get(job.id).state
+
+    tries, held, final = asyncio.run(scenario())
+    assert 1 <= tries <= 6, f"{tries} tries in 2 s"
+    assert held is JobState.queued and final is JobState.finished

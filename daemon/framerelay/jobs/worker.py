@@ -152,10 +152,9 @@ class Worker:
         self._job_id: str | None = None
         self._token: CancelToken | None = None
         self._disk_full: DiskFullError | None = None  # met while the current job ran
-        self._unrecorded: tuple[str, Payload] | None = (
-            None  # a job's end, stored once there is room
-        )
+        self._unrecorded: tuple[str, Payload] | None = None  # an end to store once there is room
         self._recovered = False
+        self._pause = FIRST_PAUSE_S  # before the next check for room
         self._phase = ""
         self._clock = PhaseClock()
         self._last_report = 0.0
@@ -240,22 +239,25 @@ class Worker:
         log.error("job %s ended; its end is recorded once the disk has room", job_id)
 
     async def _wait_for_room(self) -> None:
-        pause = FIRST_PAUSE_S
-        while not self._stopping and not self._has_room():
+        """Pauses, then checks; the pause grows until a job has started again, so that a disk
+        that seems to have room but takes no write is not retried in a loop."""
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), pause)
-            pause = min(pause * 2, MAX_PAUSE_S)
-        if not self._stopping:
-            log.warning("the data disk has room again; the queue goes on")
+                await asyncio.wait_for(self._stopped.wait(), self._pause)
+            self._pause = min(self._pause * 2, MAX_PAUSE_S)
+            if self._has_room():
+                log.warning("the data disk has room again; the queue goes on")
+                return
 
     def _has_room(self) -> bool:
-        try:
-            if self._unrecorded is not None:
+        """Stores what waits to be stored; True when jobs may run again."""
+        if self._unrecorded is not None:
+            try:
                 self.queue.record(*self._unrecorded)
-                self._unrecorded = None
-            if not self._recover():
+            except DiskFullError:
                 return False
-        except DiskFullError:
+            self._unrecorded = None
+        if not self._recover():
             return False
         if self.reserve is not None and not (self.reserve.has_room() and self.reserve.ensure()):
             return False
@@ -267,6 +269,7 @@ class Worker:
     async def _run(self, job: Job) -> None:
         job, token = self.queue.start(job)
         self._job_id, self._token, self._disk_full = job.id, token, None
+        self._pause = FIRST_PAUSE_S
         self._phase, self._clock = "", PhaseClock()
         log.info("job %s started (attempt %d)", job.id, job.attempt)
         execution = Execution(

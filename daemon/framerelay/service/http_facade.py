@@ -168,8 +168,12 @@ class HttpFacade:
         self._thread.start()
 
     def stop(self) -> None:
+        self._end_streams()  # first: their threads free the slots a waiting connection needs
         self._server.shutdown()
         self._server.server_close()
+        self._end_streams()
+
+    def _end_streams(self) -> None:
         with self._lock:
             for inbox in self._streams:
                 inbox.put(_END)
