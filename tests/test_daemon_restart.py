@@ -28,6 +28,13 @@ from tests.daemon_harness import (
 )
 
 
+def crash(process) -> None:
+    """SIGKILL, as a crash would end it; waits for the process."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=10)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_killed_daemon_resumes_its_job_without_losing_or_reusing_a_sequence_number(tmp_path):
     source, edited = make_media(tmp_path / "media")
@@ -42,12 +49,8 @@ def test_a_killed_daemon_resumes_its_job_without_losing_or_reusing_a_sequence_nu
                 before.append(event)
                 if event.progress.phase == "invert":
                     break
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        crash(process)
     assert process.returncode == -signal.SIGKILL
 
     process, found_again = start_serve(state, "--fake", "--fake-step-seconds", "0.01")
@@ -134,12 +137,8 @@ def test_an_acknowledged_cancel_survives_a_sigkill_and_a_restart(tmp_path):
             wait_for(lambda: client.get(job.id).state == jobs_pb2.JOB_STATE_RUNNING, 30)
             answer = client.cancel(job.id)
             assert answer.outcome == daemon_pb2.CANCEL_OUTCOME_INTERRUPT_REQUESTED
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        crash(process)
 
     process, found = start_serve(state, "--fake", "--fake-step-seconds", "0")
     try:
