@@ -13,7 +13,7 @@ import pytest
 
 from framerelay.errors import BusyError, UnavailableError
 from framerelay.jobs.fake_executor import FakeExecutor
-from framerelay.proto.v1 import events_pb2, jobs_pb2
+from framerelay.proto.v1 import daemon_pb2, events_pb2, jobs_pb2
 from framerelay.service.app import DaemonThread
 from framerelay.service.client import DaemonClient
 from tests.daemon_harness import (
@@ -26,6 +26,13 @@ from tests.daemon_harness import (
     stop_serve,
     wait_for,
 )
+
+
+def crash(process) -> None:
+    """SIGKILL, as a crash would end it; waits for the process."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=10)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
@@ -42,12 +49,8 @@ def test_a_killed_daemon_resumes_its_job_without_losing_or_reusing_a_sequence_nu
                 before.append(event)
                 if event.progress.phase == "invert":
                     break
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        crash(process)
     assert process.returncode == -signal.SIGKILL
 
     process, found_again = start_serve(state, "--fake", "--fake-step-seconds", "0.01")
@@ -119,3 +122,36 @@ def test_a_second_daemon_on_the_same_data_refuses_to_start(tmp_path):
     assert "FRAMERELAY_DATA_DIR" in busy.value.hint
     with running_daemon(tmp_path) as (_, client):  # the lock went with the first daemon
         assert client.status().queue_length == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_an_acknowledged_cancel_survives_a_sigkill_and_a_restart(tmp_path):
+    source, edited = make_media(tmp_path / "media")
+    state = tmp_path / "state"
+    # Steps of 5 s: the kill lands long before the worker reaches the next step boundary.
+    process, found = start_serve(state, "--fake", "--fake-step-seconds", "5")
+    try:
+        with DaemonClient.from_discovery(found) as client:
+            job = client.submit(clip_spec(source, edited))
+            waiting = client.submit(clip_spec(source, edited))
+            wait_for(lambda: client.get(job.id).state == jobs_pb2.JOB_STATE_RUNNING, 30)
+            answer = client.cancel(job.id)
+            assert answer.outcome == daemon_pb2.CANCEL_OUTCOME_INTERRUPT_REQUESTED
+    finally:
+        crash(process)
+
+    process, found = start_serve(state, "--fake", "--fake-step-seconds", "0")
+    try:
+        with DaemonClient.from_discovery(found) as client:
+            events = list(client.watch(job.id))
+            after = list(client.watch(waiting.id))
+            final = client.get(job.id)
+    finally:
+        stop_serve(process)
+    assert final.state == jobs_pb2.JOB_STATE_CANCELLED
+    assert kinds(events).count("started") == 1 and "finished" not in kinds(events)
+    assert kinds(events)[-1] == "cancelled"
+    assert events[-1].cancelled.reason == events_pb2.CANCEL_REASON_INTERRUPTED
+    assert events[-1].cancelled.error.hint
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert kinds(after)[-1] == "finished"  # the next job runs as usual

@@ -22,7 +22,9 @@ from framerelay.errors import EditUnreadableError, FramerelayError, InvalidSpecE
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.media.video import read_frame
 from framerelay.proto.v1 import daemon_pb2, events_pb2, jobs_pb2, specs_pb2
+from framerelay.roundtrip.editor import EditorConfig
 from framerelay.service.client import DaemonClient
+from framerelay.service.editor_settings import EditorSettings
 from tests.daemon_harness import (
     http_call,
     make_media,
@@ -538,7 +540,7 @@ Path({record!r}).write_text(json.dumps(sys.argv[1:]))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a shebang script stands in for the editor")
-def test_the_daemon_opens_the_editor_set_through_set_editor_config(tmp_path, media):
+def test_the_daemon_opens_the_editor_set_in_its_config_file(tmp_path, media):
     record = tmp_path / "editor-args.json"
     stand_in = tmp_path / "bin" / "fake editor"
     stand_in.parent.mkdir()
@@ -549,12 +551,11 @@ def test_the_daemon_opens_the_editor_set_through_set_editor_config(tmp_path, med
         before = client.editor_config()
         assert before.config.application == "" and before.config.open_editor
         assert not before.no_open
-        config = daemon_pb2.EditorConfig(
-            application=str(stand_in), arguments=["--new-window", "two words"]
-        )
-        saved = client.set_editor_config(config)
+        local = EditorSettings(Path(before.config_path))  # as `framerelay editor` writes it
+        local.update(EditorConfig(str(stand_in), ("--new-window", "two words")))
+        saved = client.editor_config()  # read again: the file changed
         assert saved.config.application == str(stand_in) and saved.config.open_editor
-        assert client.editor_config().config == saved.config
+        assert list(saved.config.arguments) == ["--new-window", "two words"]
         text = Path(saved.config_path).read_text()
         assert "[editor]" in text and '"--new-window"' in text
 
@@ -564,7 +565,7 @@ def test_the_daemon_opens_the_editor_set_through_set_editor_config(tmp_path, med
         args = wait_for(lambda: record.exists() and record.read_text(), TIMEOUT)
         assert args == f'["--new-window", "two words", "{target}"]'
 
-        client.set_editor_config(daemon_pb2.EditorConfig(application=str(tmp_path / "missing")))
+        local.update(EditorConfig(str(tmp_path / "missing")))
         second, _, second_events = start(client, roundtrip_spec(media))
         [failed] = second_events.wait_edit(K.EDIT_EVENT_KIND_EDITOR_FAILED)
         assert "was not found" in failed.message and failed.hint
@@ -579,6 +580,7 @@ def test_the_daemon_opens_the_editor_set_through_set_editor_config(tmp_path, med
 def test_the_editor_settings_survive_a_restart_and_no_open_wins(tmp_path, media):
     state = tmp_path / "state"
     with running_daemon(state) as (_, client):
+        EditorSettings(Path(client.editor_config().config_path)).update(EditorConfig("gimp"))
         client.set_editor_config(daemon_pb2.EditorConfig(application="gimp", poll_saves=True))
     with running_daemon(state, no_open=True) as (_, client):
         current = client.editor_config()

@@ -7,7 +7,11 @@ status and an HTTP status. Nothing here imports grpc, so every layer can raise t
 from __future__ import annotations
 
 import enum
+import errno
 from dataclasses import dataclass
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "database or disk is full"
 
 
 class ErrorCode(enum.Enum):
@@ -159,3 +163,24 @@ def error_for_code(code: ErrorCode, message: str, hint: str | None = None) -> Fr
         if cls.code is code:
             return cls(message, hint)
     return InternalError(message, hint)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A write that failed for want of space: ENOSPC/EDQUOT, or SQLite's SQLITE_FULL."""
+    if isinstance(error, OSError):
+        return error.errno in DISK_FULL_ERRNOS
+    return getattr(error, "sqlite_errorcode", None) == SQLITE_FULL
+
+
+def from_os_error(error: OSError) -> FramerelayError:
+    """The catalogue error for a file operation that failed, naming the file."""
+    where = f" ({error.filename})" if error.filename else ""
+    if is_disk_full(error):
+        return DiskFullError(f"the disk is full{where}.")
+    if isinstance(error, PermissionError):
+        return InvalidSpecError(
+            f"permission denied{where}.",
+            "Check that you may read the inputs and write the output folder.",
+        )
+    reason = error.strerror or type(error).__name__
+    return InvalidSpecError(f"{reason}{where}.", "Check the paths of the inputs and the output.")

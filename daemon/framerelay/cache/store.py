@@ -128,6 +128,18 @@ class ArtifactCache:
     def total_bytes(self) -> int:
         return sum(entry.bytes for entry in self.ls())
 
+    def unfinished_bytes(self, entries: list[Entry] | None = None) -> int:
+        """Bytes outside the committed entries: LoRA checkpoints of training that has not
+        finished (kept so that it resumes), temp dirs of writers, garbage. `clear` removes them."""
+        committed = {entry.path for entry in (self.ls() if entries is None else entries)}
+        total = 0
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if Path(folder, d) not in committed]
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.lstat(os.path.join(folder, name)).st_size
+        return total
+
     def gc(self, max_bytes: int) -> int:
         """Delete garbage, then least-recently-used entries down to `max_bytes`; the bytes freed."""
         if max_bytes < 0:

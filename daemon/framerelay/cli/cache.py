@@ -44,12 +44,20 @@ def register(commands: argparse._SubParsersAction) -> None:
 def list_entries(args: argparse.Namespace) -> int:
     cache = ArtifactCache(args.cache_dir)
     entries = cache.ls()
+    unfinished = cache.unfinished_bytes(entries)
+    also = f"{format_size(unfinished)} of LoRA checkpoints and temporary files of unfinished runs"
     if not entries:
-        print(f"cache is empty ({cache.root})")
+        print(
+            f"no finished entries; {also} in {cache.root}"
+            if unfinished
+            else f"cache is empty ({cache.root})"
+        )
         return 0
     print(format_table(entries))
     total = sum(entry.bytes for entry in entries)
     print(f"{len(entries)} entries, {format_size(total)} in {cache.root}")
+    if unfinished:
+        print(f"and {also}")
     return 0
 
 

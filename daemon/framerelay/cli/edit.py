@@ -117,14 +117,37 @@ def build_request(args: argparse.Namespace) -> EditRequest:
     )
 
 
+def check_files(request: EditRequest) -> None:
+    """Before any work: inputs that are regular files (a pipe or a device would block), outputs
+    that can be written."""
+    from framerelay.errors import EditUnreadableError, SourceUnreadableError
+    from framerelay.jobs.output_policy import check_writable
+    from framerelay.jobs.spec import file_problem
+
+    problem = file_problem(request.source)
+    if problem is not None:
+        raise SourceUnreadableError(f"the source {str(request.source)!r} {problem}.")
+    inputs = [(p, "edited frame") for p in request.edited_frames]
+    for path, what in [*inputs, *([(request.mask, "mask")] if request.mask else [])]:
+        problem = file_problem(path)
+        if problem is not None:
+            raise EditUnreadableError(f"the {what} {str(path)!r} {problem}.")
+    for output in request.outputs:
+        check_writable(output)
+
+
 def run(args: argparse.Namespace) -> int:
     request = build_request(args)
+    check_files(request)
     from framerelay.cli.progress_bars import PhaseBars
     from framerelay.engine.run import run_edit
+    from framerelay.errors import from_os_error
 
     bars = PhaseBars(enabled=not args.quiet)
     try:
         result = run_edit(request, progress=bars)
+    except OSError as error:  # a late failure (the disk filled up, a folder went away)
+        raise from_os_error(error) from error
     finally:
         bars.close()
     width, height = result.size

@@ -1,8 +1,18 @@
-"""`framerelay editor`: show or change how the daemon opens frames in your image editor."""
+"""`framerelay editor`: show or change how the daemon opens frames in your image editor.
+
+The settings are the [editor] table of config.toml in framerelay's config folder. This command
+writes that file itself, as you, on this machine: so it may name any program and its arguments,
+which the daemon's API may not (docs/security.md). A running daemon reads the change before its
+next round trip.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framerelay.roundtrip.editor import EditorConfig
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -10,12 +20,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "editor",
         help="show or set the image editor of round trips",
         description="Without options, show the editor settings. With options, change them; "
-        "they are written to the daemon's config file and apply to new round trips.",
+        "they are written to config.toml in framerelay's config folder and apply to new round "
+        "trips.",
     )
     parser.add_argument(
         "--application",
         metavar="APP",
-        help='"photoshop", an application name or path, or "" for the system default',
+        help='a detected editor ("gimp", "krita", "photoshop", ...), any application name or '
+        'path, or "" for the system default',
     )
     parser.add_argument(
         "--argument",
@@ -50,29 +62,56 @@ def changed(args: argparse.Namespace) -> bool:
     return args.no_arguments or any(option is not None for option in options)
 
 
-def run(args: argparse.Namespace) -> int:
-    from framerelay.service.client import DaemonClient
+def updated(config: EditorConfig, args: argparse.Namespace) -> EditorConfig:
+    from framerelay.roundtrip.editor import EditorConfig
 
-    with DaemonClient.connect() as client:
-        current = client.editor_config()
-        if changed(args):
-            config = current.config
-            if args.application is not None:
-                config.application = args.application
-            if args.arguments is not None or args.no_arguments:
-                config.ClearField("arguments")
-                config.arguments.extend(args.arguments or [])
-            if args.open_editor is not None:
-                config.open_editor = args.open_editor
-            if args.poll_saves is not None:
-                config.poll_saves = args.poll_saves
-            current = client.set_editor_config(config)
-    config = current.config
+    arguments = config.arguments
+    if args.arguments is not None or args.no_arguments:
+        arguments = tuple(args.arguments or ())
+    return EditorConfig.from_dict(
+        {
+            **config.to_dict(),
+            **({} if args.application is None else {"application": args.application}),
+            "arguments": list(arguments),
+            **({} if args.open_editor is None else {"open_editor": args.open_editor}),
+            **({} if args.poll_saves is None else {"poll_saves": args.poll_saves}),
+        }
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from framerelay.roundtrip.editor import detect_editors
+    from framerelay.service.config import config_dir
+    from framerelay.service.editor_settings import EditorSettings, config_file
+
+    settings = EditorSettings(config_file(config_dir()))
+    config = settings.current()
+    if changed(args):
+        config = settings.update(updated(config, args))
+    detected = ", ".join(editor.name for editor in detect_editors()) or "(none)"
     print(f"application: {config.application or '(the system default)'}")
     print(f"arguments:   {' '.join(config.arguments) or '(none)'}")
-    opens = config.open_editor if config.HasField("open_editor") else True
-    forced = " (the daemon runs with --no-open)" if current.no_open else ""
-    print(f"open editor: {'yes' if opens else 'no'}{forced}")
+    print(f"open editor: {'yes' if config.open_editor else 'no'}")
     print(f"poll saves:  {'yes' if config.poll_saves else 'no'}")
-    print(f"config file: {current.config_path}")
+    print(f"detected:    {detected}")
+    print(f"config file: {settings.path}")
+    print(f"daemon:      {daemon_view(config)}")
     return 0
+
+
+def daemon_view(config: EditorConfig) -> str:
+    """Whether a running daemon uses these settings."""
+    from framerelay.errors import FramerelayError
+    from framerelay.service.client import DaemonClient
+    from framerelay.service.convert import editor_config_to_proto
+
+    try:
+        with DaemonClient.connect(timeout=5) as client:
+            current = client.editor_config()
+    except FramerelayError:
+        return "not running; it reads these settings when it starts"
+    if current.config != editor_config_to_proto(config):
+        return f"running with other settings, from {current.config_path}"
+    return "running with these settings" + (
+        "; it never opens the editor (serve --no-open)" if current.no_open else ""
+    )

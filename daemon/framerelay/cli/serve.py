@@ -86,7 +86,7 @@ def make_executor(args: argparse.Namespace, config: DaemonConfig):
         return FakeExecutor(step_seconds=args.fake_step_seconds)
     from framerelay.jobs.engine_executor import EngineExecutor
 
-    return EngineExecutor(config.model, config.device, config.dtype)
+    return EngineExecutor(config.model, config.device, config.dtype, config.cache_dir)
 
 
 async def serve(config: DaemonConfig, executor) -> None:

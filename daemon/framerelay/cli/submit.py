@@ -117,10 +117,38 @@ def check_edited(args: argparse.Namespace) -> None:
         )
 
 
+PARAMETERS = ("steps", "height", "width", "seed", "lora_steps", "lora_rank", "overlap")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """The daemon's own ranges, checked before anything is sent."""
+    from framerelay.jobs.spec import FrameRange, ParamOverrides, check_range, engine_params
+
+    given = {name: getattr(args, name) for name in (*PARAMETERS, "skip_interval")}
+    overrides = ParamOverrides(**{k: v for k, v in given.items() if v is not None})
+    engine_params(args.preset, overrides).validate()
+    if args.in_frame is not None and args.out_frame is not None:
+        fps = parse_fps(args.fps) if args.fps else None
+        check_range(FrameRange(args.in_frame, args.out_frame), fps)
+    if args.frame < 0:
+        raise InvalidSpecError(f"--frame must be 0 or more, got {args.frame}.")
+
+
+def assign(message, field: str, value, flag: str) -> None:
+    """Sets a protobuf field; a number beyond the field's type is a one-line error."""
+    try:
+        setattr(message, field, value)
+    except (ValueError, TypeError):
+        raise InvalidSpecError(
+            f"{flag} {value} is out of range.", f"See `framerelay submit --help` for {flag}."
+        ) from None
+
+
 def build_spec(args: argparse.Namespace):
     from framerelay.proto.v1 import specs_pb2
 
     check_edited(args)
+    check_numbers(args)
     spec = specs_pb2.JobSpec(
         source_path=str(args.source.resolve()),
         edited_frame_paths=[str(p.resolve()) for p in args.edited],
@@ -135,29 +163,20 @@ def build_spec(args: argparse.Namespace):
         model=args.model,
         label=args.label,
     )
-    for name in (
-        "steps",
-        "height",
-        "width",
-        "seed",
-        "lora_steps",
-        "lora_rank",
-        "overlap",
-        "skip_interval",
-    ):
+    for name in (*PARAMETERS, "skip_interval"):
         if getattr(args, name) is not None:
-            setattr(spec.params, name, getattr(args, name))
+            assign(spec.params, name, getattr(args, name), "--" + name.replace("_", "-"))
     if args.in_frame is not None or args.out_frame is not None:
         if args.in_frame is None or args.out_frame is None:
             raise InvalidSpecError("--in and --out go together.")
-        spec.frame_range.in_frame, spec.frame_range.out_frame = args.in_frame, args.out_frame
+        assign(spec.frame_range, "in_frame", args.in_frame, "--in")
+        assign(spec.frame_range, "out_frame", args.out_frame, "--out")
     if args.fps:
         fps = parse_fps(args.fps)
-        spec.source_fps.num, spec.source_fps.den = fps.numerator, fps.denominator
+        assign(spec.source_fps, "num", fps.numerator, "--fps")
+        assign(spec.source_fps, "den", fps.denominator, "--fps")
     if args.roundtrip:
-        if args.frame < 0:
-            raise InvalidSpecError(f"--frame must be 0 or more, got {args.frame}.")
-        spec.edit_session.frame_index = args.frame
+        assign(spec.edit_session, "frame_index", args.frame, "--frame")
         spec.edit_session.sixteen_bit = args.tiff
         spec.edit_session.follow_saves = args.follow_saves
         if args.no_open:

@@ -47,6 +47,12 @@ def choose_placement(device: str | None = None, dtype: str | None = None) -> Pla
 
 def _missing_model(model: str, reason: str) -> ModelMissingError:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    if is_folder_path(model):  # not a hub id: no hub address to suggest
+        return ModelMissingError(
+            f"cannot load the model {model!r}: {reason}",
+            "Pass --model with a diffusers folder (the one holding model_index.json), or a hub "
+            "id such as stabilityai/stable-video-diffusion-img2vid.",
+        )
     hint = (
         f"Download it first: `hf auth login`, accept the licence on https://huggingface.co/{model}, "
         f"then `hf download {model}`; or pass --model /path/to/a/diffusers/folder."
@@ -54,6 +60,15 @@ def _missing_model(model: str, reason: str) -> ModelMissingError:
     if offline:
         hint = "HF_HUB_OFFLINE is set, so nothing is downloaded. " + hint
     return ModelMissingError(f"cannot load the model {model!r}: {reason}", hint)
+
+
+def is_folder_path(model: str) -> bool:
+    """A path rather than a hub id (`owner/name`): /abs, ./rel, ~/home, or deeper than one /."""
+    return (
+        model.startswith((".", "/", "~"))
+        or os.sep in model.strip("/").replace("/", "", 1)
+        or Path(model).exists()
+    )
 
 
 def _reason(error: Exception | None) -> str:
@@ -84,7 +99,7 @@ def load_pipeline(model: str, placement: Placement, local_files_only: bool = Fal
                 model, "the folder has no model_index.json (not a diffusers folder)"
             )
         source = str(folder)
-    elif model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
+    elif is_folder_path(model):
         raise _missing_model(model, "no such folder")
     else:
         source = model

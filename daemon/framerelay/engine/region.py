@@ -19,7 +19,9 @@ from framerelay.media import geometry, image
 def load_region(path, fit: geometry.Fit) -> np.ndarray:
     """(H, W) float32 in [0, 1] at the model size; the padding counts as not edited."""
     mask = image.load_image(path).mean(axis=2, keepdims=True).repeat(3, axis=2)
-    geometry.check_edit_aspect(mask.shape[1], mask.shape[0], fit.source_width, fit.source_height)
+    geometry.check_edit_aspect(
+        mask.shape[1], mask.shape[0], fit.source_width, fit.source_height, what="mask"
+    )
     mask_fit = geometry.fit_to(mask.shape[1], mask.shape[0], fit.target_width, fit.target_height)
     model = mask_fit.to_model(mask[None])[0, 0]  # [-1, 1], padding -1
     return ((model + 1.0) / 2.0).astype(np.float32)

@@ -455,6 +455,10 @@ def run_edit(
 
             adapters.reset()
             checkpoints = artifacts.checkpoint_dir(cache, key) if cache else scratch / key
+            if entry is not None:  # hosts show that these phases came from the cache
+                if params.lora.steps > 0:
+                    report(Progress("lora", params.lora.steps, params.lora.steps, message="cached"))
+                report(Progress("invert", params.steps, params.steps, message="cached"))
             if params.lora.steps > 0:
                 if entry is not None:
                     lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 import threading
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -25,7 +26,11 @@ ENGINE_MODULE = "framerelay.engine.run"
 
 
 def edit_request_for(
-    run: Execution, default_model: str, device: str | None, dtype: str | None
+    run: Execution,
+    default_model: str,
+    device: str | None,
+    dtype: str | None,
+    cache_dir: Path | None = None,
 ) -> EditRequest:
     spec = run.spec
     return EditRequest(
@@ -43,6 +48,7 @@ def edit_request_for(
         device=device,
         dtype=dtype,
         params=spec.engine_params(),
+        cache_dir=cache_dir,
     )
 
 
@@ -56,15 +62,17 @@ class EngineExecutor:
         default_model: str = DEFAULT_MODEL,
         device: str | None = None,
         dtype: str | None = None,
+        cache_dir: Path | None = None,  # None: the engine's default, $FRAMERELAY_CACHE_DIR
     ):
         self.default_model = default_model
         self.device = device
         self.dtype = dtype
+        self.cache_dir = cache_dir
         self._engine: Any = None  # framerelay.engine.run.Engine, once a job has run
         self._lock = threading.Lock()
 
     def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
-        request = edit_request_for(run, self.default_model, self.device, self.dtype)
+        request = edit_request_for(run, self.default_model, self.device, self.dtype, self.cache_dir)
         module = importlib.import_module(ENGINE_MODULE)
         engine = self._engine_for(module, request.model)
         for output in run.outputs:

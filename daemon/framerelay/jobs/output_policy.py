@@ -13,11 +13,12 @@ can be replaced by a symlink in between.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from framerelay.errors import InvalidSpecError
+from framerelay.errors import DiskFullError, InvalidSpecError, is_disk_full
 from framerelay.jobs.spec import JobSpec
 
 
@@ -27,6 +28,29 @@ def resolved(path: Path) -> Path:
         return Path(os.path.realpath(path))
     except (OSError, ValueError) as error:
         raise InvalidSpecError(f"cannot resolve {str(path)!r}: {error}.") from None
+
+
+def check_writable(output: Path) -> None:
+    """Refuses an output that cannot be written, before any work: its nearest existing folder
+    must be a folder in which a file can be created (tried with a temporary file)."""
+    folder = output.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InvalidSpecError(
+            f"cannot write {str(output)!r}: {str(folder)!r} is a file, not a folder.",
+            "Choose an output in a folder.",
+        )
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".framerelay-probe-"):
+            pass
+    except OSError as error:
+        if is_disk_full(error):
+            raise DiskFullError(f"the disk of {str(folder)!r} is full.") from None
+        raise InvalidSpecError(
+            f"cannot write in {str(folder)!r}: {error.strerror or error}.",
+            "Choose an output in a folder you can write to.",
+        ) from None
 
 
 def is_within(path: Path, root: Path) -> bool:

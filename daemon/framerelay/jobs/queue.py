@@ -29,7 +29,7 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.hub import EventHub
 from framerelay.jobs.job import EditStatus, Job, JobState
-from framerelay.jobs.output_policy import OutputPolicy
+from framerelay.jobs.output_policy import OutputPolicy, check_writable
 from framerelay.jobs.spec import JobSpec, check_clip_length, plan_outputs
 from framerelay.jobs.store import JobStore
 from framerelay.progress import CancelToken
@@ -80,6 +80,8 @@ class JobQueue:
         """
         spec.validate()
         self.policy.check_spec(spec)
+        if spec.output_folder is not None:
+            check_writable(spec.output_folder / "output")
         check_clip_length(spec)
 
     def submit(
@@ -161,6 +163,8 @@ class JobQueue:
         meanwhile. Outputs may exist on a later attempt: an earlier one wrote them."""
         overwrite = job.spec.overwrite or job.attempt > 1
         self.policy.check_outputs((Path(p) for p in job.outputs), job.spec.source, overwrite)
+        for output in job.outputs:
+            check_writable(Path(output))
 
     def position(self, job: Job) -> int:
         """1-based place in the queue; 0 when the job is not queued."""
@@ -183,12 +187,15 @@ class JobQueue:
             log.info("job %s cancelled while queued", job_id)
             return job, CancelOutcome.dequeued
         if job.state is JobState.running:
-            token = self._tokens.get(job_id)
-            if token is not None:
-                token.cancel()
             job = replace(job, cancel_requested=True)
-            self.store.save(job)
-            log.info("job %s asked to stop", job_id)
+            self.store.save(job)  # first: an acknowledged cancel holds across a crash (recover)
+            token = self._tokens.get(job_id)
+            if token is None:  # stored as running, but nothing runs it: end it now
+                job = self.record(job_id, interrupted(job.progress.phase if job.progress else ""))
+                log.warning("job %s was running without a worker; cancelled", job_id)
+            else:
+                token.cancel()
+                log.info("job %s asked to stop", job_id)
             return job, CancelOutcome.interrupt_requested
         return job, CancelOutcome.already_ended
 
@@ -211,9 +218,14 @@ class JobQueue:
     # --- the worker ---
 
     def recover(self) -> list[Job]:
-        """Puts jobs that were running when the daemon stopped back at the front of the queue."""
+        """Puts jobs that were running when the daemon stopped back at the front of the queue;
+        one whose cancel was acknowledged ends cancelled instead."""
         recovered = []
         for job in reversed(self.store.with_state(JobState.running)):
+            if job.cancel_requested:
+                self.record(job.id, interrupted(job.progress.phase if job.progress else ""))
+                log.warning("job %s was cancelled before a restart; it stays cancelled", job.id)
+                continue
             bounds = self.store.rank_bounds()
             self.store.save(replace(job, rank=bounds[0] - 1 if bounds else 1.0))
             recovered.append(self.record(job.id, Queued(1, "recovered")))
@@ -246,9 +258,11 @@ class JobQueue:
         self._hub.close()
 
     def start(self, job: Job) -> tuple[Job, CancelToken]:
+        """Marks the job running; DiskFullError leaves it queued."""
+        job = self.record(job.id, Started(job.attempt + 1))
         token = CancelToken()
         self._tokens[job.id] = token
-        return self.record(job.id, Started(job.attempt + 1)), token
+        return job, token
 
     def record(self, job_id: str, payload: Payload) -> Job:
         job, event = self.store.append(job_id, payload, self._clock())
@@ -337,6 +351,11 @@ class JobQueue:
     @property
     def watcher_count(self) -> int:
         return self._hub.watcher_count
+
+
+def interrupted(phase: str) -> Cancelled:
+    error = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled while it ran.")
+    return Cancelled("interrupted", error, phase)
 
 
 def stopping() -> UnavailableError:

@@ -102,29 +102,7 @@ class JobSpec:
         return float(self.frame_range.out_frame / self.source_fps)
 
     def engine_params(self) -> EngineParams:
-        p = self.params
-        matching = MatchingParams(
-            preset=self.preset,
-            beta1=p.beta1,
-            beta2=p.beta2,
-            enabled=True if p.attention_matching is None else p.attention_matching,
-        )
-        defaults = MotionLoraParams()
-        lora = MotionLoraParams(
-            steps=defaults.steps if p.lora_steps is None else p.lora_steps,
-            rank=defaults.rank if p.lora_rank is None else p.lora_rank,
-        )
-        return EngineParams(matching=matching, lora=lora).with_overrides(
-            overlap=p.overlap,
-            skip_interval=p.skip_interval,
-            height=p.height,
-            width=p.width,
-            steps=p.steps,
-            window=p.window,
-            seed=p.seed,
-            min_guidance=p.min_guidance,
-            max_guidance=p.max_guidance,
-        )
+        return engine_params(self.preset, self.params)
 
     def validate(self) -> JobSpec:
         """Checks everything that can be checked without decoding media; raises catalogue errors."""
@@ -202,6 +180,32 @@ class JobSpec:
         )
 
 
+def engine_params(preset: str, p: ParamOverrides) -> EngineParams:
+    """The engine's parameters for a job's preset and overrides (not validated yet)."""
+    matching = MatchingParams(
+        preset=preset,
+        beta1=p.beta1,
+        beta2=p.beta2,
+        enabled=True if p.attention_matching is None else p.attention_matching,
+    )
+    defaults = MotionLoraParams()
+    lora = MotionLoraParams(
+        steps=defaults.steps if p.lora_steps is None else p.lora_steps,
+        rank=defaults.rank if p.lora_rank is None else p.lora_rank,
+    )
+    return EngineParams(matching=matching, lora=lora).with_overrides(
+        overlap=p.overlap,
+        skip_interval=p.skip_interval,
+        height=p.height,
+        width=p.width,
+        steps=p.steps,
+        window=p.window,
+        seed=p.seed,
+        min_guidance=p.min_guidance,
+        max_guidance=p.max_guidance,
+    )
+
+
 def check_texts(spec: JobSpec) -> None:
     """The limits on free text: paths, names and the host context."""
     for path, what in (
@@ -218,13 +222,33 @@ def check_texts(spec: JobSpec) -> None:
     limits.check_host_context(spec.host_context)
 
 
-def is_regular_file(path: Path) -> bool:
-    """Whether `path`, with symlinks and `..` resolved, is an existing regular file: not a
-    folder, a device or a pipe (reading those could block forever)."""
+PSEUDO_FILE_SYSTEMS = (Path("/proc"), Path("/sys"))  # files of the kernel, not media
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` cannot be an input, or None. With symlinks and `..` resolved, it must be an
+    existing regular file (reading a pipe or a device could block forever) outside the kernel's
+    pseudo file systems."""
     try:
-        return stat.S_ISREG(path.resolve(strict=True).stat().st_mode)
+        resolved = path.resolve(strict=True)
+        mode = resolved.stat().st_mode
     except (OSError, RuntimeError, ValueError):  # missing, unreadable, a symlink loop
-        return False
+        return "does not exist or is not a regular file"
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return "is a pipe, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a regular file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    if any(resolved.is_relative_to(root) for root in PSEUDO_FILE_SYSTEMS):
+        return "is a file of the operating system, not a media file"
+    return None
+
+
+def is_regular_file(path: Path) -> bool:
+    return file_problem(path) is None
 
 
 def check_absolute(path: Path, what: str) -> None:
@@ -240,19 +264,21 @@ def check_absolute(path: Path, what: str) -> None:
 
 def check_source(path: Path) -> None:
     check_absolute(path, "source")
-    if not is_regular_file(path):
+    problem = file_problem(path)
+    if problem is None and path.stat().st_size == 0:
+        problem = "is empty"
+    if problem is not None:
         raise SourceUnreadableError(
-            f"the source {str(path)!r} does not exist or is not a regular file.",
+            f"the source {str(path)!r} {problem}.",
             "Check the path; network drives must be mounted for the daemon's user too.",
         )
 
 
 def check_readable_file(path: Path, what: str) -> None:
     check_absolute(path, what)
-    if not is_regular_file(path):
-        raise EditUnreadableError(
-            f"the {what} {str(path)!r} does not exist or is not a regular file."
-        )
+    problem = file_problem(path)
+    if problem is not None:
+        raise EditUnreadableError(f"the {what} {str(path)!r} {problem}.")
 
 
 def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from framerelay.errors import DiskFullError, is_disk_full
 from framerelay.jobs.events import KIND_OF, JobEvent, Payload, payload_from_json, payload_to_json
 from framerelay.jobs.job import Job, JobState, apply
 
@@ -79,13 +80,28 @@ class JobStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write; a full disk raises DiskFullError and leaves the store as it was."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            if is_disk_full(error):
+                raise self.disk_full() from error
             raise
-        self._db.execute("COMMIT")
+
+    def disk_full(self) -> DiskFullError:
+        folder = Path(self.path).parent
+        return DiskFullError(
+            f"the disk holding the daemon's data folder {folder} is full.",
+            "Free space on that disk. The daemon goes on by itself once there is room; queued "
+            "jobs keep their place.",
+        )
 
     def add(self, job: Job, first: Payload, now: float) -> tuple[Job, JobEvent]:
         """Inserts a new job with its first event."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import shutil
 import threading
@@ -25,11 +24,11 @@ from framerelay.errors import (
     ErrorCode,
     FramerelayError,
     InternalError,
-    InvalidSpecError,
     OutOfMemoryError,
+    from_os_error,
+    is_disk_full,
 )
 from framerelay.jobs.events import (
-    Cancelled,
     ErrorInfo,
     Failed,
     Finished,
@@ -39,11 +38,14 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.executor import Execution, ExecutionResult, Executor
 from framerelay.jobs.job import Job
-from framerelay.jobs.queue import JobQueue
+from framerelay.jobs.queue import JobQueue, interrupted
+from framerelay.jobs.reserve import DiskReserve
 from framerelay.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+FIRST_PAUSE_S = 0.25  # a held queue checks for room again after this, then twice as long...
+MAX_PAUSE_S = 5.0  # ... up to this
 
 
 def run_in_thread(fn: Callable[..., T], *args: Any, name: str = "executor") -> asyncio.Future[T]:
@@ -73,13 +75,10 @@ def public_error(error: BaseException) -> FramerelayError:
     """The catalogue error a user sees for an exception raised by an executor."""
     if isinstance(error, FramerelayError):
         return error
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(f"the disk is full: {error.filename or error.strerror}.")
-    if isinstance(error, PermissionError):
-        return InvalidSpecError(
-            f"permission denied: {error.filename or error.strerror}.",
-            "Check that the daemon's user can read the inputs and write the output folder.",
-        )
+    if isinstance(error, OSError) and (is_disk_full(error) or isinstance(error, PermissionError)):
+        return from_os_error(error)
+    if is_disk_full(error):
+        return DiskFullError("the disk is full.")
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return OutOfMemoryError("the job ran out of memory.")
     return InternalError(f"the job failed with an internal error ({type(error).__name__}).")
@@ -130,6 +129,10 @@ class ThreadReporter:
 
 
 class Worker:
+    """Runs the queue. A full data disk (the job database cannot be written) stops the running
+    job with DISK_FULL and holds the queue: the worker retries with a growing pause, logs once
+    when it starts waiting and once when it goes on, and needs no restart."""
+
     def __init__(
         self,
         queue: JobQueue,
@@ -137,21 +140,32 @@ class Worker:
         work_root: Path,
         idle_unload_s: float = 600.0,
         progress_interval_s: float = 0.1,
+        reserve: DiskReserve | None = None,
     ):
         self.queue = queue
         self.executor = executor
         self.work_root = work_root
         self.idle_unload_s = idle_unload_s
         self.progress_interval_s = progress_interval_s
+        self.reserve = reserve
+        self.waiting_on: FramerelayError | None = None  # the queue is held until it clears
         self._job_id: str | None = None
+        self._token: CancelToken | None = None
+        self._disk_full: DiskFullError | None = None  # met while the current job ran
+        self._unrecorded: tuple[str, Payload] | None = None  # an end to store once there is room
+        self._recovered = False
+        self._pause = FIRST_PAUSE_S  # before the next check for room
         self._phase = ""
         self._clock = PhaseClock()
         self._last_report = 0.0
         self._stopping = False
+        self._stopped = asyncio.Event()
 
     async def run(self) -> None:
-        self.queue.recover()
         while not self._stopping:
+            if self.waiting_on is not None or not self._recover():
+                await self._wait_for_room()
+                continue
             warm = self.executor.status().model_loaded
             job = await self.queue.next_job(self.idle_unload_s if warm else None)
             if self._stopping:
@@ -161,11 +175,24 @@ class Worker:
                 continue
             try:
                 await self._run(job)
+            except DiskFullError as error:  # the job's start could not be stored: it stays queued
+                self._hold(error)
             except Exception:  # the worker outlives any job
                 log.exception("the worker failed on job %s", job.id)
                 self._give_up(job.id)
             finally:
-                self._job_id = None
+                self._job_id, self._token = None, None
+
+    def _recover(self) -> bool:
+        """Re-queues the jobs a stop interrupted, once; False while the disk is full."""
+        if not self._recovered:
+            try:
+                self.queue.recover()
+            except DiskFullError as error:
+                self._hold(error)
+                return False
+            self._recovered = True
+        return True
 
     async def _unload(self) -> None:
         try:
@@ -175,20 +202,75 @@ class Worker:
 
     def _give_up(self, job_id: str) -> None:
         """Ends a job the worker itself failed on, so that it does not stay running."""
+        info = ErrorInfo.of(ErrorCode.internal, "the daemon failed while running the job.")
         try:
-            info = ErrorInfo.of(ErrorCode.internal, "the daemon failed while running the job.")
-            self.queue.record(job_id, Failed(info))
+            self._end(job_id, Failed(info))
         except Exception:
             log.exception("could not record the failure of job %s", job_id)
 
     def stop(self) -> None:
         """Interrupts the running job, which a restart will run again, and ends `run`."""
         self._stopping = True
+        self._stopped.set()
         self.queue.close()
+
+    # --- a full data disk ---
+
+    def _hold(self, error: DiskFullError) -> None:
+        """Holds the queue until the disk has room; logs only when the hold begins."""
+        if self.waiting_on is None:
+            log.error("%s The queue waits until there is room. (%s)", error.message, error.hint)
+        self.waiting_on = error
+
+    def _end(self, job_id: str, payload: Payload) -> None:
+        """Records a job's end; on a full disk, frees the reserve for it, else keeps it for later."""
+        try:
+            self.queue.record(job_id, payload)
+            return
+        except DiskFullError as error:
+            self._hold(error)
+        if self.reserve is not None and self.reserve.release():
+            try:
+                self.queue.record(job_id, payload)
+                return
+            except DiskFullError:
+                pass
+        self._unrecorded = (job_id, payload)
+        log.error("job %s ended; its end is recorded once the disk has room", job_id)
+
+    async def _wait_for_room(self) -> None:
+        """Pauses, then checks; the pause grows until a job has started again, so that a disk
+        that seems to have room but takes no write is not retried in a loop."""
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._pause)
+            self._pause = min(self._pause * 2, MAX_PAUSE_S)
+            if self._has_room():
+                log.warning("the data disk has room again; the queue goes on")
+                return
+
+    def _has_room(self) -> bool:
+        """Stores what waits to be stored; True when jobs may run again."""
+        if self._unrecorded is not None:
+            try:
+                self.queue.record(*self._unrecorded)
+            except DiskFullError:
+                return False
+            self._unrecorded = None
+        if not self._recover():
+            return False
+        if self.reserve is not None and not (self.reserve.has_room() and self.reserve.ensure()):
+            return False
+        self.waiting_on = None
+        return True
+
+    # --- one job ---
 
     async def _run(self, job: Job) -> None:
         job, token = self.queue.start(job)
-        self._job_id, self._phase, self._clock = job.id, "", PhaseClock()
+        self._job_id, self._token, self._disk_full = job.id, token, None
+        self._pause = FIRST_PAUSE_S
+        self._phase, self._clock = "", PhaseClock()
         log.info("job %s started (attempt %d)", job.id, job.attempt)
         execution = Execution(
             job_id=job.id,
@@ -207,8 +289,8 @@ class Worker:
         if payload is None:
             log.info("job %s interrupted by shutdown; it runs again at the next start", job.id)
             return
-        self.queue.record(job.id, payload)
         shutil.rmtree(execution.work_dir, ignore_errors=True)
+        self._end(job.id, payload)
         log.info("job %s %s", job.id, type(payload).__name__.lower())
 
     def _execute(
@@ -218,11 +300,12 @@ class Worker:
         return self.executor.execute(execution, reporter, token)
 
     def _failure(self, job_id: str, error: Exception) -> Payload | None:
+        if self._disk_full is not None and not isinstance(error, DiskFullError):
+            error = self._disk_full  # the worker stopped the job: its events could not be stored
         if isinstance(error, CancelledError):
             if self._stopping and not self.queue.get(job_id).cancel_requested:
                 return None
-            info = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled while it ran.")
-            return Cancelled("interrupted", info, self._phase)
+            return interrupted(self._phase)
         public = public_error(error)
         if public is error:
             log.warning("job %s failed: %s", job_id, public)
@@ -240,6 +323,18 @@ class Worker:
         return Finished(
             tuple(str(p) for p in result.outputs), result.frame_count, result.fps, width, height
         )
+
+    def _report(self, job_id: str, payload: Payload) -> None:
+        """Records a progress report or a preview; a full disk stops the job."""
+        if job_id != self._job_id or self._disk_full is not None:
+            return
+        try:
+            self.queue.record(job_id, payload)
+        except DiskFullError as error:
+            self._disk_full = job_stopped_by(error)
+            self._hold(error)
+            if self._token is not None:
+                self._token.cancel()
 
     def on_progress(self, job_id: str, progress: Progress, now: float) -> None:
         if job_id != self._job_id:
@@ -259,8 +354,15 @@ class Worker:
             eta,
             progress.message,
         )
-        self.queue.record(job_id, update)
+        self._report(job_id, update)
 
     def on_preview(self, job_id: str, preview: Preview) -> None:
-        if job_id == self._job_id:
-            self.queue.record(job_id, preview)
+        self._report(job_id, preview)
+
+
+def job_stopped_by(error: DiskFullError) -> DiskFullError:
+    return DiskFullError(
+        f"the job stopped: {error.message}",
+        "Free space on that disk, then submit the job again. Queued jobs run by themselves once "
+        "there is room.",
+    )

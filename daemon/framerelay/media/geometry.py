@@ -115,18 +115,24 @@ def fit_to(source_w: int, source_h: int, target_w: int, target_h: int) -> Fit:
 
 
 def check_edit_aspect(
-    edit_w: int, edit_h: int, src_w: int, src_h: int, tolerance: float = 0.01
+    edit_w: int,
+    edit_h: int,
+    src_w: int,
+    src_h: int,
+    tolerance: float = 0.01,
+    what: str = "edited frame",
 ) -> None:
-    """Reject an edited frame whose aspect ratio differs from the source's by more than `tolerance`.
+    """Reject an edited frame (or the `what` named) whose aspect ratio differs from the source's
+    by more than `tolerance`.
 
     A different size with the same aspect ratio is fine: it is fitted to the model like the source.
     """
     edit_aspect, source_aspect = edit_w / edit_h, src_w / src_h
     if abs(edit_aspect / source_aspect - 1) > tolerance:
         raise InvalidSpecError(
-            f"the edited frame is {edit_w}x{edit_h} (aspect {edit_aspect:.4f}) but the source is "
+            f"the {what} is {edit_w}x{edit_h} (aspect {edit_aspect:.4f}) but the source is "
             f"{src_w}x{src_h} (aspect {source_aspect:.4f})",
-            f"Export the edited frame at {src_w}x{src_h} (or the same aspect ratio) without "
+            f"Export the {what} at {src_w}x{src_h} (or the same aspect ratio) without "
             "cropping or rotating it.",
         )
 

@@ -1,4 +1,9 @@
-"""Open the exported frame in the user's image editor, with no shell and without waiting."""
+"""Open the exported frame in the user's image editor, with no shell and without waiting.
+
+`detect_editors` lists the known image editors installed here; over the daemon's API the editor
+is chosen among those (see `service/editor_settings.py`), while any other program can only be set
+by hand in the local config file.
+"""
 
 from __future__ import annotations
 
@@ -75,6 +80,92 @@ def _read_bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
+class KnownEditor:
+    """An image editor framerelay can find by itself, per platform."""
+
+    name: str  # how config.toml and SetEditorConfig name it
+    label: str
+    commands: tuple[str, ...] = ()  # executables looked up on PATH (any platform)
+    mac_bundles: tuple[str, ...] = ()  # globs under /Applications and ~/Applications
+    windows_programs: tuple[str, ...] = ()  # globs under the Program Files folders
+
+
+KNOWN_EDITORS: tuple[KnownEditor, ...] = (
+    KnownEditor(
+        PHOTOSHOP,
+        "Adobe Photoshop",
+        mac_bundles=("Adobe Photoshop*/Adobe Photoshop*.app",),
+        windows_programs=("Adobe/Adobe Photoshop*/Photoshop.exe",),
+    ),
+    KnownEditor(
+        "gimp",
+        "GIMP",
+        commands=("gimp", "gimp-3.0", "gimp-2.10"),
+        mac_bundles=("GIMP*.app",),
+        windows_programs=("GIMP*/bin/gimp-*.exe",),
+    ),
+    KnownEditor(
+        "krita",
+        "Krita",
+        commands=("krita",),
+        mac_bundles=("krita.app",),
+        windows_programs=("Krita*/bin/krita.exe",),
+    ),
+    KnownEditor(
+        "affinity-photo",
+        "Affinity Photo",
+        mac_bundles=("Affinity Photo*.app",),
+        windows_programs=("Affinity/Photo*/Photo.exe", "Affinity/Affinity Photo*/Photo.exe"),
+    ),
+    KnownEditor("pixelmator-pro", "Pixelmator Pro", mac_bundles=("Pixelmator Pro.app",)),
+    KnownEditor("paint.net", "Paint.NET", windows_programs=("paint.net/paintdotnet.exe",)),
+    KnownEditor("pinta", "Pinta", commands=("pinta",)),
+    KnownEditor("mypaint", "MyPaint", commands=("mypaint",)),
+)
+KNOWN_BY_NAME = {known.name: known for known in KNOWN_EDITORS}
+
+
+@dataclass(frozen=True)
+class DetectedEditor:
+    name: str  # a KnownEditor's name
+    label: str
+    path: Path  # the executable, or the .app bundle on macOS
+
+
+def detect_editors(
+    platform: str | None = None,
+    which: Which = shutil.which,
+    search_roots: Sequence[Path] | None = None,
+) -> list[DetectedEditor]:
+    """The known image editors installed here, in KNOWN_EDITORS order."""
+    platform = platform or sys.platform
+    found = (detect_editor(known, platform, which, search_roots) for known in KNOWN_EDITORS)
+    return [editor for editor in found if editor is not None]
+
+
+def detect_editor(
+    known: KnownEditor,
+    platform: str,
+    which: Which = shutil.which,
+    search_roots: Sequence[Path] | None = None,
+) -> DetectedEditor | None:
+    """Where `known` is installed: its newest install in the usual folders, else on PATH."""
+    patterns = {"darwin": known.mac_bundles, "win32": known.windows_programs}.get(platform, ())
+    if patterns:
+        roots = list(search_roots) if search_roots is not None else _default_search_roots(platform)
+        installs = [
+            path for root in roots for pattern in patterns for path in Path(root).glob(pattern)
+        ]
+        if installs:
+            return DetectedEditor(known.name, known.label, max(installs, key=_install_rank))
+    for command in known.commands:
+        executable = which(command)
+        if executable is not None:
+            return DetectedEditor(known.name, known.label, Path(executable))
+    return None
+
+
+@dataclass(frozen=True)
 class LaunchResult:
     argv: tuple[str, ...]  # the command run; () for Windows' default handler (os.startfile)
     description: str  # for messages: "Adobe Photoshop 2025", "the default application", ...
@@ -132,6 +223,12 @@ def editor_command(
         return ["xdg-open", file], "the default application"
     if application.lower() == PHOTOSHOP:
         return _photoshop_command(file, config, platform, search_roots)
+    known = KNOWN_BY_NAME.get(application.lower())
+    detected = known and detect_editor(known, platform, which, search_roots)
+    if detected:
+        if platform == "darwin" and detected.path.suffix == ".app":
+            return _open_app_command(str(detected.path), file, config.arguments), detected.label
+        return [str(detected.path), *config.arguments, file], detected.label
     if platform == "darwin" and _is_mac_app(application, which):
         return _open_app_command(application, file, config.arguments), Path(application).stem
     executable = _find_executable(application, which)
@@ -140,15 +237,10 @@ def editor_command(
 
 def find_photoshop(platform: str, search_roots: Sequence[Path] | None = None) -> Path | None:
     """The newest Photoshop in the usual folders (.app on macOS, Photoshop.exe on Windows)."""
-    roots = list(search_roots) if search_roots is not None else _default_search_roots(platform)
-    if platform == "darwin":
-        pattern = "Adobe Photoshop*/Adobe Photoshop*.app"
-    elif platform == "win32":
-        pattern = "Adobe/Adobe Photoshop*/Photoshop.exe"
-    else:
+    if platform not in ("darwin", "win32"):
         return None
-    found = [candidate for root in roots for candidate in Path(root).glob(pattern)]
-    return max(found, key=_install_rank, default=None)
+    found = detect_editor(KNOWN_BY_NAME[PHOTOSHOP], platform, lambda _: None, search_roots)
+    return found.path if found else None
 
 
 def spawn_detached(argv: Sequence[str], on_exit: ExitCallback | None = None) -> int:
@@ -251,6 +343,11 @@ def _default_search_roots(platform: str) -> list[Path]:
 
 
 def _install_rank(path: Path) -> tuple[bool, tuple[int, ...], str]:
-    folder = path.parent.name if path.suffix.lower() == ".exe" else path.stem
+    if (
+        path.suffix.lower() == ".exe"
+    ):  # Adobe Photoshop 2025/Photoshop.exe, GIMP 2/bin/gimp-2.10.exe
+        folder = " ".join((path.parent.parent.name, path.parent.name, path.stem))
+    else:
+        folder = path.stem
     numbers = tuple(int(n) for n in re.findall(r"\d+", folder))
     return ("beta" not in folder.lower(), numbers, folder)

@@ -10,19 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf.message import Message
 
 from framerelay import __version__
-from framerelay.errors import BusyError, InvalidSpecError
+from framerelay.errors import BusyError, FramerelayError, InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import CancelOutcome, JobQueue
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
 from framerelay.service.cache import CacheStore
 from framerelay.service.convert import (
+    detected_editor_to_proto,
     editor_config_from_proto,
     editor_config_to_proto,
     event_to_proto,
@@ -70,11 +71,13 @@ class DaemonApi:
         executor: Executor,
         cache: CacheStore,
         edits: EditSessions | None = None,
+        waiting_on: Callable[[], FramerelayError | None] = lambda: None,
     ):
         self.queue = queue
         self.executor = executor
         self.cache = cache
         self.edits = edits  # round trips with an image editor; None: not offered
+        self.waiting_on = waiting_on  # what the worker waits out before it runs jobs again
         self.started = time.monotonic()
 
     def _job(self, job_id: str) -> jobs_pb2.Job:
@@ -148,7 +151,10 @@ class DaemonApi:
     ) -> daemon_pb2.GetCacheInfoResponse:
         info = await asyncio.to_thread(self.cache.info)
         return daemon_pb2.GetCacheInfoResponse(
-            entries=info.entries, bytes=info.bytes, root=str(info.root)
+            entries=info.entries,
+            bytes=info.bytes,
+            root=str(info.root),
+            unfinished_bytes=info.unfinished_bytes,
         )
 
     async def clear_cache(
@@ -169,6 +175,7 @@ class DaemonApi:
             self.queue.running_job_id(),
             time.monotonic() - self.started,
             os.getpid(),
+            self.waiting_on(),
         )
 
     # --- round trips with an image editor ---
@@ -203,10 +210,13 @@ class DaemonApi:
     ) -> daemon_pb2.GetEditorConfigResponse:
         edits = self._edits()
         config = await asyncio.to_thread(edits.settings.current)
+        detected = await asyncio.to_thread(edits.settings.detect)
         return daemon_pb2.GetEditorConfigResponse(
             config=editor_config_to_proto(config),
             config_path=str(edits.settings.path),
             no_open=edits.no_open,
+            detected=[detected_editor_to_proto(editor) for editor in detected],
+            read_only=edits.settings.locked,
         )
 
     async def set_editor_config(
@@ -214,7 +224,7 @@ class DaemonApi:
     ) -> daemon_pb2.SetEditorConfigResponse:
         edits = self._edits()
         config = editor_config_from_proto(request.config)
-        config = await asyncio.to_thread(edits.settings.update, config)
+        config = await asyncio.to_thread(edits.settings.update_over_api, config)
         return daemon_pb2.SetEditorConfigResponse(
             config=editor_config_to_proto(config),
             config_path=str(edits.settings.path),

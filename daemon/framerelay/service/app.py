@@ -21,6 +21,7 @@ from framerelay.cache import ArtifactCache
 from framerelay.errors import InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import JobQueue
+from framerelay.jobs.reserve import DiskReserve
 from framerelay.jobs.store import JobStore
 from framerelay.jobs.worker import Worker
 from framerelay.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
@@ -105,10 +106,21 @@ class Daemon:
             folder.mkdir(parents=True, exist_ok=True)
         self._store = JobStore(config.database)
         queue = JobQueue(self._store, config.outputs_dir, policy=config.output_policy())
-        settings = EditorSettings(config_file(config.config_dir))
+        settings = EditorSettings(config_file(config.config_dir), locked=config.allow_remote)
         self._edits = EditSessions(queue, config.edits_dir, settings, no_open=config.no_open)
         await self._edits.resume()
-        api = DaemonApi(queue, self.executor, self.cache, self._edits)
+        reserve = DiskReserve(config.data_dir)
+        if not reserve.ensure():
+            log.warning("the disk of %s is full; jobs wait until it has room", config.data_dir)
+        worker = Worker(
+            queue,
+            self.executor,
+            config.work_dir,
+            idle_unload_s=config.idle_unload_s,
+            progress_interval_s=config.progress_interval_s,
+            reserve=reserve,
+        )
+        api = DaemonApi(queue, self.executor, self.cache, self._edits, lambda: worker.waiting_on)
         self._server = grpc.aio.server(
             interceptors=[TokenInterceptor(self.auth)], options=GRPC_OPTIONS
         )
@@ -117,13 +129,7 @@ class Daemon:
         await self._server.start()
         self._http = self._listen_http(api)
         self._http.start()
-        self._worker = Worker(
-            queue,
-            self.executor,
-            config.work_dir,
-            idle_unload_s=config.idle_unload_s,
-            progress_interval_s=config.progress_interval_s,
-        )
+        self._worker = worker
         self._worker_task = asyncio.create_task(self._worker.run(), name="worker")
         self.discovery = Discovery(
             config.host, grpc_port, self._http.port, self.token, os.getpid(), __version__

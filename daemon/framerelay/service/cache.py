@@ -17,8 +17,9 @@ from framerelay.cache import ArtifactCache
 
 class CacheInfo(NamedTuple):
     entries: int
-    bytes: int
+    bytes: int  # all of it: the entries and the unfinished bytes
     root: Path
+    unfinished_bytes: int = 0  # outside finished entries: checkpoints of unfinished training
 
 
 class CacheStore(Protocol):
@@ -71,7 +72,9 @@ class ArtifactCacheStore:
 
     def info(self) -> CacheInfo:
         entries = self.cache.ls()
-        return CacheInfo(len(entries), sum(e.bytes for e in entries), self.cache.root)
+        unfinished = self.cache.unfinished_bytes(entries)
+        total = sum(e.bytes for e in entries) + unfinished
+        return CacheInfo(len(entries), total, self.cache.root, unfinished)
 
     def clear(self) -> int:
         return self.cache.clear()

@@ -6,6 +6,9 @@
     outputs_next_to_source = true                     # also allow the source clip's folder
     allowed_origins = ["http://localhost:5173"]       # web pages that may call the HTTP API
     allowed_hosts = ["studio-pc.local"]               # extra Host names (with --allow-remote)
+
+and the `[editor]` table of round trips, which `service.editor_settings` reads and writes (the
+daemon re-reads it while it runs); here it is only checked, so that a broken one stops the start.
 """
 
 from __future__ import annotations
@@ -78,12 +81,15 @@ def read_config_file(folder: Path) -> dict[str, Any]:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InvalidSpecError(f"cannot read {path}: {error}.", CONFIG_HINT) from None
-    unknown = sorted(set(data) - set(SETTINGS))
+    unknown = sorted(set(data) - set(SETTINGS) - set(SECTIONS))
     if unknown:
         raise InvalidSpecError(
             f"{path} has unknown settings: {', '.join(unknown)}.",
-            f"Known settings: {', '.join(SETTINGS)}.",
+            f"Known settings: {', '.join([*SETTINGS, *SECTIONS])}.",
         )
+    for name, check in SECTIONS.items():
+        if name in data:
+            check(data[name], path)
     return {name: parse(data[name], path) for name, parse in SETTINGS.items() if name in data}
 
 
@@ -129,12 +135,20 @@ def _hosts(value: Any, path: Path) -> tuple[str, ...]:
     return tuple(v.lower() for v in _strings(value, "allowed_hosts", path))
 
 
+def _editor(value: Any, path: Path) -> None:
+    from framerelay.service.editor_settings import check_editor_section
+
+    check_editor_section(value, path)
+
+
 SETTINGS = {
     "output_roots": _roots,
     "outputs_next_to_source": _flag,
     "allowed_origins": _origins,
     "allowed_hosts": _hosts,
 }
+# Tables other modules own: checked at start, not DaemonConfig fields.
+SECTIONS = {"editor": _editor}
 
 
 @dataclass(frozen=True)

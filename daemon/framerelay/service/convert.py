@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from framerelay.errors import InvalidSpecError
+from framerelay.errors import FramerelayError, InvalidSpecError
 from framerelay.jobs import events
 from framerelay.jobs.events import ErrorInfo, JobEvent
 from framerelay.jobs.executor import ExecutorStatus
@@ -24,7 +24,7 @@ from framerelay.proto.v1 import (
     jobs_pb2,
     specs_pb2,
 )
-from framerelay.roundtrip.editor import EditorConfig
+from framerelay.roundtrip.editor import DetectedEditor, EditorConfig
 from framerelay.service.errors import code_to_proto
 
 PRESETS = {
@@ -303,8 +303,10 @@ def status_to_proto(
     running_job_id: str | None,
     uptime_seconds: float,
     pid: int,
+    waiting_on: FramerelayError | None = None,
 ) -> daemon_pb2.GetStatusResponse:
     return daemon_pb2.GetStatusResponse(
+        waiting_on=error_info_to_proto(ErrorInfo.from_error(waiting_on)) if waiting_on else None,
         version=version,
         device=executor.device,
         model_loaded=executor.model_loaded,
@@ -325,6 +327,10 @@ def editor_config_to_proto(config: EditorConfig) -> daemon_pb2.EditorConfig:
         open_editor=config.open_editor,
         poll_saves=config.poll_saves,
     )
+
+
+def detected_editor_to_proto(editor: DetectedEditor) -> daemon_pb2.DetectedEditor:
+    return daemon_pb2.DetectedEditor(name=editor.name, label=editor.label, path=str(editor.path))
 
 
 def editor_config_from_proto(message: daemon_pb2.EditorConfig) -> EditorConfig:

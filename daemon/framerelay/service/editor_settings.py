@@ -1,7 +1,13 @@
 """The `[editor]` section of the daemon's config file, `config.toml` next to `daemon.json`.
 
-The daemon reads it at start, again whenever the file changes (a hand edit applies to the next
-round trip), and writes it for SetEditorConfig. Other sections of the file are kept as they are.
+The daemon reads it at start, again whenever the file changes (a hand edit, or `framerelay
+editor`, applies to the next round trip), and writes it for SetEditorConfig. Other sections of the
+file are kept as they are.
+
+Whoever holds the token must not be able to make the daemon run a program of their choosing, so
+SetEditorConfig (`update_over_api`) chooses the editor only among the image editors the daemon
+detects, or keeps the one set locally, and never changes its arguments; with --allow-remote it
+changes nothing at all. Any other program is set in the file, on the daemon's machine.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import os
 import re
 import threading
 import tomllib
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from framerelay.errors import InvalidSpecError
-from framerelay.roundtrip.editor import EditorConfig
+from framerelay.errors import ForbiddenError, InvalidSpecError
+from framerelay.roundtrip.editor import DetectedEditor, EditorConfig, detect_editors
 from framerelay.roundtrip.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -31,11 +39,19 @@ def config_file(config_dir: Path) -> Path:
     return config_dir / CONFIG_FILE
 
 
-class EditorSettings:
-    """The editor settings of one config file; thread-safe."""
+Detect = Callable[[], list[DetectedEditor]]
 
-    def __init__(self, path: Path):
+
+class EditorSettings:
+    """The editor settings of one config file; thread-safe.
+
+    `locked`: SetEditorConfig changes nothing (the daemon runs with --allow-remote).
+    """
+
+    def __init__(self, path: Path, *, locked: bool = False, detect: Detect = detect_editors):
         self.path = path
+        self.locked = locked
+        self.detect = detect
         self._lock = threading.Lock()
         self._stamp = _stamp(path)
         self._config = read_editor_config(path)
@@ -52,8 +68,50 @@ class EditorSettings:
                     log.warning("%s %s Keeping the previous editor settings.", error, error.hint)
             return self._config
 
+    def update_over_api(self, wanted: EditorConfig) -> EditorConfig:
+        """SetEditorConfig: stores `wanted` if a token holder may ask for it (see the module)."""
+        if self.locked:
+            raise ForbiddenError(
+                "the editor settings cannot be changed over the API while the daemon accepts "
+                "remote connections (--allow-remote).",
+                f"Change them in {self.path} on the daemon's machine.",
+            )
+        return self.update(self.allowed_over_api(self.current(), wanted))
+
+    def allowed_over_api(self, current: EditorConfig, wanted: EditorConfig) -> EditorConfig:
+        """`wanted` as the API may set it; ForbiddenError for a program or arguments of its own.
+
+        The application may become the system default, a detected editor (by name), or stay what
+        it is. Arguments are set only in the file: a request must send the current ones (or
+        none); they are dropped when the application changes.
+        """
+        application = wanted.application or None
+        changed = (application or "").lower() != (current.application or "").lower()
+        detected = {editor.name: editor for editor in self.detect()}
+        if changed and application is not None and application.lower() not in detected:
+            choices = ", ".join(detected) or "none was found on this machine"
+            raise ForbiddenError(
+                f"{application[:200]!r} is not an image editor the daemon detected; over the API "
+                f"the editor is the system default or a detected one ({choices}).",
+                f"To use another program, set application under [editor] in {self.path} on the "
+                "daemon's machine (or run `framerelay editor --application PATH` there).",
+            )
+        if wanted.arguments and wanted.arguments != current.arguments:
+            raise ForbiddenError(
+                "the editor's arguments cannot be changed over the API.",
+                f"Set arguments under [editor] in {self.path} on the daemon's machine (or run "
+                "`framerelay editor --argument=ARG` there).",
+            )
+        if not changed:
+            application = current.application
+        elif application is not None:
+            application = application.lower()
+        arguments = () if changed else current.arguments
+        return replace(wanted, application=application, arguments=arguments)
+
     def update(self, config: EditorConfig) -> EditorConfig:
-        """Writes `config` as the `[editor]` section and uses it from now on."""
+        """Writes `config` as the `[editor]` section and uses it from now on (local callers: the
+        API goes through `update_over_api`)."""
         with self._lock:
             document = read_document(self.path)
             document[SECTION] = config.to_dict()
@@ -66,7 +124,10 @@ class EditorSettings:
 
 
 def read_editor_config(path: Path) -> EditorConfig:
-    section = read_document(path).get(SECTION, {})
+    return check_editor_section(read_document(path).get(SECTION, {}), path)
+
+
+def check_editor_section(section: Any, path: Path) -> EditorConfig:
     if not isinstance(section, dict):
         raise InvalidSpecError(f"{path}: [{SECTION}] must be a table.", _fix_hint(path))
     try:

@@ -16,12 +16,14 @@ import grpc.aio
 
 from framerelay.errors import (
     CATALOG,
+    DiskFullError,
     ErrorCode,
     FramerelayError,
     InternalError,
     UnauthenticatedError,
     UnavailableError,
     error_for_code,
+    is_disk_full,
 )
 from framerelay.proto.v1 import errors_pb2
 
@@ -63,6 +65,9 @@ def public_error(error: Exception, where: str) -> FramerelayError:
     if isinstance(error, FramerelayError):
         log.info("%s: %s", where, error.message)
         return error
+    if is_disk_full(error):
+        log.warning("%s: the disk is full (%s)", where, error)
+        return DiskFullError(f"{where} failed: the disk is full.")
     log.exception("%s failed", where)
     return InternalError(f"{where} failed with an internal error ({type(error).__name__}).")
 

@@ -9,16 +9,20 @@ empty one) and `Authorization: Bearer <token>`:
 * errors answer the catalogue's HTTP status with `{"error": ErrorInfo}`; malformed JSON is 400.
 
 Before the token, every request passes `HttpGuard` (Host, Origin, no query string); bodies are
-limited to `MAX_BODY` bytes and `MAX_JSON_DEPTH` levels. Requests run in the server's threads
-and are handed to the daemon's event loop.
+limited to `MAX_BODY` bytes and `MAX_JSON_DEPTH` levels. Each connection runs in a thread of its
+own, at most `MAX_HANDLERS` at once (long polls and streams hold theirs); further connections
+wait in a deep listen backlog, and one that finds no thread within `BUSY_WAIT_S` is answered 503.
+Requests are handed to the daemon's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -36,6 +40,7 @@ from framerelay.errors import (
     InvalidSpecError,
     NotFoundError,
     UnauthenticatedError,
+    UnavailableError,
 )
 from framerelay.limits import MAX_REQUEST_BYTES
 from framerelay.service.api import DaemonApi, Method, methods
@@ -49,6 +54,9 @@ PREFIX = "/v1/"
 MAX_BODY = MAX_REQUEST_BYTES
 KEEPALIVE_SECONDS = 15.0
 SOCKET_TIMEOUT_S = 30.0  # a client that stalls this long mid-request or mid-stream is dropped
+BACKLOG = 1024  # connections the kernel holds until a thread takes them (capped by somaxconn)
+MAX_HANDLERS = 128  # connections served at once: hosts, the tray app, their polls and streams
+BUSY_WAIT_S = 10.0  # a connection waits this long for a thread, then is answered 503
 CORS_HEADERS = "authorization, content-type"
 _END = object()
 
@@ -64,11 +72,53 @@ def error_body(error: FramerelayError) -> bytes:
 class FacadeServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = BACKLOG
 
-    def __init__(self, address: tuple[str, int], facade: HttpFacade):
+    def __init__(self, address: tuple[str, int], facade: HttpFacade, max_handlers: int):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, FacadeHandler)
         self.facade = facade
+        self.max_handlers = max_handlers
+        self.busy_wait_s = BUSY_WAIT_S
+        self.peak_handlers = 0
+        self._slots = threading.BoundedSemaphore(max_handlers)
+        self._active = 0
+        self._count_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serves the connection in a thread of its own once one of the slots is free."""
+        if not self._slots.acquire(timeout=self.busy_wait_s):
+            log.warning("http: %d connections are being served; refused one", self.max_handlers)
+            refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        with self._count_lock:
+            self._active += 1
+            self.peak_handlers = max(self.peak_handlers, self._active)
+        threading.Thread(
+            target=self._serve, args=(request, client_address), name="http", daemon=True
+        ).start()
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._count_lock:
+                self._active -= 1
+            self._slots.release()
+
+
+def refuse_busy(request: socket.socket) -> None:
+    body = error_body(
+        UnavailableError("the daemon is serving too many connections.", "Try again in a moment.")
+    )
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        request.settimeout(1.0)
+        request.sendall(head.encode() + body)
 
 
 class HttpFacade:
@@ -82,12 +132,13 @@ class HttpFacade:
         allowed_origins: tuple[str, ...] = (),
         allowed_hosts: tuple[str, ...] = (),
         remote: bool = False,
+        max_handlers: int | None = None,
     ):
         self.api = api
         self.auth = auth
         self.loop = loop
         self.methods = methods()
-        self._server = FacadeServer((host, port), self)
+        self._server = FacadeServer((host, port), self, max_handlers or MAX_HANDLERS)
         self.guard = HttpGuard(
             self.port,
             frozenset(o.lower().rstrip("/") for o in allowed_origins),
@@ -104,12 +155,25 @@ class HttpFacade:
     def port(self) -> int:
         return self._server.server_address[1]
 
+    @property
+    def max_handlers(self) -> int:
+        return self._server.max_handlers
+
+    @property
+    def peak_handlers(self) -> int:
+        """The most connections served at once so far."""
+        return self._server.peak_handlers
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        self._end_streams()  # first: their threads free the slots a waiting connection needs
         self._server.shutdown()
         self._server.server_close()
+        self._end_streams()
+
+    def _end_streams(self) -> None:
         with self._lock:
             for inbox in self._streams:
                 inbox.put(_END)
@@ -138,6 +202,30 @@ class HttpFacade:
         pump.cancel()
         with self._lock:
             self._streams.discard(inbox)
+
+
+def malformed(method: Method, problem: str) -> InvalidSpecError:
+    return InvalidSpecError(
+        f"malformed {method.name}Request JSON: {problem}",
+        "Send the request message in proto3 JSON, e.g. "
+        '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
+    )
+
+
+_FIELD = re.compile(r"Failed to parse (\S+) field: ")
+
+
+def parse_problem(error: json_format.ParseError) -> str:
+    """protobuf's message, except that a value of the wrong JSON type is said in words rather
+    than with the Python error protobuf wraps ("unhashable type: 'list'")."""
+    text = str(error)
+    cause: BaseException = error
+    while cause.__context__ is not None:
+        cause = cause.__context__
+    if isinstance(cause, TypeError | AttributeError):
+        path = ".".join(_FIELD.findall(text))
+        return f"{path or 'a field'} has a value of the wrong JSON type."
+    return text[:500]
 
 
 class FacadeHandler(BaseHTTPRequestHandler):
@@ -267,22 +355,15 @@ class FacadeHandler(BaseHTTPRequestHandler):
         try:
             text = body.decode("utf-8") if body.strip() else "{}"
             self.server.facade.guard.check_json(text)
+            if not isinstance(json.loads(text), dict):
+                raise ValueError("the body must be a JSON object, {...}")
             json_format.Parse(text, request)
         except FramerelayError:
             raise
-        except (
-            json_format.ParseError,
-            UnicodeDecodeError,
-            ValueError,
-            TypeError,
-            OverflowError,
-            RecursionError,
-        ) as error:
-            raise InvalidSpecError(
-                f"malformed {method.name}Request JSON: {str(error)[:500]}",
-                "Send the request message in proto3 JSON, e.g. "
-                '{"spec": {"sourcePath": "/clips/a.mov", "editedFramePaths": ["/edits/a.png"]}}.',
-            ) from None
+        except json_format.ParseError as error:
+            raise malformed(method, parse_problem(error)) from None
+        except (UnicodeDecodeError, ValueError, TypeError, OverflowError, RecursionError) as error:
+            raise malformed(method, str(error)[:500]) from None
         return request
 
     def unary(self, method: Method, request: Message) -> None:

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from framerelay.proto.v1 import errors_pb2 as _errors_pb2
 from framerelay.proto.v1 import events_pb2 as _events_pb2
 from framerelay.proto.v1 import jobs_pb2 as _jobs_pb2
 from framerelay.proto.v1 import specs_pb2 as _specs_pb2
@@ -436,19 +437,27 @@ class GetCacheInfoResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
     ROOT_FIELD_NUMBER: _builtins.int
+    UNFINISHED_BYTES_FIELD_NUMBER: _builtins.int
     entries: _builtins.int
+    """Finished artifacts (LoRAs, inversions) that later jobs reuse."""
     bytes: _builtins.int
+    """Everything in the cache folder: the entries and unfinished_bytes. ClearCache frees it."""
     root: _builtins.str
+    unfinished_bytes: _builtins.int
+    """Of bytes, what no finished entry holds: LoRA checkpoints of training that has not finished
+    (an interrupted job resumes from them) and temporary files.
+    """
     def __init__(
         self,
         *,
         entries: _builtins.int = ...,
         bytes: _builtins.int = ...,
         root: _builtins.str = ...,
+        unfinished_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "root", b"root"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "root", b"root", "unfinished_bytes", b"unfinished_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -517,6 +526,7 @@ class GetStatusResponse(_message.Message):
     RUNNING_JOB_ID_FIELD_NUMBER: _builtins.int
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
+    WAITING_ON_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     device: _builtins.str
     """Where the model runs or will run: cuda:0, cpu, or auto before the first job."""
@@ -528,6 +538,12 @@ class GetStatusResponse(_message.Message):
     running_job_id: _builtins.str
     uptime_seconds: _builtins.float
     pid: _builtins.int
+    @_builtins.property
+    def waiting_on(self) -> _errors_pb2.ErrorInfo:
+        """Set while the worker waits for a problem to clear by itself (a full data disk): queued jobs
+        stay queued and run once it has cleared.
+        """
+
     def __init__(
         self,
         *,
@@ -541,10 +557,11 @@ class GetStatusResponse(_message.Message):
         running_job_id: _builtins.str = ...,
         uptime_seconds: _builtins.float = ...,
         pid: _builtins.int = ...,
+        waiting_on: _errors_pb2.ErrorInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["waiting_on", b"waiting_on"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "model", b"model", "model_loaded", b"model_loaded", "pid", b"pid", "queue_length", b"queue_length", "running_job_id", b"running_job_id", "uptime_seconds", b"uptime_seconds", "version", b"version", "vram_total_bytes", b"vram_total_bytes", "vram_used_bytes", b"vram_used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "model", b"model", "model_loaded", b"model_loaded", "pid", b"pid", "queue_length", b"queue_length", "running_job_id", b"running_job_id", "uptime_seconds", b"uptime_seconds", "version", b"version", "vram_total_bytes", b"vram_total_bytes", "vram_used_bytes", b"vram_used_bytes", "waiting_on", b"waiting_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -613,8 +630,9 @@ class EditorConfig(_message.Message):
     OPEN_EDITOR_FIELD_NUMBER: _builtins.int
     POLL_SAVES_FIELD_NUMBER: _builtins.int
     application: _builtins.str
-    """Empty: the system's default application. "photoshop" (macOS, Windows), an application name
-    or bundle (macOS), or an executable path or name on PATH.
+    """Empty: the system's default application. The name of a detected editor ("photoshop",
+    "gimp", "krita", ... see GetEditorConfigResponse.detected). Set by hand in config.toml only:
+    an application name or bundle (macOS), or an executable path or name on PATH.
     """
     open_editor: _builtins.bool
     """Absent: true. False: only report the exported path."""
@@ -622,7 +640,7 @@ class EditorConfig(_message.Message):
     """Poll the folder instead of OS notifications (network drives)."""
     @_builtins.property
     def arguments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Extra arguments placed before the file (executables only)."""
+        """Extra arguments placed before the file (executables only); set in config.toml only."""
 
     def __init__(
         self,
@@ -664,26 +682,64 @@ class GetEditorConfigResponse(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     CONFIG_PATH_FIELD_NUMBER: _builtins.int
     NO_OPEN_FIELD_NUMBER: _builtins.int
+    DETECTED_FIELD_NUMBER: _builtins.int
+    READ_ONLY_FIELD_NUMBER: _builtins.int
     config_path: _builtins.str
     """The config file the settings live in."""
     no_open: _builtins.bool
     """The daemon runs with --no-open: it never opens the editor, whatever the config says."""
+    read_only: _builtins.bool
+    """SetEditorConfig changes nothing (the daemon runs with --allow-remote)."""
     @_builtins.property
     def config(self) -> Global___EditorConfig: ...
+    @_builtins.property
+    def detected(self) -> _containers.RepeatedCompositeFieldContainer[Global___DetectedEditor]:
+        """The image editors installed on the daemon's machine: what SetEditorConfig may choose."""
+
     def __init__(
         self,
         *,
         config: Global___EditorConfig | None = ...,
         config_path: _builtins.str = ...,
         no_open: _builtins.bool = ...,
+        detected: _abc.Iterable[Global___DetectedEditor] | None = ...,
+        read_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "config_path", b"config_path", "no_open", b"no_open"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "config_path", b"config_path", "detected", b"detected", "no_open", b"no_open", "read_only", b"read_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEditorConfigResponse: _TypeAlias = GetEditorConfigResponse  # noqa: Y015
+
+@_typing.final
+class DetectedEditor(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The value for EditorConfig.application: "gimp", "krita", "photoshop", ..."""
+    label: _builtins.str
+    """For people: "GIMP", "Adobe Photoshop"."""
+    path: _builtins.str
+    """The executable, or the application bundle on macOS."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        label: _builtins.str = ...,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "name", b"name", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DetectedEditor: _TypeAlias = DetectedEditor  # noqa: Y015
 
 @_typing.final
 class SetEditorConfigRequest(_message.Message):

@@ -132,7 +132,8 @@ class DaemonServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """A queued job is removed; a running one stops at its next step boundary.
+        """A queued job is removed; a running one stops at its next step boundary. An acknowledged
+        cancel holds across a crash: a restart ends the job as cancelled instead of running it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -200,6 +201,9 @@ class DaemonServicer:
 
     def SetEditorConfig(self, request, context):
         """Replaces the [editor] settings and writes them to the config file; applies to new round trips.
+        The application may only become "" (the system default), a detected editor's name, or stay
+        as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
+        --allow-remote nothing can be changed (PERMISSION_DENIED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

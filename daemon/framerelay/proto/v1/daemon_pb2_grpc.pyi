@@ -39,7 +39,9 @@ class DaemonStub:
     GetJob: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GetJobRequest, _daemon_pb2.GetJobResponse]
     ListJobs: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.ListJobsRequest, _daemon_pb2.ListJobsResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.CancelJobRequest, _daemon_pb2.CancelJobResponse]
-    """A queued job is removed; a running one stops at its next step boundary."""
+    """A queued job is removed; a running one stops at its next step boundary. An acknowledged
+    cancel holds across a crash: a restart ends the job as cancelled instead of running it again.
+    """
     MoveJob: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.MoveJobRequest, _daemon_pb2.MoveJobResponse]
     WatchJob: _grpc.UnaryStreamMultiCallable[_daemon_pb2.WatchJobRequest, _daemon_pb2.WatchJobResponse]
     """The job's events after after_seq; ends after the terminal event."""
@@ -57,7 +59,11 @@ class DaemonStub:
     GetEditorConfig: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GetEditorConfigRequest, _daemon_pb2.GetEditorConfigResponse]
     """The [editor] settings of the daemon's config file (config.toml next to daemon.json)."""
     SetEditorConfig: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.SetEditorConfigRequest, _daemon_pb2.SetEditorConfigResponse]
-    """Replaces the [editor] settings and writes them to the config file; applies to new round trips."""
+    """Replaces the [editor] settings and writes them to the config file; applies to new round trips.
+    The application may only become "" (the system default), a detected editor's name, or stay
+    as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
+    --allow-remote nothing can be changed (PERMISSION_DENIED).
+    """
 
 @_typing.type_check_only
 class DaemonAsyncStub(DaemonStub):
@@ -70,7 +76,9 @@ class DaemonAsyncStub(DaemonStub):
     GetJob: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GetJobRequest, _daemon_pb2.GetJobResponse]  # type: ignore[assignment]
     ListJobs: _aio.UnaryUnaryMultiCallable[_daemon_pb2.ListJobsRequest, _daemon_pb2.ListJobsResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_daemon_pb2.CancelJobRequest, _daemon_pb2.CancelJobResponse]  # type: ignore[assignment]
-    """A queued job is removed; a running one stops at its next step boundary."""
+    """A queued job is removed; a running one stops at its next step boundary. An acknowledged
+    cancel holds across a crash: a restart ends the job as cancelled instead of running it again.
+    """
     MoveJob: _aio.UnaryUnaryMultiCallable[_daemon_pb2.MoveJobRequest, _daemon_pb2.MoveJobResponse]  # type: ignore[assignment]
     WatchJob: _aio.UnaryStreamMultiCallable[_daemon_pb2.WatchJobRequest, _daemon_pb2.WatchJobResponse]  # type: ignore[assignment]
     """The job's events after after_seq; ends after the terminal event."""
@@ -88,7 +96,11 @@ class DaemonAsyncStub(DaemonStub):
     GetEditorConfig: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GetEditorConfigRequest, _daemon_pb2.GetEditorConfigResponse]  # type: ignore[assignment]
     """The [editor] settings of the daemon's config file (config.toml next to daemon.json)."""
     SetEditorConfig: _aio.UnaryUnaryMultiCallable[_daemon_pb2.SetEditorConfigRequest, _daemon_pb2.SetEditorConfigResponse]  # type: ignore[assignment]
-    """Replaces the [editor] settings and writes them to the config file; applies to new round trips."""
+    """Replaces the [editor] settings and writes them to the config file; applies to new round trips.
+    The application may only become "" (the system default), a detected editor's name, or stay
+    as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
+    --allow-remote nothing can be changed (PERMISSION_DENIED).
+    """
 
 class DaemonServicer(metaclass=_abc_1.ABCMeta):
     """The local framerelay daemon. Every call needs the token from the discovery file in the
@@ -122,7 +134,9 @@ class DaemonServicer(metaclass=_abc_1.ABCMeta):
         request: _daemon_pb2.CancelJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_daemon_pb2.CancelJobResponse, _abc.Awaitable[_daemon_pb2.CancelJobResponse]]:
-        """A queued job is removed; a running one stops at its next step boundary."""
+        """A queued job is removed; a running one stops at its next step boundary. An acknowledged
+        cancel holds across a crash: a restart ends the job as cancelled instead of running it again.
+        """
 
     @_abc_1.abstractmethod
     def MoveJob(
@@ -200,6 +214,10 @@ class DaemonServicer(metaclass=_abc_1.ABCMeta):
         request: _daemon_pb2.SetEditorConfigRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_daemon_pb2.SetEditorConfigResponse, _abc.Awaitable[_daemon_pb2.SetEditorConfigResponse]]:
-        """Replaces the [editor] settings and writes them to the config file; applies to new round trips."""
+        """Replaces the [editor] settings and writes them to the config file; applies to new round trips.
+        The application may only become "" (the system default), a detected editor's name, or stay
+        as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
+        --allow-remote nothing can be changed (PERMISSION_DENIED).
+        """
 
 def add_DaemonServicer_to_server(servicer: DaemonServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
