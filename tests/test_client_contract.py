@@ -24,6 +24,7 @@ from framerelay_client import (
     DaemonUnreachable,
     EditUnreadable,
     FakeDaemon,
+    Forbidden,
     InvalidSpec,
     JobView,
     NotFound,
@@ -392,10 +393,21 @@ def test_editor_settings_round_trip(backend):
     current = api.get_editor_config()
     assert current["config"] == {"openEditor": True}
     assert current["configPath"].endswith("config.toml") and current["noOpen"] is True
-    wanted = {"application": "gimp", "arguments": ["-n"], "openEditor": False}
+    wanted = {"openEditor": False, "pollSaves": True}
     assert api.set_editor_config(wanted)["config"] == wanted
     assert api.get_editor_config()["config"] == wanted
     assert api.set_editor_config({})["config"] == {"openEditor": True}
+
+
+def test_editor_settings_refuse_a_program_or_arguments_of_the_callers_choice(backend):
+    api = backend.api
+    with pytest.raises(Forbidden) as refused:
+        api.set_editor_config({"application": "/bin/sh", "arguments": ["-c", "touch pwned"]})
+    assert "not an image editor the daemon detected" in refused.value.message
+    assert "[editor]" in refused.value.hint
+    with pytest.raises(Forbidden, match="arguments cannot be changed"):
+        api.set_editor_config({"arguments": ["--batch"]})
+    assert api.get_editor_config()["config"] == {"openEditor": True}
 
 
 def test_cache_info_and_clear(backend):

@@ -215,6 +215,10 @@ class FakeDaemon(DaemonApi):
         self.cache_entries = 0
         self.cache_bytes = 0
         self.editor: JsonDict = {"openEditor": True}
+        # The image editors "installed" on the fake's machine (DetectedEditor dicts: name, label,
+        # path); over the API only these (or the system default) may be chosen, as on the daemon.
+        self.detected_editors: list[JsonDict] = []
+        self.editor_read_only = False  # True: like a daemon started with --allow-remote
         self.default_script = Script()
         self._clock = clock
         self._started_at = clock()
@@ -510,11 +514,40 @@ class FakeDaemon(DaemonApi):
 
     def _set_editor_config(self, request: JsonDict) -> JsonDict:
         given = request.get("config", {})
+        path = self.config_dir / "config.toml"
+        if self.editor_read_only:
+            raise error_for_code(
+                "ERROR_CODE_FORBIDDEN",
+                "the editor settings cannot be changed over the API while the daemon accepts "
+                "remote connections (--allow-remote).",
+                f"Change them in {path} on the daemon's machine.",
+            )
+        current = self.editor.get("application", "")
+        application = str(given.get("application") or "")
+        changed = application.lower() != current.lower()
+        detected = [editor["name"] for editor in self.detected_editors]
+        if changed and application and application.lower() not in detected:
+            choices = ", ".join(detected) or "none was found on this machine"
+            raise error_for_code(
+                "ERROR_CODE_FORBIDDEN",
+                f"{application[:200]!r} is not an image editor the daemon detected; over the API "
+                f"the editor is the system default or a detected one ({choices}).",
+                f"To use another program, set application under [editor] in {path} on the "
+                "daemon's machine (or run `framerelay editor --application PATH` there).",
+            )
+        arguments = list(given.get("arguments") or [])
+        if arguments and arguments != self.editor.get("arguments", []):
+            raise error_for_code(
+                "ERROR_CODE_FORBIDDEN",
+                "the editor's arguments cannot be changed over the API.",
+                f"Set arguments under [editor] in {path} on the daemon's machine (or run "
+                "`framerelay editor --argument=ARG` there).",
+            )
         config: JsonDict = {}
-        if given.get("application"):
-            config["application"] = given["application"]
-        if given.get("arguments"):
-            config["arguments"] = list(given["arguments"])
+        if application:
+            config["application"] = application.lower() if changed else current
+        if not changed and self.editor.get("arguments"):
+            config["arguments"] = list(self.editor["arguments"])
         config["openEditor"] = bool(given.get("openEditor", True))
         if given.get("pollSaves"):
             config["pollSaves"] = True
@@ -528,6 +561,10 @@ class FakeDaemon(DaemonApi):
         }
         if self.no_open:
             response["noOpen"] = True
+        if self.detected_editors:
+            response["detected"] = [dict(editor) for editor in self.detected_editors]
+        if self.editor_read_only:
+            response["readOnly"] = True
         return response
 
     def _attach_edit(self, request: JsonDict) -> JsonDict:
