@@ -479,7 +479,7 @@ def run_edit(
                     lora_file = None
                     if params.lora.steps > 0:
                         lora_file = lora.save_motion_lora(pipe.unet, scratch / f"{key}.safetensors")
-                    artifacts.store_window(cache, key, inversion, lora_file)
+                    artifacts.store_window(cache, key, inversion, lora_file, str(request.source))
                     shutil.rmtree(checkpoints, ignore_errors=True)  # the entry supersedes them
 
             for edit in edits:

@@ -47,7 +47,7 @@ def edit_request_for(
 
 
 def result_from(edit: EditResult) -> ExecutionResult:
-    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size)
+    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size, edit.preset)
 
 
 class EngineExecutor:

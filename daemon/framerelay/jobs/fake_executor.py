@@ -133,7 +133,12 @@ class FakeExecutor:
         fps = spec.source_fps or DEFAULT_FPS
         for index, output in enumerate(run.outputs):
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
-        return ExecutionResult(run.outputs, frames, fps, self.frame_size)
+        return ExecutionResult(run.outputs, frames, fps, self.frame_size, fake_preset(spec.preset))
+
+
+def fake_preset(asked: str) -> str:
+    """The engine resolves auto from the pictures; the fake, which has none, always picks local."""
+    return "local" if asked == "auto" else asked
 
 
 def preview_png(size: tuple[int, int]) -> bytes:

@@ -78,7 +78,7 @@ def read_config_file(folder: Path) -> dict[str, Any]:
         return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise InvalidSpecError(f"cannot read {path}: {error}.", CONFIG_HINT) from None
-    unknown = sorted(set(data) - set(SETTINGS))
+    unknown = sorted(set(data) - set(SETTINGS) - set(SECTIONS))
     if unknown:
         raise InvalidSpecError(
             f"{path} has unknown settings: {', '.join(unknown)}.",
@@ -129,6 +129,9 @@ def _hosts(value: Any, path: Path) -> tuple[str, ...]:
     return tuple(v.lower() for v in _strings(value, "allowed_hosts", path))
 
 
+# Tables of config.toml that their own modules read (and the daemon writes): [editor] (the round
+# trip's image editor, service.editor_settings) and [defaults] (service.job_defaults).
+SECTIONS = ("editor", "defaults")
 SETTINGS = {
     "output_roots": _roots,
     "outputs_next_to_source": _flag,
