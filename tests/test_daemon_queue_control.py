@@ -234,7 +234,7 @@ def test_defaults_and_editor_settings_the_daemon_writes_are_read_back_at_its_nex
             editor_back = client.editor_config().config
             paused = client.status().queue_paused
     finally:
-        out, err = stop_serve(process)
+        _, err = stop_serve(process)
     assert process.returncode == 0, err
     assert defaults == wanted
     assert editor_back.poll_saves and not editor_back.open_editor
@@ -325,7 +325,7 @@ def test_a_job_that_killed_the_daemon_twice_is_parked_as_failed_instead_of_run_a
             others = [j for j in client.list().jobs if j.spec.label == "next"]
             next_events = list(client.watch(others[0].id))
     finally:
-        out, err = stop_serve(process)
+        _, err = stop_serve(process)
     assert process.returncode == 0, err
     assert parked.state == jobs_pb2.JOB_STATE_FAILED and parked.attempt == 2
     assert "2 times" in parked.error.message and "retry" in parked.error.hint
@@ -339,9 +339,10 @@ def test_a_clean_stop_is_not_counted_as_a_crash(tmp_path):
     gate = threading.Event()
     for _ in range(3):
         with running_daemon(tmp_path, FakeExecutor(gate=gate)) as (_, client):
-            listed = [j for j in client.list().jobs]
+            listed = list(client.list().jobs)
             job = listed[0] if listed else client.submit(clip_spec(source, edited))
-            wait_for(lambda: state_of(client, job.id) == jobs_pb2.JOB_STATE_RUNNING)
+            running = job.id
+            wait_for(lambda: state_of(client, running) == jobs_pb2.JOB_STATE_RUNNING)  # noqa: B023
     gate.set()
     with running_daemon(tmp_path, FakeExecutor(gate=gate)) as (_, client):
         last = list(client.watch(job.id))[-1]
