@@ -80,6 +80,14 @@ class DaemonClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
 
+    def poll(
+        self, job_id: str, after_seq: int = 0, wait_seconds: float = 0.0, max_events: int = 0
+    ) -> daemon_pb2.PollJobResponse:
+        request = daemon_pb2.PollJobRequest(
+            job_id=job_id, after_seq=after_seq, wait_seconds=wait_seconds, max_events=max_events
+        )
+        return self._call(self._stub.PollJob, request, timeout=self.timeout + wait_seconds)
+
     def status(self) -> daemon_pb2.GetStatusResponse:
         return self._call(self._stub.GetStatus, daemon_pb2.GetStatusRequest())
 
