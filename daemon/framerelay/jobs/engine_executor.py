@@ -83,6 +83,7 @@ class EngineExecutor:
         engine = self._engine_for(module, request.model)
         for output in run.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)
+
         def preview(frame: Any) -> None:
             report.preview(*preview_png(frame), "edit")
 
