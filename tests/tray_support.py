@@ -201,3 +201,20 @@ def every_state_daemon(root: Path) -> Iterator[Scene]:
             yield Scene(client, hold, jobs)
         finally:
             hold.set()
+
+
+def render_window(app: TrayApp, scene: Scene, path: Path, size: tuple[int, int] = (1100, 460)):
+    """Saves the window showing the scene, the running job selected, as a PNG; returns it."""
+    from PySide6.QtGui import QImage
+
+    window = app.window
+    pump(lambda: len(app.model.rows()) == len(scene.jobs) and app.status is not None)
+    window.resize(*size)
+    window.show()
+    window.select_job(scene.jobs["running"])
+    pump(lambda: window.preview.showing == (scene.jobs["running"], "live"))
+    window.statusBar().clearMessage()
+    for _ in range(10):
+        QApplication.processEvents()
+    window.grab().save(str(path))
+    return QImage(str(path))

@@ -16,13 +16,13 @@ from PySide6.QtCore import QObject, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from framerelay.proto.v1 import daemon_pb2, specs_pb2
+from framerelay.proto.v1 import daemon_pb2
 from framerelay_tray.daemon_process import DaemonLauncher
 from framerelay_tray.feed import Commands, QueueFeed
 from framerelay_tray.frames import FrameStrip, result_strip
 from framerelay_tray.model import JobTableModel
 from framerelay_tray.resolve_actions import ResolveActions, describe, find_resolve_actions
-from framerelay_tray.rows import JobRow
+from framerelay_tray.rows import JobRow, retry_spec
 from framerelay_tray.tray import Tray
 from framerelay_tray.window import QueueWindow
 
@@ -58,17 +58,6 @@ class FileOpener:
             subprocess.Popen(["explorer", f"/select,{path}"])
         else:  # no common "select this file" call: open its folder
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent)))
-
-
-def retry_spec(spec: specs_pb2.JobSpec) -> specs_pb2.JobSpec:
-    """The spec of a new job doing what `spec` asked: a new request id, and a round trip whose edit
-    arrived becomes a plain job with that edit."""
-    again = specs_pb2.JobSpec()
-    again.CopyFrom(spec)
-    again.request_id = ""
-    if again.edited_frame_paths:
-        again.ClearField("edit_session")
-    return again
 
 
 class TrayApp(QObject):

@@ -1,4 +1,5 @@
-"""What the queue window shows of each job, folded from the daemon's jobs and events; no Qt.
+"""What the queue window shows of each job, folded from the daemon's jobs and events, and what
+a retry submits; no Qt.
 
 `QueueState` mirrors the daemon's queue: a snapshot (ListJobs) replaces everything, and each
 WatchQueue event updates one job. Queue positions move without events for the other jobs, so the
@@ -209,10 +210,23 @@ class QueueState:
         return len(self.order)
 
 
+def retry_spec(spec: specs_pb2.JobSpec) -> specs_pb2.JobSpec:
+    """The spec of a new job doing what `spec` asked: a new request id, and a round trip whose edit
+    arrived becomes a plain job with that edit."""
+    again = specs_pb2.JobSpec()
+    again.CopyFrom(spec)
+    again.request_id = ""
+    if again.edited_frame_paths:
+        again.ClearField("edit_session")
+    return again
+
+
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    seconds = max(0, round(seconds))
+    if seconds < 1:
+        return "< 1 s"
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)
