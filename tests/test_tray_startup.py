@@ -17,6 +17,7 @@ from PySide6.QtGui import QImage
 
 from framerelay.service.discovery import discovery_path
 from framerelay_tray import resolve_actions
+from framerelay_tray.app import NO_TRAY_NOTICE
 from framerelay_tray.tray import Tray
 from tests.daemon_harness import ROOT, clip_spec, make_media, running_daemon
 from tests.tray_support import (
@@ -30,8 +31,8 @@ from tests.tray_support import (
 
 POISON = """\
 from pathlib import Path
-Path({marker!r}).write_text("imported")
-raise ImportError("torch must not be imported by the tray app")
+Path({marker!r}).write_text("{name}")
+raise ImportError("{name} must not be imported when the tray app starts")
 """
 
 
@@ -41,11 +42,12 @@ def _isolated(tmp_path, monkeypatch):
     set_state_dirs(monkeypatch, tmp_path)
 
 
-def test_the_tray_app_starts_and_connects_without_importing_torch(tmp_path):
+def test_the_tray_app_starts_and_connects_without_torch_or_pyav(tmp_path):
     poison = tmp_path / "poison"
-    (poison / "torch").mkdir(parents=True)
     marker = tmp_path / "torch-was-imported"
-    (poison / "torch" / "__init__.py").write_text(POISON.format(marker=str(marker)))
+    for name in ("torch", "av"):
+        (poison / name).mkdir(parents=True)
+        (poison / name / "__init__.py").write_text(POISON.format(marker=str(marker), name=name))
     source, edited = make_media(tmp_path / "media")
     with running_daemon(tmp_path) as (_, client):
         job = client.submit(clip_spec(source, edited))
@@ -62,9 +64,18 @@ def test_the_tray_app_starts_and_connects_without_importing_torch(tmp_path):
             timeout=120,
         )
     assert checked.returncode == 0, checked.stderr
-    assert not marker.exists(), "the tray app imported torch"
+    assert not marker.exists(), f"the tray app imported {marker.read_text()}"
     assert "connected to framerelay 0.1.0" in checked.stdout and "1 jobs" in checked.stdout
     assert job.id
+
+
+def test_without_a_tray_the_window_is_the_app_and_says_so_once(tmp_path):
+    with running_daemon(tmp_path), tray_app(tmp_path) as app:
+        pump(lambda: app.status is not None)
+        app.say_once(NO_TRAY_NOTICE)
+        visible = app.window.isVisible()
+    assert app.tray is None and visible
+    assert app.notices == [NO_TRAY_NOTICE]
 
 
 def test_without_a_daemon_the_check_says_so_and_fails(tmp_path):

@@ -3,7 +3,9 @@
 The tray starts `framerelay serve` with its own Python (`python -m framerelay serve`) in a new
 session, so the daemon outlives the tray: host plugins still need it after the tray quits. Its
 start-up output (what it prints before its log file exists, e.g. a broken config.toml) goes to
-`launch.log` next to `daemon.log`. Stopping sends SIGTERM, which the daemon handles cleanly.
+`launch.log` next to `daemon.log`. Stopping sends SIGTERM, which the daemon handles cleanly (on
+Windows, where there is no SIGTERM, it ends the process: the queue and its jobs survive, and the
+running job is recovered at the next start, as after a crash).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ TAIL_BYTES = 256 * 1024
 
 
 def pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":  # os.kill would terminate it; trust the discovery file
-        return True
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -35,6 +37,23 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    import ctypes
+
+    query_limited_information, still_active = 0x1000, 259
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(query_limited_information, False, pid)
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and (
+            code.value == still_active
+        )
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 class DaemonLauncher:

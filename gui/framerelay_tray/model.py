@@ -7,7 +7,7 @@ the daemon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import (
@@ -101,8 +101,6 @@ class JobTableModel(QAbstractTableModel):
         """The daemon accepted an interrupt: the row says so until the job stops."""
         row = self.state.rows.get(job.id)
         if row is not None and job.cancel_requested:
-            from dataclasses import replace
-
             self.state.rows[job.id] = replace(row, cancel_requested=True)
             self._refresh()
 
