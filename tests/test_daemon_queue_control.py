@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
@@ -348,3 +349,27 @@ def test_a_clean_stop_is_not_counted_as_a_crash(tmp_path):
         last = list(client.watch(job.id))[-1]
         attempts = client.get(job.id).attempt
     assert last.WhichOneof("kind") == "finished" and attempts == 4
+
+
+def test_the_defaults_section_is_read_checked_and_written_beside_the_others(tmp_path):
+    from framerelay.jobs.output_policy import OutputPolicy
+    from framerelay.service.job_defaults import DefaultsSettings, JobDefaults
+
+    path = tmp_path / "config.toml"
+    policy = OutputPolicy(tmp_path / "outputs", (tmp_path,))
+    path.write_text('output_roots = ["/x"]\n\n[defaults]\npreset = "bogus"\n')
+    with pytest.raises(InvalidSpecError) as broken:
+        DefaultsSettings(path, policy)
+    assert str(path) in broken.value.message and "unknown default preset" in broken.value.message
+
+    path.write_text('output_roots = ["/x"]\n\n[editor]\napplication = "gimp"\n')
+    settings = DefaultsSettings(path, policy)
+    assert settings.current() == JobDefaults()
+    settings.update(JobDefaults(preset="shape", output_format="png"))
+    text = path.read_text()
+    assert 'application = "gimp"' in text and 'output_roots = ["/x"]' in text
+    assert DefaultsSettings(path, policy).current() == JobDefaults("shape", "png")
+
+    time.sleep(0.01)  # a hand edit applies from then on
+    path.write_text(text.replace('preset = "shape"', 'preset = "local"'))
+    assert settings.current().preset == "local"

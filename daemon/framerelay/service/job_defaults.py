@@ -2,7 +2,7 @@
 format or output folder unset gets.
 
 The daemon reads it at start (a broken section stops the start with one line naming it), again
-whenever the file changes, and writes it for SetDefaults; other sections are kept as they are.
+whenever the file changes, and writes it for SetDefaults (`config_sections.SectionSettings`).
 Plugins and the tray app read it through GetDefaults, so every host offers the same defaults.
 
     [defaults]
@@ -13,9 +13,6 @@ Plugins and the tray app read it through GetDefaults, so every host offers the s
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,10 +22,7 @@ from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import InvalidSpecError
 from framerelay.jobs.output_policy import OutputPolicy
 from framerelay.jobs.spec import DEFAULT_OUTPUT_FORMAT, check_output_folder
-from framerelay.roundtrip.files import write_atomic
-from framerelay.service.editor_settings import dump_toml, read_document
-
-log = logging.getLogger(__name__)
+from framerelay.service.config_sections import SectionSettings
 
 SECTION = "defaults"
 KEYS = ("preset", "output_format", "output_folder")
@@ -78,63 +72,19 @@ class JobDefaults:
         ).validate()
 
 
-def read_defaults(path: Path) -> JobDefaults:
-    section = read_document(path).get(SECTION, {})
-    if not isinstance(section, dict):
-        raise InvalidSpecError(f"{path}: [{SECTION}] must be a table.", _fix_hint(path))
-    try:
-        return JobDefaults.from_dict(section)
-    except InvalidSpecError as error:
-        raise InvalidSpecError(f"{path}: {error.message}", error.hint) from None
-
-
-class DefaultsSettings:
-    """The job defaults of one config file; thread-safe."""
+class DefaultsSettings(SectionSettings[JobDefaults]):
+    """The job defaults of one config file."""
 
     def __init__(self, path: Path, policy: OutputPolicy):
-        self.path = path
         self.policy = policy
-        self._lock = threading.Lock()
-        self._stamp = _stamp(path)
-        self._defaults = read_defaults(path)
+        hint = f"Fix {path} (see docs/daemon.md, 'Job defaults'), or delete its [{SECTION}]."
+        super().__init__(path, SECTION, JobDefaults.from_dict, JobDefaults.to_dict, hint)
 
-    def current(self) -> JobDefaults:
-        """The defaults, read again when the file changed; a broken file keeps the last good ones."""
-        with self._lock:
-            stamp = _stamp(self.path)
-            if stamp != self._stamp:
-                self._stamp = stamp
-                try:
-                    self._defaults = read_defaults(self.path)
-                except InvalidSpecError as error:
-                    log.warning("%s %s Keeping the previous job defaults.", error, error.hint)
-            return self._defaults
-
-    def update(self, defaults: JobDefaults) -> JobDefaults:
-        """Checks `defaults`, writes them as the `[defaults]` section and uses them from now on."""
-        defaults.validate()
-        if defaults.output_folder is not None:
+    def update(self, value: JobDefaults) -> JobDefaults:
+        """Checks the defaults, then writes them."""
+        value.validate()
+        if value.output_folder is not None:
             # A default applies to every clip, so "next to the source" cannot admit it.
             global_policy = replace(self.policy, next_to_source=False)
-            global_policy.check_folder(defaults.output_folder, defaults.output_folder)
-        with self._lock:
-            document = read_document(self.path)
-            document[SECTION] = defaults.to_dict()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, dump_toml(document).encode("utf-8"))
-            self._stamp = _stamp(self.path)
-            self._defaults = defaults
-            log.info("job defaults written to %s: %s", self.path, defaults.to_dict())
-            return defaults
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
-def _fix_hint(path: Path) -> str:
-    return f"Fix {path} (see docs/daemon.md, 'Job defaults'), or delete the [{SECTION}] section."
+            global_policy.check_folder(value.output_folder, value.output_folder)
+        return super().update(value)
