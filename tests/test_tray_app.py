@@ -5,7 +5,10 @@ restart, retry, results, previews, notifications, the cache and settings panels.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.proto.v1 import events_pb2, jobs_pb2, specs_pb2
 from framerelay.service.app import DaemonThread
 from framerelay.service.cache import DirectoryCache
+from framerelay.service.client import DaemonClient
 from framerelay.service.discovery import Discovery, discovery_path, write_discovery
 from framerelay_tray import frames
 from framerelay_tray.model import MIME_TYPE
@@ -30,6 +34,8 @@ from tests.daemon_harness import (
     make_config,
     make_media,
     running_daemon,
+    start_serve,
+    stop_serve,
     wait_for,
 )
 from tests.tray_support import pump, qt_application, set_state_dirs, tray_app
@@ -195,8 +201,6 @@ def test_the_window_reconnects_after_a_daemon_restart(tmp_path):
     with tray_app(tmp_path) as app:
         first = DaemonThread(make_config(tmp_path), FakeExecutor())
         with first:
-            from framerelay.service.client import DaemonClient
-
             with DaemonClient.from_discovery(first.discovery) as client:
                 job = client.submit(clip_spec(source, edited))
             pump(lambda: state_of(app, job.id) == "finished")
@@ -384,3 +388,39 @@ def test_the_ui_thread_never_waits_on_a_stalled_daemon(tmp_path):
         silent.close()
     assert returned < 0.5
     assert max(gaps) < 0.5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_job_that_crashed_the_daemon_twice_shows_as_failed_with_its_hint(tmp_path):
+    source, edited = make_media(tmp_path / "media")
+    state = tmp_path / "state"
+    job_id = ""
+    with tray_app(state) as app:
+        for attempt in (1, 2):
+            process, found = start_serve(state, "--fake", "--fake-step-seconds", "0.1")
+            try:
+                with DaemonClient.from_discovery(found) as client:
+                    job_id = job_id or client.submit(clip_spec(source, edited)).id
+                    seen = 0
+                    for event in client.watch(job_id):
+                        seen = event.started.attempt or seen
+                        if seen == attempt and event.progress.phase == "lora":
+                            break
+                pid = process.pid
+                pump(lambda: app.status is not None and app.status.pid == pid)  # noqa: B023
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(10)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                process.communicate()
+            pump(lambda: app.status is None)
+        process, found = start_serve(state, "--fake")
+        try:
+            pump(lambda: state_of(app, job_id) == "failed")
+            row = rows_by_id(app)[job_id]
+            notified = app.notifications[-1]
+        finally:
+            stop_serve(process)
+    assert "2 times" in row.error_message and "retry" in row.error_hint
+    assert notified[0] == "Failed"

@@ -68,7 +68,7 @@ PROGRESS_COLUMN = 5
 class JobTableModel(QAbstractTableModel):
     move_requested = Signal(str, int)  # job id, new 1-based queue position
     changed = Signal()  # any update: the tray's tooltip and menu follow
-    ended = Signal(object)  # JobRow that just finished, failed or was cancelled (live events only)
+    ended = Signal(object)  # JobRow that just finished, failed or was cancelled
     preview = Signal(str, bytes)  # job id, PNG of its latest preview event
 
     def __init__(self) -> None:
@@ -79,8 +79,15 @@ class JobTableModel(QAbstractTableModel):
     # --- fed by QueueFeed ---
 
     def load(self, jobs: list[jobs_pb2.Job]) -> None:
+        """A fresh snapshot; jobs seen running or queued before that have ended since (while the
+        feed was reconnecting) are reported as ended."""
+        before = self.state.rows
         self.state.load(jobs)
         self._refresh()
+        for job_id, row in self.state.rows.items():
+            old = before.get(job_id)
+            if old is not None and not old.ended and row.ended:
+                self.ended.emit(row)
 
     def add_job(self, job: jobs_pb2.Job) -> None:
         self.state.add(job)
