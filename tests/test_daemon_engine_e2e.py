@@ -41,7 +41,10 @@ def test_the_tiny_real_engine_runs_a_job_through_the_daemon(tmp_path, tiny_model
     assert kinds(events)[-1] == "finished", events[-1]
     phases = {e.progress.phase for e in events if e.WhichOneof("kind") == "progress"}
     assert {"decode", "load", "lora", "invert", "edit", "encode"} <= phases
+    (preview,) = [e.preview for e in events if e.WhichOneof("kind") == "preview"]
+    assert preview.png.startswith(b"\x89PNG") and (preview.width, preview.height) == (64, 64)
     result = events[-1].finished
+    assert result.preset in ("local", "style", "shape")  # auto, resolved by the engine
     assert result.frame_count == 4 and (result.fps.num, result.fps.den) == (24, 1)
     assert (result.width, result.height) == (64, 64)
     assert Path(result.output_paths[0]) == Path(job.output_paths[0])
@@ -94,7 +97,7 @@ class RecordingEngine(ModuleType):
         super().__init__("framerelay.engine.run")
         self.calls: list[tuple[EditRequest, object]] = []
 
-    def run_edit(self, request, progress, cancel, engine=None) -> EditResult:
+    def run_edit(self, request, progress, cancel, engine=None, preview=None) -> EditResult:
         self.calls.append((request, engine))
         progress(Progress("load", 0, 1))
         if not engine.loaded:

@@ -83,7 +83,7 @@ def make_executor(args: argparse.Namespace, config: DaemonConfig):
     if args.fake:
         from framerelay.jobs.fake_executor import FakeExecutor
 
-        return FakeExecutor(step_seconds=args.fake_step_seconds)
+        return FakeExecutor(step_seconds=args.fake_step_seconds, preview_phase="edit")
     from framerelay.jobs.engine_executor import EngineExecutor
 
     return EngineExecutor(config.model, config.device, config.dtype, config.cache_dir)

@@ -24,8 +24,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", dest="out_frame", type=int, help="frame after the last one")
     parser.add_argument("--fps", help="source frame rate, e.g. 24 or 24000/1001 (with --in/--out)")
     parser.add_argument("--mask", type=Path, help="mask of the edited region")
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="auto")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="mov", help="output format")
+    parser.add_argument(
+        "--preset", choices=PRESET_NAMES, help="default: the daemon's (`framerelay defaults`)"
+    )
+    parser.add_argument(
+        "--format", choices=OUTPUT_FORMATS, help="output format (default: the daemon's)"
+    )
     parser.add_argument(
         "--output-dir", type=Path, help="folder for the outputs (under the daemon's output roots)"
     )
@@ -126,7 +130,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
     given = {name: getattr(args, name) for name in (*PARAMETERS, "skip_interval")}
     overrides = ParamOverrides(**{k: v for k, v in given.items() if v is not None})
-    engine_params(args.preset, overrides).validate()
+    engine_params(args.preset or "auto", overrides).validate()  # the preset is checked by choices
     if args.in_frame is not None and args.out_frame is not None:
         fps = parse_fps(args.fps) if args.fps else None
         check_range(FrameRange(args.in_frame, args.out_frame), fps)
@@ -153,9 +157,13 @@ def build_spec(args: argparse.Namespace):
         source_path=str(args.source.resolve()),
         edited_frame_paths=[str(p.resolve()) for p in args.edited],
         mask_path=str(args.mask.resolve()) if args.mask else "",
-        params=specs_pb2.EditParams(preset=specs_pb2.Preset.Value(f"PRESET_{args.preset.upper()}")),
+        params=specs_pb2.EditParams(
+            preset=specs_pb2.Preset.Value(f"PRESET_{args.preset.upper()}") if args.preset else 0
+        ),
         output=specs_pb2.OutputSpec(
-            format=specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{args.format.upper()}"),
+            format=specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{args.format.upper()}")
+            if args.format
+            else 0,
             folder=str(args.output_dir.resolve()) if args.output_dir else "",
             overwrite=args.overwrite,
         ),

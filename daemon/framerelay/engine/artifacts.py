@@ -84,14 +84,17 @@ def load_inversion(path: Path, device: torch.device) -> Inversion:
 
 
 def store_window(
-    cache: ArtifactCache, key: str, inversion: Inversion, lora_file: Path | None
+    cache: ArtifactCache, key: str, inversion: Inversion, lora_file: Path | None, clip: str = ""
 ) -> Entry:
+    """Stores a window's inversion and LoRA; `clip` (the source's path) groups entries in lists."""
+
     def write(folder: Path) -> None:
         save_inversion(inversion, folder / INVERSION_FILE)
         if lora_file is not None:
             (folder / LORA_FILE).write_bytes(lora_file.read_bytes())
 
-    return cache.put(key, write, {"kind": "window", "frames": inversion.trajectory[0].shape[1]})
+    meta = {"kind": "window", "frames": inversion.trajectory[0].shape[1], "clip": clip}
+    return cache.put(key, write, meta)
 
 
 def checkpoint_dir(cache: ArtifactCache, key: str) -> Path:

@@ -11,6 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -379,11 +380,13 @@ def run_edit(
     progress: ProgressSink = ignore_progress,
     cancel: CancelToken | None = None,
     engine: Engine | None = None,
+    preview: Callable[[np.ndarray], None] | None = None,
 ) -> EditResult:
     """Propagate each edited first frame through the source clip; one output per edited frame.
 
     The motion LoRA and the inversion are computed once per window and shared by every edit, and
-    kept in the artifact cache so that another edit of the same clip reuses them.
+    kept in the artifact cache so that another edit of the same clip reuses them. `preview` gets
+    the last frame (uint8, H×W×3, source size) of each window of the first edit once it is done.
     """
     clock, timings = time.perf_counter(), {}
     params = _check_request(request)
@@ -483,7 +486,7 @@ def run_edit(
                     lora_file = None
                     if params.lora.steps > 0:
                         lora_file = lora.save_motion_lora(pipe.unet, scratch / f"{key}.safetensors")
-                    artifacts.store_window(cache, key, inversion, lora_file)
+                    artifacts.store_window(cache, key, inversion, lora_file, str(request.source))
                     shutil.rmtree(checkpoints, ignore_errors=True)  # the entry supersedes them
 
             for edit in edits:
@@ -494,6 +497,8 @@ def run_edit(
                 restored = fit.from_model(decoded.cpu().numpy())
                 edit.last_frame = torch.from_numpy(fit.to_model(restored[-1:])).to(device)
                 edit.sink.write(restored if index == 0 else restored[params.overlap :])
+                if preview is not None and edit.index == 0:
+                    preview(restored[-1])
                 report(Progress("encode", index + 1, len(windows)))
 
             if index == 0 and params.skip_interval and len(windows) > 1:

@@ -23,6 +23,7 @@ from framerelay.progress import CancelToken
 log = logging.getLogger(__name__)
 
 ENGINE_MODULE = "framerelay.engine.run"
+PREVIEW_SIZE = 256  # longest side of a preview picture, in pixels
 
 
 def edit_request_for(
@@ -52,8 +53,21 @@ def edit_request_for(
     )
 
 
+def preview_png(frame: Any, longest: int = PREVIEW_SIZE) -> tuple[bytes, int, int]:
+    """A small PNG of a uint8 H×W×3 frame, and its size."""
+    import io
+
+    from PIL import Image
+
+    picture = Image.fromarray(frame)
+    picture.thumbnail((longest, longest))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue(), picture.width, picture.height
+
+
 def result_from(edit: EditResult) -> ExecutionResult:
-    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size)
+    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size, edit.preset)
 
 
 class EngineExecutor:
@@ -77,7 +91,12 @@ class EngineExecutor:
         engine = self._engine_for(module, request.model)
         for output in run.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)
-        return result_from(module.run_edit(request, report.progress, cancel, engine=engine))
+
+        def preview(frame: Any) -> None:
+            report.preview(*preview_png(frame), "edit")
+
+        edit = module.run_edit(request, report.progress, cancel, engine=engine, preview=preview)
+        return result_from(edit)
 
     def _engine_for(self, module: ModuleType, model: str) -> Any:
         """The warm engine when it holds `model`, else a new one (it loads on first use)."""

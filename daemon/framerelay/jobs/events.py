@@ -32,7 +32,9 @@ class ErrorInfo:
 @dataclass(frozen=True)
 class Queued:
     position: int  # 1 = runs next
-    reason: str = "submitted"  # submitted | moved | recovered
+    reason: str = (
+        "submitted"  # submitted | moved | recovered | edit_received | follow_save | paused
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Finished:
     fps: Fraction
     width: int
     height: int
+    preset: str = ""  # resolved when the job asked for auto; one per output, comma-separated
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class ExecutionResult:
     frame_count: int
     fps: Fraction
     size: tuple[int, int]  # (width, height)
+    preset: str = ""  # the preset used, resolved when the job asked for auto; comma-separated
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.progress import CancelToken, Progress
@@ -133,17 +134,33 @@ class FakeExecutor:
         fps = spec.source_fps or DEFAULT_FPS
         for index, output in enumerate(run.outputs):
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
-        return ExecutionResult(run.outputs, frames, fps, self.frame_size)
+        return ExecutionResult(run.outputs, frames, fps, self.frame_size, fake_preset(spec.preset))
+
+
+def fake_preset(asked: str) -> str:
+    """The engine resolves auto from the pictures; the fake, which has none, always picks local."""
+    return "local" if asked == "auto" else asked
 
 
 def preview_png(size: tuple[int, int]) -> bytes:
+    """The first frame of the test pattern, as the engine previews a window's last frame."""
     import io
 
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.new("RGB", size, (40, 120, 200)).save(buffer, format="PNG")
+    Image.fromarray(test_pattern(size, 0)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_pattern(size: tuple[int, int], n: int, seed: int = 0) -> Any:
+    """Frame `n` of a moving gradient (uint8, height × width × 3)."""
+    import numpy as np
+
+    width, height = size
+    ramp = np.add.outer(np.arange(height), np.arange(width)).astype(np.int64)
+    base = (ramp * 2 + n * 9 + seed * 40) % 256
+    return np.stack([base, (base + 85) % 256, (base + 170) % 256], axis=-1).astype(np.uint8)
 
 
 def read_checkpoint(work_dir: Path) -> list[str]:
@@ -163,16 +180,13 @@ def write_test_video(
 ) -> None:
     """A moving gradient of `frames` frames at `fps`, written beside `path`, renamed into place."""
     import av
-    import numpy as np
 
     width, height = size
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex}"
-    ramp = np.add.outer(np.arange(height), np.arange(width)).astype(np.int64)
 
-    def picture(n: int) -> np.ndarray:
-        base = (ramp * 2 + n * 9 + seed * 40) % 256
-        return np.stack([base, (base + 85) % 256, (base + 170) % 256], axis=-1).astype(np.uint8)
+    def picture(n: int) -> Any:
+        return test_pattern(size, n, seed)
 
     if output_format == "png":
         tmp.mkdir()

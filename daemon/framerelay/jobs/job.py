@@ -73,6 +73,7 @@ class Job:
     result: Finished | None = None
     error: ErrorInfo | None = None
     edit: EditStatus | None = None
+    crashes: int = 0  # times the daemon died (killed, out of memory...) while this job ran
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +92,7 @@ class Job:
             "result": payload_to_json(self.result) if self.result else None,
             "error": error_to_json(self.error) if self.error else None,
             "edit": asdict(self.edit) if self.edit else None,
+            "crashes": self.crashes,
         }
 
     @classmethod
@@ -113,6 +115,7 @@ class Job:
             result=finished_from_json(result) if result else None,
             error=error_from_json(error) if error else None,
             edit=EditStatus(**edit) if edit else None,
+            crashes=data.get("crashes", 0),
         )
 
 

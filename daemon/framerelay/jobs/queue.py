@@ -22,6 +22,7 @@ from framerelay.jobs.events import (
     Cancelled,
     EditUpdate,
     ErrorInfo,
+    Failed,
     JobEvent,
     Payload,
     Queued,
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PAGE = 500  # events read from the store at a time when a watcher catches up
 JOB_ID = re.compile(r"[0-9a-f]{1,32}")
+PAUSED_KEY = "queue_paused"  # in the store: a pause outlives a restart
+MAX_CRASHES = 2  # a job running at this many daemon deaths is failed instead of run again
 
 
 def new_job_id() -> str:
@@ -68,6 +71,8 @@ class JobQueue:
         self._hub = EventHub()
         self._wakeup = asyncio.Event()
         self._tokens: dict[str, CancelToken] = {}
+        self._paused = store.setting(PAUSED_KEY) is not None
+        self._requeue: set[str] = set()  # running jobs a pause interrupted: they are queued again
         self._closed = False
         self.listeners: list[Listener] = []  # called in the event loop after each stored event
 
@@ -215,20 +220,70 @@ class JobQueue:
         job = self.record(job_id, Queued(new_position, "moved"))
         return job, [j.id for j in order]
 
+    # --- pause and resume ---
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self, interrupt_running: bool = False) -> str | None:
+        """Stops starting queued jobs; with `interrupt_running`, the running job stops at its next
+        step and is queued first again. Returns that job's id."""
+        self._paused = True
+        self.store.set_setting(PAUSED_KEY, "1")
+        running = self.running_job_id()
+        log.info("queue paused%s", f"; interrupting job {running}" if interrupt_running else "")
+        if not interrupt_running or running is None:
+            return None
+        self._requeue.add(running)
+        self._tokens[running].cancel()
+        return running
+
+    def resume(self) -> bool:
+        """Starts queued jobs again; returns whether the queue was paused."""
+        was_paused, self._paused = self._paused, False
+        self.store.set_setting(PAUSED_KEY, None)
+        self._wakeup.set()
+        log.info("queue resumed")
+        return was_paused
+
+    def take_requeue(self, job_id: str) -> bool:
+        """Whether a pause (and no cancel) interrupted the job: then it goes back to the queue."""
+        asked = job_id in self._requeue
+        self._requeue.discard(job_id)
+        return asked and not self.get(job_id).cancel_requested
+
+    def requeue_first(self, job_id: str, reason: str) -> Job:
+        """Puts a job that was running back at the front of the queue."""
+        job = self.get(job_id)
+        bounds = self.store.rank_bounds()
+        self.store.save(replace(job, rank=bounds[0] - 1 if bounds else 1.0))
+        self._tokens.pop(job_id, None)
+        return self.record(job_id, Queued(1, reason))
+
     # --- the worker ---
 
     def recover(self) -> list[Job]:
-        """Puts jobs that were running when the daemon stopped back at the front of the queue;
-        one whose cancel was acknowledged ends cancelled instead."""
+        """Puts jobs that were running when the daemon stopped back at the front of the queue.
+
+        One whose cancel was acknowledged ends cancelled instead. A job that was running each time
+        the daemon died (killed, out of memory...) MAX_CRASHES times is failed, so that it cannot
+        kill the daemon at every start."""
+        crashed = self.store.begin_session()
         recovered = []
         for job in reversed(self.store.with_state(JobState.running)):
             if job.cancel_requested:
                 self.record(job.id, interrupted(job.progress.phase if job.progress else ""))
                 log.warning("job %s was cancelled before a restart; it stays cancelled", job.id)
                 continue
-            bounds = self.store.rank_bounds()
-            self.store.save(replace(job, rank=bounds[0] - 1 if bounds else 1.0))
-            recovered.append(self.record(job.id, Queued(1, "recovered")))
+            if crashed:
+                job = replace(job, crashes=job.crashes + 1)
+                self.store.save(job)
+            if job.crashes >= MAX_CRASHES:
+                recovered.append(self.record(job.id, Failed(crash_loop_error(job.crashes))))
+                log.error("job %s was running at %d daemon crashes; failed", job.id, job.crashes)
+                continue
+            recovered.append(self.requeue_first(job.id, "recovered"))
             log.warning("job %s was interrupted by a restart; it runs again", job.id)
         return recovered
 
@@ -236,7 +291,7 @@ class JobQueue:
         """The job at the head of the queue, waiting for one up to `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
-            job = self.store.first_queued()
+            job = None if self._paused else self.store.first_queued()
             if job is not None:
                 return job
             self._wakeup.clear()
@@ -268,6 +323,7 @@ class JobQueue:
         job, event = self.store.append(job_id, payload, self._clock())
         if event.terminal:
             self._tokens.pop(job_id, None)
+            self._requeue.discard(job_id)
         self._published(job, event)
         return job
 
@@ -356,6 +412,16 @@ class JobQueue:
 def interrupted(phase: str) -> Cancelled:
     error = ErrorInfo.of(ErrorCode.cancelled, "The job was cancelled while it ran.")
     return Cancelled("interrupted", error, phase)
+
+
+def crash_loop_error(crashes: int) -> ErrorInfo:
+    return ErrorInfo(
+        ErrorCode.internal,
+        f"the daemon stopped unexpectedly {crashes} times while running this job (it may have "
+        "run out of memory), so it is not run again.",
+        "Free GPU memory (close other GPU programs, `framerelay unload`) or make the job smaller "
+        "(--width/--height, --window), then retry it; the daemon's log tells more.",
+    )
 
 
 def stopping() -> UnavailableError:

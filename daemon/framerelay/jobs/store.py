@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (job_id, seq)
 );
 """
+SESSION_KEY = "session"  # present while a daemon runs: found at start, the last one was killed
 # Running first, then the queue in order, then jobs awaiting their edit, then ended jobs, latest
 # first.
 LIST_ORDER = (
@@ -240,3 +241,26 @@ class JobStore:
 
     def last_cursor(self) -> int:
         return self._db.execute("SELECT COALESCE(MAX(cursor), 0) FROM events").fetchone()[0]
+
+    # --- daemon state that is not a job's: the queue's pause, the running session ---
+
+    def setting(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Stores `value` under `key`; None removes it."""
+        if value is None:
+            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def begin_session(self) -> bool:
+        """Marks a daemon as running on this store; True when the previous one never ended
+        (it was killed, or crashed)."""
+        crashed = self.setting(SESSION_KEY) is not None
+        self.set_setting(SESSION_KEY, "running")
+        return crashed
+
+    def end_session(self) -> None:
+        self.set_setting(SESSION_KEY, None)

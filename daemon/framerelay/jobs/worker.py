@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from framerelay.errors import (
+    BusyError,
     CancelledError,
     DiskFullError,
     ErrorCode,
@@ -160,6 +161,7 @@ class Worker:
         self._last_report = 0.0
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._busy = asyncio.Lock()  # held while a job runs or the model is unloaded on request
 
     async def run(self) -> None:
         while not self._stopping:
@@ -174,7 +176,9 @@ class Worker:
                 await self._unload()
                 continue
             try:
-                await self._run(job)
+                async with self._busy:
+                    if not self.queue.paused:  # paused while an unload held the worker
+                        await self._run(job)
             except DiskFullError as error:  # the job's start could not be stored: it stays queued
                 self._hold(error)
             except Exception:  # the worker outlives any job
@@ -187,10 +191,13 @@ class Worker:
         """Re-queues the jobs a stop interrupted, once; False while the disk is full."""
         if not self._recovered:
             try:
-                self.queue.recover()
+                recovered = self.queue.recover()
             except DiskFullError as error:
                 self._hold(error)
                 return False
+            for job in recovered:
+                if job.state.ended:  # failed by the crash-loop guard
+                    shutil.rmtree(self.work_root / job.id, ignore_errors=True)
             self._recovered = True
         return True
 
@@ -199,6 +206,18 @@ class Worker:
             await run_in_thread(self.executor.unload, name="unload")
         except Exception:
             log.exception("unloading the model failed")
+
+    async def unload_now(self) -> bool:
+        """Frees the model now; returns whether one was loaded. Refused while a job runs."""
+        if self._busy.locked() and self._job_id is not None:
+            raise BusyError(
+                f"job {self._job_id} is running on the model.",
+                "Pause the queue, interrupting the running job, then unload; or wait for it.",
+            )
+        async with self._busy:
+            loaded = self.executor.status().model_loaded
+            await self._unload()
+            return loaded
 
     def _give_up(self, job_id: str) -> None:
         """Ends a job the worker itself failed on, so that it does not stay running."""
@@ -283,6 +302,8 @@ class Worker:
         try:
             result = await run_in_thread(self._execute, job, execution, reporter, token)
         except Exception as error:
+            if self._paused_it(job.id, error):
+                return
             payload = self._failure(job.id, error)
         else:
             payload = self._success(job.id, result)
@@ -298,6 +319,16 @@ class Worker:
     ) -> ExecutionResult:
         self.queue.check_run(job)
         return self.executor.execute(execution, reporter, token)
+
+    def _paused_it(self, job_id: str, error: Exception) -> bool:
+        """A pause interrupted the job: it goes back to the queue and keeps its work folder."""
+        if not isinstance(error, CancelledError) or self._stopping:
+            return False
+        if not self.queue.take_requeue(job_id):
+            return False
+        self.queue.requeue_first(job_id, "paused")
+        log.info("job %s interrupted by a pause; it runs first on resume", job_id)
+        return True
 
     def _failure(self, job_id: str, error: Exception) -> Payload | None:
         if self._disk_full is not None and not isinstance(error, DiskFullError):
@@ -321,7 +352,12 @@ class Worker:
             return Failed(ErrorInfo.of(ErrorCode.internal, message))
         width, height = result.size
         return Finished(
-            tuple(str(p) for p in result.outputs), result.frame_count, result.fps, width, height
+            tuple(str(p) for p in result.outputs),
+            result.frame_count,
+            result.fps,
+            width,
+            height,
+            result.preset,
         )
 
     def _report(self, job_id: str, payload: Payload) -> None:

@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf.message import Message
 
 from framerelay import __version__
-from framerelay.errors import BusyError, FramerelayError, InvalidSpecError
+from framerelay.errors import BusyError, InvalidSpecError
 from framerelay.jobs.executor import Executor
 from framerelay.jobs.queue import CancelOutcome, JobQueue
+from framerelay.jobs.worker import Worker
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
 from framerelay.service.cache import CacheStore
 from framerelay.service.convert import (
+    defaults_from_proto,
+    defaults_to_proto,
     detected_editor_to_proto,
     editor_config_from_proto,
     editor_config_to_proto,
@@ -31,8 +34,10 @@ from framerelay.service.convert import (
     spec_from_proto,
     state_from_proto,
     status_to_proto,
+    with_defaults,
 )
 from framerelay.service.edit_sessions import EditSessions
+from framerelay.service.job_defaults import DefaultsSettings, JobDefaults
 
 MAX_POLL_SECONDS = 60.0
 CANCEL_OUTCOMES = {
@@ -71,14 +76,17 @@ class DaemonApi:
         executor: Executor,
         cache: CacheStore,
         edits: EditSessions | None = None,
-        waiting_on: Callable[[], FramerelayError | None] = lambda: None,
+        worker: Worker | None = None,
+        defaults: DefaultsSettings | None = None,
     ):
         self.queue = queue
         self.executor = executor
         self.cache = cache
         self.edits = edits  # round trips with an image editor; None: not offered
-        self.waiting_on = waiting_on  # what the worker waits out before it runs jobs again
+        self.worker = worker  # None: the model is unloaded directly (no worker to coordinate)
+        self.defaults = defaults  # None: the built-in defaults, which cannot be changed
         self.started = time.monotonic()
+        self._config_writes = asyncio.Lock()  # one writer of config.toml at a time
 
     def _job(self, job_id: str) -> jobs_pb2.Job:
         job = self.queue.get(job_id)
@@ -87,7 +95,8 @@ class DaemonApi:
     async def submit_job(
         self, request: daemon_pb2.SubmitJobRequest
     ) -> daemon_pb2.SubmitJobResponse:
-        spec = spec_from_proto(request.spec)
+        defaults = self.defaults.current() if self.defaults else JobDefaults()
+        spec = spec_from_proto(with_defaults(request.spec, defaults))
         await asyncio.to_thread(self.queue.admit, spec)  # file checks and a probe: off the loop
         if spec.edit_session is not None:
             return await self._submit_round_trip(spec)
@@ -150,11 +159,16 @@ class DaemonApi:
         self, request: daemon_pb2.GetCacheInfoRequest
     ) -> daemon_pb2.GetCacheInfoResponse:
         info = await asyncio.to_thread(self.cache.info)
+        clips = [
+            daemon_pb2.CacheClip(source_path=c.source, entries=c.entries, bytes=c.bytes)
+            for c in info.clips
+        ]
         return daemon_pb2.GetCacheInfoResponse(
             entries=info.entries,
             bytes=info.bytes,
             root=str(info.root),
             unfinished_bytes=info.unfinished_bytes,
+            clips=clips,
         )
 
     async def clear_cache(
@@ -175,7 +189,8 @@ class DaemonApi:
             self.queue.running_job_id(),
             time.monotonic() - self.started,
             os.getpid(),
-            self.waiting_on(),
+            self.worker.waiting_on if self.worker is not None else None,
+            self.queue.paused,
         )
 
     # --- round trips with an image editor ---
@@ -224,9 +239,68 @@ class DaemonApi:
     ) -> daemon_pb2.SetEditorConfigResponse:
         edits = self._edits()
         config = editor_config_from_proto(request.config)
-        config = await asyncio.to_thread(edits.settings.update_over_api, config)
+        async with self._config_writes:
+            config = await asyncio.to_thread(edits.settings.update_over_api, config)
         return daemon_pb2.SetEditorConfigResponse(
             config=editor_config_to_proto(config),
             config_path=str(edits.settings.path),
             no_open=edits.no_open,
+        )
+
+    # --- queue control, model, cache and defaults ---
+
+    async def pause_queue(
+        self, request: daemon_pb2.PauseQueueRequest
+    ) -> daemon_pb2.PauseQueueResponse:
+        interrupted = self.queue.pause(request.interrupt_running)
+        return daemon_pb2.PauseQueueResponse(paused=True, interrupted_job_id=interrupted or "")
+
+    async def resume_queue(
+        self, request: daemon_pb2.ResumeQueueRequest
+    ) -> daemon_pb2.ResumeQueueResponse:
+        return daemon_pb2.ResumeQueueResponse(was_paused=self.queue.resume())
+
+    async def unload_model(
+        self, request: daemon_pb2.UnloadModelRequest
+    ) -> daemon_pb2.UnloadModelResponse:
+        if self.worker is not None:
+            return daemon_pb2.UnloadModelResponse(was_loaded=await self.worker.unload_now())
+        loaded = self.executor.status().model_loaded
+        await asyncio.to_thread(self.executor.unload)
+        return daemon_pb2.UnloadModelResponse(was_loaded=loaded)
+
+    async def gc_cache(self, request: daemon_pb2.GcCacheRequest) -> daemon_pb2.GcCacheResponse:
+        running = self.queue.running_job_id()
+        if running is not None:
+            raise BusyError(f"job {running} is running and may be using the cache.")
+        freed = await asyncio.to_thread(self.cache.gc, request.max_bytes)
+        info = await asyncio.to_thread(self.cache.info)
+        return daemon_pb2.GcCacheResponse(freed_bytes=freed, entries=info.entries, bytes=info.bytes)
+
+    def _defaults(self) -> DefaultsSettings:
+        if self.defaults is None:
+            raise InvalidSpecError(
+                "this daemon has no config file for job defaults.",
+                "Set the preset, output format and folder in each job.",
+            )
+        return self.defaults
+
+    async def get_defaults(
+        self, request: daemon_pb2.GetDefaultsRequest
+    ) -> daemon_pb2.GetDefaultsResponse:
+        settings = self._defaults()
+        defaults = await asyncio.to_thread(settings.current)
+        return daemon_pb2.GetDefaultsResponse(
+            defaults=defaults_to_proto(defaults), config_path=str(settings.path)
+        )
+
+    async def set_defaults(
+        self, request: daemon_pb2.SetDefaultsRequest
+    ) -> daemon_pb2.SetDefaultsResponse:
+        settings = self._defaults()
+        defaults = defaults_from_proto(request.defaults)
+        async with self._config_writes:
+            defaults = await asyncio.to_thread(settings.update, defaults)
+        return daemon_pb2.SetDefaultsResponse(
+            defaults=defaults_to_proto(defaults), config_path=str(settings.path)
         )

@@ -42,6 +42,7 @@ from framerelay.service.edit_sessions import EditSessions
 from framerelay.service.editor_settings import EditorSettings, config_file
 from framerelay.service.http_facade import HttpFacade
 from framerelay.service.instance import InstanceLock
+from framerelay.service.job_defaults import DefaultsSettings
 from framerelay.service.logsetup import SecretScrubber
 from framerelay.service.servicer import DaemonServicer
 
@@ -112,7 +113,8 @@ class Daemon:
         reserve = DiskReserve(config.data_dir)
         if not reserve.ensure():
             log.warning("the disk of %s is full; jobs wait until it has room", config.data_dir)
-        worker = Worker(
+        defaults = DefaultsSettings(config_file(config.config_dir), config.output_policy())
+        self._worker = Worker(
             queue,
             self.executor,
             config.work_dir,
@@ -120,7 +122,7 @@ class Daemon:
             progress_interval_s=config.progress_interval_s,
             reserve=reserve,
         )
-        api = DaemonApi(queue, self.executor, self.cache, self._edits, lambda: worker.waiting_on)
+        api = DaemonApi(queue, self.executor, self.cache, self._edits, self._worker, defaults)
         self._server = grpc.aio.server(
             interceptors=[TokenInterceptor(self.auth)], options=GRPC_OPTIONS
         )
@@ -129,7 +131,6 @@ class Daemon:
         await self._server.start()
         self._http = self._listen_http(api)
         self._http.start()
-        self._worker = worker
         self._worker_task = asyncio.create_task(self._worker.run(), name="worker")
         self.discovery = Discovery(
             config.host, grpc_port, self._http.port, self.token, os.getpid(), __version__
@@ -215,6 +216,8 @@ class Daemon:
         if self._edits is not None:
             await self._edits.close()
         if self._store is not None:
+            if self._worker_task is not None:
+                self._store.end_session()  # a clean stop: the next start finds no crash
             self._store.close()
         if self.discovery is not None:
             remove_discovery(discovery_path(self.config.config_dir), self.discovery.pid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -79,6 +80,14 @@ class DaemonClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
 
+    def poll(
+        self, job_id: str, after_seq: int = 0, wait_seconds: float = 0.0, max_events: int = 0
+    ) -> daemon_pb2.PollJobResponse:
+        request = daemon_pb2.PollJobRequest(
+            job_id=job_id, after_seq=after_seq, wait_seconds=wait_seconds, max_events=max_events
+        )
+        return self._call(self._stub.PollJob, request, timeout=self.timeout + wait_seconds)
+
     def status(self) -> daemon_pb2.GetStatusResponse:
         return self._call(self._stub.GetStatus, daemon_pb2.GetStatusRequest())
 
@@ -101,6 +110,35 @@ class DaemonClient:
         request = daemon_pb2.SetEditorConfigRequest(config=config)
         return self._call(self._stub.SetEditorConfig, request)
 
+    def watch_queue(self, after_cursor: int | None = None) -> QueueStream:
+        """Every job's events after `after_cursor` (None: from now on); `cancel()` ends it."""
+        request = daemon_pb2.WatchQueueRequest()
+        if after_cursor is not None:
+            request.after_cursor = after_cursor
+        return QueueStream(self._stub.WatchQueue(request, metadata=self._metadata))
+
+    def pause(self, interrupt_running: bool = False) -> daemon_pb2.PauseQueueResponse:
+        request = daemon_pb2.PauseQueueRequest(interrupt_running=interrupt_running)
+        return self._call(self._stub.PauseQueue, request)
+
+    def resume(self) -> daemon_pb2.ResumeQueueResponse:
+        return self._call(self._stub.ResumeQueue, daemon_pb2.ResumeQueueRequest())
+
+    def unload(self) -> daemon_pb2.UnloadModelResponse:
+        request = daemon_pb2.UnloadModelRequest()
+        return self._call(self._stub.UnloadModel, request, timeout=max(self.timeout, 60.0))
+
+    def gc_cache(self, max_bytes: int) -> daemon_pb2.GcCacheResponse:
+        request = daemon_pb2.GcCacheRequest(max_bytes=max_bytes)
+        return self._call(self._stub.GcCache, request, timeout=max(self.timeout, 60.0))
+
+    def defaults(self) -> daemon_pb2.GetDefaultsResponse:
+        return self._call(self._stub.GetDefaults, daemon_pb2.GetDefaultsRequest())
+
+    def set_defaults(self, defaults: daemon_pb2.JobDefaults) -> daemon_pb2.SetDefaultsResponse:
+        request = daemon_pb2.SetDefaultsRequest(defaults=defaults)
+        return self._call(self._stub.SetDefaults, request)
+
     def resolve(self, job_id: str) -> str:
         """The full id of the one job whose id starts with `job_id`."""
         if len(job_id) == 32:
@@ -110,3 +148,22 @@ class DaemonClient:
             found = "no job" if not matches else f"{len(matches)} jobs"
             raise NotFoundError(f"{found} with an id starting {job_id!r}.")
         return matches[0]
+
+
+class QueueStream:
+    """A WatchQueue call: iterate for events; `cancel()` (from any thread) ends the iteration."""
+
+    def __init__(self, call: Any):
+        self._call = call
+
+    def __iter__(self) -> Iterator[events_pb2.JobEvent]:
+        try:
+            for response in self._call:
+                yield response.event
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
+                return
+            raise error_from_rpc(error) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()

@@ -141,14 +141,26 @@ def _editor(value: Any, path: Path) -> None:
     check_editor_section(value, path)
 
 
+def _defaults(value: Any, path: Path) -> None:
+    from framerelay.service.job_defaults import SECTION, JobDefaults
+
+    if not isinstance(value, dict):
+        raise InvalidSpecError(f"{path}: [{SECTION}] must be a table.", CONFIG_HINT)
+    try:
+        JobDefaults.from_dict(value)
+    except InvalidSpecError as error:
+        raise InvalidSpecError(f"{path}: {error.message}", error.hint) from None
+
+
 SETTINGS = {
     "output_roots": _roots,
     "outputs_next_to_source": _flag,
     "allowed_origins": _origins,
     "allowed_hosts": _hosts,
 }
-# Tables other modules own: checked at start, not DaemonConfig fields.
-SECTIONS = {"editor": _editor}
+# Tables of config.toml that their own modules read (and the daemon writes), checked at start, not
+# DaemonConfig fields: [editor] (service.editor_settings), [defaults] (service.job_defaults).
+SECTIONS = {"editor": _editor, "defaults": _defaults}
 
 
 @dataclass(frozen=True)

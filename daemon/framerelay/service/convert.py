@@ -26,6 +26,7 @@ from framerelay.proto.v1 import (
 )
 from framerelay.roundtrip.editor import DetectedEditor, EditorConfig
 from framerelay.service.errors import code_to_proto
+from framerelay.service.job_defaults import JobDefaults
 
 PRESETS = {
     specs_pb2.PRESET_UNSPECIFIED: "auto",
@@ -66,6 +67,7 @@ QUEUED_REASONS = {
     "recovered": events_pb2.QUEUED_REASON_RECOVERED,
     "edit_received": events_pb2.QUEUED_REASON_EDIT_RECEIVED,
     "follow_save": events_pb2.QUEUED_REASON_FOLLOW_SAVE,
+    "paused": events_pb2.QUEUED_REASON_PAUSED,
 }
 
 
@@ -206,6 +208,7 @@ def finished_to_proto(result: events.Finished) -> events_pb2.Finished:
         fps=fps_to_proto(result.fps),
         width=result.width,
         height=result.height,
+        preset=result.preset,
     )
 
 
@@ -304,6 +307,7 @@ def status_to_proto(
     uptime_seconds: float,
     pid: int,
     waiting_on: FramerelayError | None = None,
+    queue_paused: bool = False,
 ) -> daemon_pb2.GetStatusResponse:
     return daemon_pb2.GetStatusResponse(
         waiting_on=error_info_to_proto(ErrorInfo.from_error(waiting_on)) if waiting_on else None,
@@ -317,6 +321,7 @@ def status_to_proto(
         running_job_id=running_job_id or "",
         uptime_seconds=uptime_seconds,
         pid=pid,
+        queue_paused=queue_paused,
     )
 
 
@@ -342,3 +347,45 @@ def editor_config_from_proto(message: daemon_pb2.EditorConfig) -> EditorConfig:
             "poll_saves": message.poll_saves,
         }
     )
+
+
+def preset_to_proto(preset: str) -> int:
+    return specs_pb2.Preset.Value(f"PRESET_{preset.upper()}")
+
+
+def output_format_to_proto(output_format: str) -> int:
+    return specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{output_format.upper()}")
+
+
+def defaults_to_proto(defaults: JobDefaults) -> daemon_pb2.JobDefaults:
+    return daemon_pb2.JobDefaults(
+        preset=preset_to_proto(defaults.preset),
+        output_format=output_format_to_proto(defaults.output_format),
+        output_folder=str(defaults.output_folder or ""),
+    )
+
+
+def defaults_from_proto(message: daemon_pb2.JobDefaults) -> JobDefaults:
+    if message.preset not in PRESETS:
+        raise InvalidSpecError(f"unknown preset value {message.preset}.")
+    if message.output_format not in OUTPUT_FORMATS:
+        raise InvalidSpecError(f"unknown output format value {message.output_format}.")
+    folder = message.output_folder
+    return JobDefaults(
+        preset=PRESETS[message.preset],
+        output_format=OUTPUT_FORMATS[message.output_format],
+        output_folder=Path(folder) if folder else None,
+    ).validate()
+
+
+def with_defaults(message: specs_pb2.JobSpec, defaults: JobDefaults) -> specs_pb2.JobSpec:
+    """A copy of the spec whose unset preset, output format and folder take the defaults."""
+    filled = specs_pb2.JobSpec()
+    filled.CopyFrom(message)
+    if filled.params.preset == specs_pb2.PRESET_UNSPECIFIED:
+        filled.params.preset = preset_to_proto(defaults.preset)
+    if filled.output.format == specs_pb2.OUTPUT_FORMAT_UNSPECIFIED:
+        filled.output.format = output_format_to_proto(defaults.output_format)
+    if not filled.output.folder and defaults.output_folder is not None:
+        filled.output.folder = str(defaults.output_folder)
+    return filled

@@ -78,3 +78,27 @@ class DaemonServicer(daemon_pb2_grpc.DaemonServicer):
     async def SetEditorConfig(self, request: daemon_pb2.SetEditorConfigRequest, context: Context):
         async with rpc_errors(context, "SetEditorConfig"):
             return await self._api.set_editor_config(request)
+
+    async def PauseQueue(self, request: daemon_pb2.PauseQueueRequest, context: Context):
+        async with rpc_errors(context, "PauseQueue"):
+            return await self._api.pause_queue(request)
+
+    async def ResumeQueue(self, request: daemon_pb2.ResumeQueueRequest, context: Context):
+        async with rpc_errors(context, "ResumeQueue"):
+            return await self._api.resume_queue(request)
+
+    async def UnloadModel(self, request: daemon_pb2.UnloadModelRequest, context: Context):
+        async with rpc_errors(context, "UnloadModel"):
+            return await self._api.unload_model(request)
+
+    async def GcCache(self, request: daemon_pb2.GcCacheRequest, context: Context):
+        async with rpc_errors(context, "GcCache"):
+            return await self._api.gc_cache(request)
+
+    async def GetDefaults(self, request: daemon_pb2.GetDefaultsRequest, context: Context):
+        async with rpc_errors(context, "GetDefaults"):
+            return await self._api.get_defaults(request)
+
+    async def SetDefaults(self, request: daemon_pb2.SetDefaultsRequest, context: Context):
+        async with rpc_errors(context, "SetDefaults"):
+            return await self._api.set_defaults(request)

@@ -28,15 +28,15 @@ from framerelay.proto.v1 import jobs_pb2 as framerelay_dot_proto_dot_v1_dot_jobs
 from framerelay.proto.v1 import specs_pb2 as framerelay_dot_proto_dot_v1_dot_specs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n framerelay/proto/v1/daemon.proto\x12\x13\x66ramerelay.proto.v1\x1a framerelay/proto/v1/errors.proto\x1a framerelay/proto/v1/events.proto\x1a\x1e\x66ramerelay/proto/v1/jobs.proto\x1a\x1f\x66ramerelay/proto/v1/specs.proto\">\n\x10SubmitJobRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.framerelay.proto.v1.JobSpec\"Q\n\x11SubmitJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x15\n\rexported_path\x18\x02 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"7\n\x0eGetJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\"O\n\x0fListJobsRequest\x12-\n\x06states\x18\x01 \x03(\x0e\x32\x1d.framerelay.proto.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\"J\n\x10ListJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"o\n\x11\x43\x61ncelJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x33\n\x07outcome\x18\x02 \x01(\x0e\x32\".framerelay.proto.v1.CancelOutcome\"2\n\x0eMoveJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\r\"G\n\x0fMoveJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\r\n\x05queue\x18\x02 \x03(\t\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\r\"@\n\x10WatchJobResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.framerelay.proto.v1.JobEvent\"]\n\x0ePollJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\r\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\x12\x12\n\nmax_events\x18\x04 \x01(\r\"O\n\x0fPollJobResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.framerelay.proto.v1.JobEvent\x12\r\n\x05\x65nded\x18\x02 \x01(\x08\"?\n\x11WatchQueueRequest\x12\x19\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x0f\n\r_after_cursor\"B\n\x12WatchQueueResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.framerelay.proto.v1.JobEvent\"\x15\n\x13GetCacheInfoRequest\"^\n\x14GetCacheInfoResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\t\x12\x18\n\x10unfinished_bytes\x18\x04 \x01(\x04\"\x13\n\x11\x43learCacheRequest\")\n\x12\x43learCacheResponse\x12\x13\n\x0b\x66reed_bytes\x18\x01 \x01(\x04\"\x12\n\x10GetStatusRequest\"\x93\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x14\n\x0cmodel_loaded\x18\x03 \x01(\x08\x12\r\n\x05model\x18\x04 \x01(\t\x12\x17\n\x0fvram_used_bytes\x18\x05 \x01(\x04\x12\x18\n\x10vram_total_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cqueue_length\x18\x07 \x01(\r\x12\x16\n\x0erunning_job_id\x18\x08 \x01(\t\x12\x16\n\x0euptime_seconds\x18\t \x01(\x01\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x32\n\nwaiting_on\x18\x10 \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\"1\n\x11\x41ttachEditRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"^\n\x12\x41ttachEditResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x10\n\x08warnings\x18\x03 \x03(\t\"t\n\x0c\x45\x64itorConfig\x12\x13\n\x0b\x61pplication\x18\x01 \x01(\t\x12\x11\n\targuments\x18\x02 \x03(\t\x12\x18\n\x0bopen_editor\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\npoll_saves\x18\x04 \x01(\x08\x42\x0e\n\x0c_open_editor\"\x18\n\x16GetEditorConfigRequest\"\xbc\x01\n\x17GetEditorConfigResponse\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.framerelay.proto.v1.EditorConfig\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\x12\x0f\n\x07no_open\x18\x03 \x01(\x08\x12\x35\n\x08\x64\x65tected\x18\x04 \x03(\x0b\x32#.framerelay.proto.v1.DetectedEditor\x12\x11\n\tread_only\x18\x05 \x01(\x08\";\n\x0e\x44\x65tectedEditor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"K\n\x16SetEditorConfigRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.framerelay.proto.v1.EditorConfig\"r\n\x17SetEditorConfigResponse\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.framerelay.proto.v1.EditorConfig\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\x12\x0f\n\x07no_open\x18\x03 \x01(\x08*\x96\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41NCEL_OUTCOME_DEQUEUED\x10\x01\x12&\n\"CANCEL_OUTCOME_INTERRUPT_REQUESTED\x10\x02\x12 \n\x1c\x43\x41NCEL_OUTCOME_ALREADY_ENDED\x10\x03\x32\xaf\n\n\x06\x44\x61\x65mon\x12Z\n\tSubmitJob\x12%.framerelay.proto.v1.SubmitJobRequest\x1a&.framerelay.proto.v1.SubmitJobResponse\x12Q\n\x06GetJob\x12\".framerelay.proto.v1.GetJobRequest\x1a#.framerelay.proto.v1.GetJobResponse\x12W\n\x08ListJobs\x12$.framerelay.proto.v1.ListJobsRequest\x1a%.framerelay.proto.v1.ListJobsResponse\x12Z\n\tCancelJob\x12%.framerelay.proto.v1.CancelJobRequest\x1a&.framerelay.proto.v1.CancelJobResponse\x12T\n\x07MoveJob\x12#.framerelay.proto.v1.MoveJobRequest\x1a$.framerelay.proto.v1.MoveJobResponse\x12Y\n\x08WatchJob\x12$.framerelay.proto.v1.WatchJobRequest\x1a%.framerelay.proto.v1.WatchJobResponse0\x01\x12T\n\x07PollJob\x12#.framerelay.proto.v1.PollJobRequest\x1a$.framerelay.proto.v1.PollJobResponse\x12_\n\nWatchQueue\x12&.framerelay.proto.v1.WatchQueueRequest\x1a\'.framerelay.proto.v1.WatchQueueResponse0\x01\x12\x63\n\x0cGetCacheInfo\x12(.framerelay.proto.v1.GetCacheInfoRequest\x1a).framerelay.proto.v1.GetCacheInfoResponse\x12]\n\nClearCache\x12&.framerelay.proto.v1.ClearCacheRequest\x1a\'.framerelay.proto.v1.ClearCacheResponse\x12Z\n\tGetStatus\x12%.framerelay.proto.v1.GetStatusRequest\x1a&.framerelay.proto.v1.GetStatusResponse\x12]\n\nAttachEdit\x12&.framerelay.proto.v1.AttachEditRequest\x1a\'.framerelay.proto.v1.AttachEditResponse\x12l\n\x0fGetEditorConfig\x12+.framerelay.proto.v1.GetEditorConfigRequest\x1a,.framerelay.proto.v1.GetEditorConfigResponse\x12l\n\x0fSetEditorConfig\x12+.framerelay.proto.v1.SetEditorConfigRequest\x1a,.framerelay.proto.v1.SetEditorConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n framerelay/proto/v1/daemon.proto\x12\x13\x66ramerelay.proto.v1\x1a framerelay/proto/v1/errors.proto\x1a framerelay/proto/v1/events.proto\x1a\x1e\x66ramerelay/proto/v1/jobs.proto\x1a\x1f\x66ramerelay/proto/v1/specs.proto\">\n\x10SubmitJobRequest\x12*\n\x04spec\x18\x01 \x01(\x0b\x32\x1c.framerelay.proto.v1.JobSpec\"Q\n\x11SubmitJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x15\n\rexported_path\x18\x02 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"7\n\x0eGetJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\"O\n\x0fListJobsRequest\x12-\n\x06states\x18\x01 \x03(\x0e\x32\x1d.framerelay.proto.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\"J\n\x10ListJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"o\n\x11\x43\x61ncelJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x33\n\x07outcome\x18\x02 \x01(\x0e\x32\".framerelay.proto.v1.CancelOutcome\"2\n\x0eMoveJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\r\"G\n\x0fMoveJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\r\n\x05queue\x18\x02 \x03(\t\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\r\"@\n\x10WatchJobResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.framerelay.proto.v1.JobEvent\"]\n\x0ePollJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\r\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\x12\x12\n\nmax_events\x18\x04 \x01(\r\"O\n\x0fPollJobResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.framerelay.proto.v1.JobEvent\x12\r\n\x05\x65nded\x18\x02 \x01(\x08\"?\n\x11WatchQueueRequest\x12\x19\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x0f\n\r_after_cursor\"B\n\x12WatchQueueResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.framerelay.proto.v1.JobEvent\"\x15\n\x13GetCacheInfoRequest\"\x8d\x01\n\x14GetCacheInfoResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\t\x12\x18\n\x10unfinished_bytes\x18\x04 \x01(\x04\x12-\n\x05\x63lips\x18\x05 \x03(\x0b\x32\x1e.framerelay.proto.v1.CacheClip\"@\n\tCacheClip\x12\x13\n\x0bsource_path\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\"\x13\n\x11\x43learCacheRequest\")\n\x12\x43learCacheResponse\x12\x13\n\x0b\x66reed_bytes\x18\x01 \x01(\x04\"\x12\n\x10GetStatusRequest\"\xa9\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x14\n\x0cmodel_loaded\x18\x03 \x01(\x08\x12\r\n\x05model\x18\x04 \x01(\t\x12\x17\n\x0fvram_used_bytes\x18\x05 \x01(\x04\x12\x18\n\x10vram_total_bytes\x18\x06 \x01(\x04\x12\x14\n\x0cqueue_length\x18\x07 \x01(\r\x12\x16\n\x0erunning_job_id\x18\x08 \x01(\t\x12\x16\n\x0euptime_seconds\x18\t \x01(\x01\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x14\n\x0cqueue_paused\x18\x0b \x01(\x08\x12\x32\n\nwaiting_on\x18\x10 \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\"1\n\x11\x41ttachEditRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"^\n\x12\x41ttachEditResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.framerelay.proto.v1.Job\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x10\n\x08warnings\x18\x03 \x03(\t\"t\n\x0c\x45\x64itorConfig\x12\x13\n\x0b\x61pplication\x18\x01 \x01(\t\x12\x11\n\targuments\x18\x02 \x03(\t\x12\x18\n\x0bopen_editor\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\npoll_saves\x18\x04 \x01(\x08\x42\x0e\n\x0c_open_editor\"\x18\n\x16GetEditorConfigRequest\"\xbc\x01\n\x17GetEditorConfigResponse\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.framerelay.proto.v1.EditorConfig\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\x12\x0f\n\x07no_open\x18\x03 \x01(\x08\x12\x35\n\x08\x64\x65tected\x18\x04 \x03(\x0b\x32#.framerelay.proto.v1.DetectedEditor\x12\x11\n\tread_only\x18\x05 \x01(\x08\";\n\x0e\x44\x65tectedEditor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\"K\n\x16SetEditorConfigRequest\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.framerelay.proto.v1.EditorConfig\"r\n\x17SetEditorConfigResponse\x12\x31\n\x06\x63onfig\x18\x01 \x01(\x0b\x32!.framerelay.proto.v1.EditorConfig\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\x12\x0f\n\x07no_open\x18\x03 \x01(\x08\".\n\x11PauseQueueRequest\x12\x19\n\x11interrupt_running\x18\x01 \x01(\x08\"@\n\x12PauseQueueResponse\x12\x0e\n\x06paused\x18\x01 \x01(\x08\x12\x1a\n\x12interrupted_job_id\x18\x02 \x01(\t\"\x14\n\x12ResumeQueueRequest\")\n\x13ResumeQueueResponse\x12\x12\n\nwas_paused\x18\x01 \x01(\x08\"\x14\n\x12UnloadModelRequest\")\n\x13UnloadModelResponse\x12\x12\n\nwas_loaded\x18\x01 \x01(\x08\"#\n\x0eGcCacheRequest\x12\x11\n\tmax_bytes\x18\x01 \x01(\x04\"F\n\x0fGcCacheResponse\x12\x13\n\x0b\x66reed_bytes\x18\x01 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\"\x8b\x01\n\x0bJobDefaults\x12+\n\x06preset\x18\x01 \x01(\x0e\x32\x1b.framerelay.proto.v1.Preset\x12\x38\n\routput_format\x18\x02 \x01(\x0e\x32!.framerelay.proto.v1.OutputFormat\x12\x15\n\routput_folder\x18\x03 \x01(\t\"\x14\n\x12GetDefaultsRequest\"^\n\x13GetDefaultsResponse\x12\x32\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32 .framerelay.proto.v1.JobDefaults\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\"H\n\x12SetDefaultsRequest\x12\x32\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32 .framerelay.proto.v1.JobDefaults\"^\n\x13SetDefaultsResponse\x12\x32\n\x08\x64\x65\x66\x61ults\x18\x01 \x01(\x0b\x32 .framerelay.proto.v1.JobDefaults\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t*\x96\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41NCEL_OUTCOME_DEQUEUED\x10\x01\x12&\n\"CANCEL_OUTCOME_INTERRUPT_REQUESTED\x10\x02\x12 \n\x1c\x43\x41NCEL_OUTCOME_ALREADY_ENDED\x10\x03\x32\xec\x0e\n\x06\x44\x61\x65mon\x12Z\n\tSubmitJob\x12%.framerelay.proto.v1.SubmitJobRequest\x1a&.framerelay.proto.v1.SubmitJobResponse\x12Q\n\x06GetJob\x12\".framerelay.proto.v1.GetJobRequest\x1a#.framerelay.proto.v1.GetJobResponse\x12W\n\x08ListJobs\x12$.framerelay.proto.v1.ListJobsRequest\x1a%.framerelay.proto.v1.ListJobsResponse\x12Z\n\tCancelJob\x12%.framerelay.proto.v1.CancelJobRequest\x1a&.framerelay.proto.v1.CancelJobResponse\x12T\n\x07MoveJob\x12#.framerelay.proto.v1.MoveJobRequest\x1a$.framerelay.proto.v1.MoveJobResponse\x12Y\n\x08WatchJob\x12$.framerelay.proto.v1.WatchJobRequest\x1a%.framerelay.proto.v1.WatchJobResponse0\x01\x12T\n\x07PollJob\x12#.framerelay.proto.v1.PollJobRequest\x1a$.framerelay.proto.v1.PollJobResponse\x12_\n\nWatchQueue\x12&.framerelay.proto.v1.WatchQueueRequest\x1a\'.framerelay.proto.v1.WatchQueueResponse0\x01\x12\x63\n\x0cGetCacheInfo\x12(.framerelay.proto.v1.GetCacheInfoRequest\x1a).framerelay.proto.v1.GetCacheInfoResponse\x12]\n\nClearCache\x12&.framerelay.proto.v1.ClearCacheRequest\x1a\'.framerelay.proto.v1.ClearCacheResponse\x12Z\n\tGetStatus\x12%.framerelay.proto.v1.GetStatusRequest\x1a&.framerelay.proto.v1.GetStatusResponse\x12]\n\nAttachEdit\x12&.framerelay.proto.v1.AttachEditRequest\x1a\'.framerelay.proto.v1.AttachEditResponse\x12l\n\x0fGetEditorConfig\x12+.framerelay.proto.v1.GetEditorConfigRequest\x1a,.framerelay.proto.v1.GetEditorConfigResponse\x12l\n\x0fSetEditorConfig\x12+.framerelay.proto.v1.SetEditorConfigRequest\x1a,.framerelay.proto.v1.SetEditorConfigResponse\x12]\n\nPauseQueue\x12&.framerelay.proto.v1.PauseQueueRequest\x1a\'.framerelay.proto.v1.PauseQueueResponse\x12`\n\x0bResumeQueue\x12\'.framerelay.proto.v1.ResumeQueueRequest\x1a(.framerelay.proto.v1.ResumeQueueResponse\x12`\n\x0bUnloadModel\x12\'.framerelay.proto.v1.UnloadModelRequest\x1a(.framerelay.proto.v1.UnloadModelResponse\x12T\n\x07GcCache\x12#.framerelay.proto.v1.GcCacheRequest\x1a$.framerelay.proto.v1.GcCacheResponse\x12`\n\x0bGetDefaults\x12\'.framerelay.proto.v1.GetDefaultsRequest\x1a(.framerelay.proto.v1.GetDefaultsResponse\x12`\n\x0bSetDefaults\x12\'.framerelay.proto.v1.SetDefaultsRequest\x1a(.framerelay.proto.v1.SetDefaultsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'framerelay.proto.v1.daemon_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CANCELOUTCOME']._serialized_start=2505
-  _globals['_CANCELOUTCOME']._serialized_end=2655
+  _globals['_CANCELOUTCOME']._serialized_start=3424
+  _globals['_CANCELOUTCOME']._serialized_end=3574
   _globals['_SUBMITJOBREQUEST']._serialized_start=190
   _globals['_SUBMITJOBREQUEST']._serialized_end=252
   _globals['_SUBMITJOBRESPONSE']._serialized_start=254
@@ -71,32 +71,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHQUEUERESPONSE']._serialized_end=1285
   _globals['_GETCACHEINFOREQUEST']._serialized_start=1287
   _globals['_GETCACHEINFOREQUEST']._serialized_end=1308
-  _globals['_GETCACHEINFORESPONSE']._serialized_start=1310
-  _globals['_GETCACHEINFORESPONSE']._serialized_end=1404
-  _globals['_CLEARCACHEREQUEST']._serialized_start=1406
-  _globals['_CLEARCACHEREQUEST']._serialized_end=1425
-  _globals['_CLEARCACHERESPONSE']._serialized_start=1427
-  _globals['_CLEARCACHERESPONSE']._serialized_end=1468
-  _globals['_GETSTATUSREQUEST']._serialized_start=1470
-  _globals['_GETSTATUSREQUEST']._serialized_end=1488
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1491
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1766
-  _globals['_ATTACHEDITREQUEST']._serialized_start=1768
-  _globals['_ATTACHEDITREQUEST']._serialized_end=1817
-  _globals['_ATTACHEDITRESPONSE']._serialized_start=1819
-  _globals['_ATTACHEDITRESPONSE']._serialized_end=1913
-  _globals['_EDITORCONFIG']._serialized_start=1915
-  _globals['_EDITORCONFIG']._serialized_end=2031
-  _globals['_GETEDITORCONFIGREQUEST']._serialized_start=2033
-  _globals['_GETEDITORCONFIGREQUEST']._serialized_end=2057
-  _globals['_GETEDITORCONFIGRESPONSE']._serialized_start=2060
-  _globals['_GETEDITORCONFIGRESPONSE']._serialized_end=2248
-  _globals['_DETECTEDEDITOR']._serialized_start=2250
-  _globals['_DETECTEDEDITOR']._serialized_end=2309
-  _globals['_SETEDITORCONFIGREQUEST']._serialized_start=2311
-  _globals['_SETEDITORCONFIGREQUEST']._serialized_end=2386
-  _globals['_SETEDITORCONFIGRESPONSE']._serialized_start=2388
-  _globals['_SETEDITORCONFIGRESPONSE']._serialized_end=2502
-  _globals['_DAEMON']._serialized_start=2658
-  _globals['_DAEMON']._serialized_end=3985
+  _globals['_GETCACHEINFORESPONSE']._serialized_start=1311
+  _globals['_GETCACHEINFORESPONSE']._serialized_end=1452
+  _globals['_CACHECLIP']._serialized_start=1454
+  _globals['_CACHECLIP']._serialized_end=1518
+  _globals['_CLEARCACHEREQUEST']._serialized_start=1520
+  _globals['_CLEARCACHEREQUEST']._serialized_end=1539
+  _globals['_CLEARCACHERESPONSE']._serialized_start=1541
+  _globals['_CLEARCACHERESPONSE']._serialized_end=1582
+  _globals['_GETSTATUSREQUEST']._serialized_start=1584
+  _globals['_GETSTATUSREQUEST']._serialized_end=1602
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1605
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1902
+  _globals['_ATTACHEDITREQUEST']._serialized_start=1904
+  _globals['_ATTACHEDITREQUEST']._serialized_end=1953
+  _globals['_ATTACHEDITRESPONSE']._serialized_start=1955
+  _globals['_ATTACHEDITRESPONSE']._serialized_end=2049
+  _globals['_EDITORCONFIG']._serialized_start=2051
+  _globals['_EDITORCONFIG']._serialized_end=2167
+  _globals['_GETEDITORCONFIGREQUEST']._serialized_start=2169
+  _globals['_GETEDITORCONFIGREQUEST']._serialized_end=2193
+  _globals['_GETEDITORCONFIGRESPONSE']._serialized_start=2196
+  _globals['_GETEDITORCONFIGRESPONSE']._serialized_end=2384
+  _globals['_DETECTEDEDITOR']._serialized_start=2386
+  _globals['_DETECTEDEDITOR']._serialized_end=2445
+  _globals['_SETEDITORCONFIGREQUEST']._serialized_start=2447
+  _globals['_SETEDITORCONFIGREQUEST']._serialized_end=2522
+  _globals['_SETEDITORCONFIGRESPONSE']._serialized_start=2524
+  _globals['_SETEDITORCONFIGRESPONSE']._serialized_end=2638
+  _globals['_PAUSEQUEUEREQUEST']._serialized_start=2640
+  _globals['_PAUSEQUEUEREQUEST']._serialized_end=2686
+  _globals['_PAUSEQUEUERESPONSE']._serialized_start=2688
+  _globals['_PAUSEQUEUERESPONSE']._serialized_end=2752
+  _globals['_RESUMEQUEUEREQUEST']._serialized_start=2754
+  _globals['_RESUMEQUEUEREQUEST']._serialized_end=2774
+  _globals['_RESUMEQUEUERESPONSE']._serialized_start=2776
+  _globals['_RESUMEQUEUERESPONSE']._serialized_end=2817
+  _globals['_UNLOADMODELREQUEST']._serialized_start=2819
+  _globals['_UNLOADMODELREQUEST']._serialized_end=2839
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=2841
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=2882
+  _globals['_GCCACHEREQUEST']._serialized_start=2884
+  _globals['_GCCACHEREQUEST']._serialized_end=2919
+  _globals['_GCCACHERESPONSE']._serialized_start=2921
+  _globals['_GCCACHERESPONSE']._serialized_end=2991
+  _globals['_JOBDEFAULTS']._serialized_start=2994
+  _globals['_JOBDEFAULTS']._serialized_end=3133
+  _globals['_GETDEFAULTSREQUEST']._serialized_start=3135
+  _globals['_GETDEFAULTSREQUEST']._serialized_end=3155
+  _globals['_GETDEFAULTSRESPONSE']._serialized_start=3157
+  _globals['_GETDEFAULTSRESPONSE']._serialized_end=3251
+  _globals['_SETDEFAULTSREQUEST']._serialized_start=3253
+  _globals['_SETDEFAULTSREQUEST']._serialized_end=3325
+  _globals['_SETDEFAULTSRESPONSE']._serialized_start=3327
+  _globals['_SETDEFAULTSRESPONSE']._serialized_end=3421
+  _globals['_DAEMON']._serialized_start=3577
+  _globals['_DAEMON']._serialized_end=5477
 # @@protoc_insertion_point(module_scope)

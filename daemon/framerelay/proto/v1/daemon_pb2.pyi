@@ -438,6 +438,7 @@ class GetCacheInfoResponse(_message.Message):
     BYTES_FIELD_NUMBER: _builtins.int
     ROOT_FIELD_NUMBER: _builtins.int
     UNFINISHED_BYTES_FIELD_NUMBER: _builtins.int
+    CLIPS_FIELD_NUMBER: _builtins.int
     entries: _builtins.int
     """Finished artifacts (LoRAs, inversions) that later jobs reuse."""
     bytes: _builtins.int
@@ -447,6 +448,10 @@ class GetCacheInfoResponse(_message.Message):
     """Of bytes, what no finished entry holds: LoRA checkpoints of training that has not finished
     (an interrupted job resumes from them) and temporary files.
     """
+    @_builtins.property
+    def clips(self) -> _containers.RepeatedCompositeFieldContainer[Global___CacheClip]:
+        """Entries grouped by the clip they were made from, largest first."""
+
     def __init__(
         self,
         *,
@@ -454,14 +459,41 @@ class GetCacheInfoResponse(_message.Message):
         bytes: _builtins.int = ...,
         root: _builtins.str = ...,
         unfinished_bytes: _builtins.int = ...,
+        clips: _abc.Iterable[Global___CacheClip] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "root", b"root", "unfinished_bytes", b"unfinished_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "clips", b"clips", "entries", b"entries", "root", b"root", "unfinished_bytes", b"unfinished_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCacheInfoResponse: _TypeAlias = GetCacheInfoResponse  # noqa: Y015
+
+@_typing.final
+class CacheClip(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_PATH_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    source_path: _builtins.str
+    """The source clip's path; empty for entries that do not name one (made by older versions)."""
+    entries: _builtins.int
+    bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        source_path: _builtins.str = ...,
+        entries: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "source_path", b"source_path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheClip: _TypeAlias = CacheClip  # noqa: Y015
 
 @_typing.final
 class ClearCacheRequest(_message.Message):
@@ -526,6 +558,7 @@ class GetStatusResponse(_message.Message):
     RUNNING_JOB_ID_FIELD_NUMBER: _builtins.int
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
+    QUEUE_PAUSED_FIELD_NUMBER: _builtins.int
     WAITING_ON_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     device: _builtins.str
@@ -538,6 +571,8 @@ class GetStatusResponse(_message.Message):
     running_job_id: _builtins.str
     uptime_seconds: _builtins.float
     pid: _builtins.int
+    queue_paused: _builtins.bool
+    """PauseQueue was called: queued jobs wait for ResumeQueue."""
     @_builtins.property
     def waiting_on(self) -> _errors_pb2.ErrorInfo:
         """Set while the worker waits for a problem to clear by itself (a full data disk): queued jobs
@@ -557,11 +592,12 @@ class GetStatusResponse(_message.Message):
         running_job_id: _builtins.str = ...,
         uptime_seconds: _builtins.float = ...,
         pid: _builtins.int = ...,
+        queue_paused: _builtins.bool = ...,
         waiting_on: _errors_pb2.ErrorInfo | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["waiting_on", b"waiting_on"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "model", b"model", "model_loaded", b"model_loaded", "pid", b"pid", "queue_length", b"queue_length", "running_job_id", b"running_job_id", "uptime_seconds", b"uptime_seconds", "version", b"version", "vram_total_bytes", b"vram_total_bytes", "vram_used_bytes", b"vram_used_bytes", "waiting_on", b"waiting_on"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "model", b"model", "model_loaded", b"model_loaded", "pid", b"pid", "queue_length", b"queue_length", "queue_paused", b"queue_paused", "running_job_id", b"running_job_id", "uptime_seconds", b"uptime_seconds", "version", b"version", "vram_total_bytes", b"vram_total_bytes", "vram_used_bytes", b"vram_used_bytes", "waiting_on", b"waiting_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -786,3 +822,273 @@ class SetEditorConfigResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetEditorConfigResponse: _TypeAlias = SetEditorConfigResponse  # noqa: Y015
+
+@_typing.final
+class PauseQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERRUPT_RUNNING_FIELD_NUMBER: _builtins.int
+    interrupt_running: _builtins.bool
+    """Stop the running job at its next step boundary and queue it first again; false: let it finish."""
+    def __init__(
+        self,
+        *,
+        interrupt_running: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interrupt_running", b"interrupt_running"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseQueueRequest: _TypeAlias = PauseQueueRequest  # noqa: Y015
+
+@_typing.final
+class PauseQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAUSED_FIELD_NUMBER: _builtins.int
+    INTERRUPTED_JOB_ID_FIELD_NUMBER: _builtins.int
+    paused: _builtins.bool
+    interrupted_job_id: _builtins.str
+    """The running job that stops and goes back to the queue (interrupt_running only)."""
+    def __init__(
+        self,
+        *,
+        paused: _builtins.bool = ...,
+        interrupted_job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interrupted_job_id", b"interrupted_job_id", "paused", b"paused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseQueueResponse: _TypeAlias = PauseQueueResponse  # noqa: Y015
+
+@_typing.final
+class ResumeQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeQueueRequest: _TypeAlias = ResumeQueueRequest  # noqa: Y015
+
+@_typing.final
+class ResumeQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAS_PAUSED_FIELD_NUMBER: _builtins.int
+    was_paused: _builtins.bool
+    """The queue was paused before this call."""
+    def __init__(
+        self,
+        *,
+        was_paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["was_paused", b"was_paused"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeQueueResponse: _TypeAlias = ResumeQueueResponse  # noqa: Y015
+
+@_typing.final
+class UnloadModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnloadModelRequest: _TypeAlias = UnloadModelRequest  # noqa: Y015
+
+@_typing.final
+class UnloadModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WAS_LOADED_FIELD_NUMBER: _builtins.int
+    was_loaded: _builtins.bool
+    """A model was loaded and is now freed."""
+    def __init__(
+        self,
+        *,
+        was_loaded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["was_loaded", b"was_loaded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnloadModelResponse: _TypeAlias = UnloadModelResponse  # noqa: Y015
+
+@_typing.final
+class GcCacheRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
+    max_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        max_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_bytes", b"max_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GcCacheRequest: _TypeAlias = GcCacheRequest  # noqa: Y015
+
+@_typing.final
+class GcCacheResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FREED_BYTES_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    freed_bytes: _builtins.int
+    entries: _builtins.int
+    """What is left."""
+    bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        freed_bytes: _builtins.int = ...,
+        entries: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "entries", b"entries", "freed_bytes", b"freed_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GcCacheResponse: _TypeAlias = GcCacheResponse  # noqa: Y015
+
+@_typing.final
+class JobDefaults(_message.Message):
+    """What a job that leaves these unset gets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESET_FIELD_NUMBER: _builtins.int
+    OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FOLDER_FIELD_NUMBER: _builtins.int
+    preset: _specs_pb2.Preset.ValueType
+    """UNSPECIFIED: auto."""
+    output_format: _specs_pb2.OutputFormat.ValueType
+    """UNSPECIFIED: mov."""
+    output_folder: _builtins.str
+    """Absolute folder under an output root; empty: the daemon's data folder, one sub-folder per job."""
+    def __init__(
+        self,
+        *,
+        preset: _specs_pb2.Preset.ValueType = ...,
+        output_format: _specs_pb2.OutputFormat.ValueType = ...,
+        output_folder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output_folder", b"output_folder", "output_format", b"output_format", "preset", b"preset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobDefaults: _TypeAlias = JobDefaults  # noqa: Y015
+
+@_typing.final
+class GetDefaultsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDefaultsRequest: _TypeAlias = GetDefaultsRequest  # noqa: Y015
+
+@_typing.final
+class GetDefaultsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    CONFIG_PATH_FIELD_NUMBER: _builtins.int
+    config_path: _builtins.str
+    """The config file the defaults live in."""
+    @_builtins.property
+    def defaults(self) -> Global___JobDefaults: ...
+    def __init__(
+        self,
+        *,
+        defaults: Global___JobDefaults | None = ...,
+        config_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_path", b"config_path", "defaults", b"defaults"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDefaultsResponse: _TypeAlias = GetDefaultsResponse  # noqa: Y015
+
+@_typing.final
+class SetDefaultsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def defaults(self) -> Global___JobDefaults: ...
+    def __init__(
+        self,
+        *,
+        defaults: Global___JobDefaults | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDefaultsRequest: _TypeAlias = SetDefaultsRequest  # noqa: Y015
+
+@_typing.final
+class SetDefaultsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    CONFIG_PATH_FIELD_NUMBER: _builtins.int
+    config_path: _builtins.str
+    @_builtins.property
+    def defaults(self) -> Global___JobDefaults: ...
+    def __init__(
+        self,
+        *,
+        defaults: Global___JobDefaults | None = ...,
+        config_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_path", b"config_path", "defaults", b"defaults"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDefaultsResponse: _TypeAlias = SetDefaultsResponse  # noqa: Y015

@@ -106,6 +106,36 @@ class DaemonStub:
                 request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigRequest.SerializeToString,
                 response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigResponse.FromString,
                 _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/PauseQueue',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ResumeQueue = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/ResumeQueue',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.ResumeQueueRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.ResumeQueueResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/UnloadModel',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
+        self.GcCache = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/GcCache',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GcCacheRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GcCacheResponse.FromString,
+                _registered_method=True)
+        self.GetDefaults = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/GetDefaults',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetDefaultsRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetDefaultsResponse.FromString,
+                _registered_method=True)
+        self.SetDefaults = channel.unary_unary(
+                '/framerelay.proto.v1.Daemon/SetDefaults',
+                request_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetDefaultsRequest.SerializeToString,
+                response_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetDefaultsResponse.FromString,
+                _registered_method=True)
 
 
 class DaemonServicer:
@@ -209,6 +239,50 @@ class DaemonServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseQueue(self, request, context):
+        """Stops starting queued jobs. The running job finishes, or with interrupt_running stops at its
+        next step boundary and goes back to the front of the queue (QUEUED_REASON_PAUSED), to resume
+        from the engine's caches. The pause is kept across restarts until ResumeQueue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Frees the model and its GPU memory now (the next job loads it again); BUSY while a job runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GcCache(self, request, context):
+        """Removes least recently used cache entries until the cache holds at most max_bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDefaults(self, request, context):
+        """The job defaults ([defaults] of config.toml): what a job that leaves its preset, output format
+        or output folder unset gets. Plugins read them to show the same defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDefaults(self, request, context):
+        """Replaces the job defaults and writes them to the config file; applies to jobs submitted next.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DaemonServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +355,36 @@ def add_DaemonServicer_to_server(servicer, server):
                     servicer.SetEditorConfig,
                     request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigRequest.FromString,
                     response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.PauseQueueRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ResumeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeQueue,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.ResumeQueueRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.UnloadModelRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'GcCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.GcCache,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GcCacheRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GcCacheResponse.SerializeToString,
+            ),
+            'GetDefaults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDefaults,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetDefaultsRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetDefaultsResponse.SerializeToString,
+            ),
+            'SetDefaults': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDefaults,
+                    request_deserializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetDefaultsRequest.FromString,
+                    response_serializer=framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetDefaultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -663,6 +767,168 @@ class Daemon:
             '/framerelay.proto.v1.Daemon/SetEditorConfig',
             framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigRequest.SerializeToString,
             framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetEditorConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/PauseQueue',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.PauseQueueRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/ResumeQueue',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.ResumeQueueRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/UnloadModel',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.UnloadModelRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GcCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/GcCache',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.GcCacheRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.GcCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDefaults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/GetDefaults',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetDefaultsRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.GetDefaultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDefaults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/framerelay.proto.v1.Daemon/SetDefaults',
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetDefaultsRequest.SerializeToString,
+            framerelay_dot_proto_dot_v1_dot_daemon__pb2.SetDefaultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,22 @@ class DaemonStub:
     as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
     --allow-remote nothing can be changed (PERMISSION_DENIED).
     """
+    PauseQueue: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.PauseQueueRequest, _daemon_pb2.PauseQueueResponse]
+    """Stops starting queued jobs. The running job finishes, or with interrupt_running stops at its
+    next step boundary and goes back to the front of the queue (QUEUED_REASON_PAUSED), to resume
+    from the engine's caches. The pause is kept across restarts until ResumeQueue.
+    """
+    ResumeQueue: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.ResumeQueueRequest, _daemon_pb2.ResumeQueueResponse]
+    UnloadModel: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.UnloadModelRequest, _daemon_pb2.UnloadModelResponse]
+    """Frees the model and its GPU memory now (the next job loads it again); BUSY while a job runs."""
+    GcCache: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GcCacheRequest, _daemon_pb2.GcCacheResponse]
+    """Removes least recently used cache entries until the cache holds at most max_bytes."""
+    GetDefaults: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.GetDefaultsRequest, _daemon_pb2.GetDefaultsResponse]
+    """The job defaults ([defaults] of config.toml): what a job that leaves its preset, output format
+    or output folder unset gets. Plugins read them to show the same defaults.
+    """
+    SetDefaults: _grpc.UnaryUnaryMultiCallable[_daemon_pb2.SetDefaultsRequest, _daemon_pb2.SetDefaultsResponse]
+    """Replaces the job defaults and writes them to the config file; applies to jobs submitted next."""
 
 @_typing.type_check_only
 class DaemonAsyncStub(DaemonStub):
@@ -101,6 +117,22 @@ class DaemonAsyncStub(DaemonStub):
     as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
     --allow-remote nothing can be changed (PERMISSION_DENIED).
     """
+    PauseQueue: _aio.UnaryUnaryMultiCallable[_daemon_pb2.PauseQueueRequest, _daemon_pb2.PauseQueueResponse]  # type: ignore[assignment]
+    """Stops starting queued jobs. The running job finishes, or with interrupt_running stops at its
+    next step boundary and goes back to the front of the queue (QUEUED_REASON_PAUSED), to resume
+    from the engine's caches. The pause is kept across restarts until ResumeQueue.
+    """
+    ResumeQueue: _aio.UnaryUnaryMultiCallable[_daemon_pb2.ResumeQueueRequest, _daemon_pb2.ResumeQueueResponse]  # type: ignore[assignment]
+    UnloadModel: _aio.UnaryUnaryMultiCallable[_daemon_pb2.UnloadModelRequest, _daemon_pb2.UnloadModelResponse]  # type: ignore[assignment]
+    """Frees the model and its GPU memory now (the next job loads it again); BUSY while a job runs."""
+    GcCache: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GcCacheRequest, _daemon_pb2.GcCacheResponse]  # type: ignore[assignment]
+    """Removes least recently used cache entries until the cache holds at most max_bytes."""
+    GetDefaults: _aio.UnaryUnaryMultiCallable[_daemon_pb2.GetDefaultsRequest, _daemon_pb2.GetDefaultsResponse]  # type: ignore[assignment]
+    """The job defaults ([defaults] of config.toml): what a job that leaves its preset, output format
+    or output folder unset gets. Plugins read them to show the same defaults.
+    """
+    SetDefaults: _aio.UnaryUnaryMultiCallable[_daemon_pb2.SetDefaultsRequest, _daemon_pb2.SetDefaultsResponse]  # type: ignore[assignment]
+    """Replaces the job defaults and writes them to the config file; applies to jobs submitted next."""
 
 class DaemonServicer(metaclass=_abc_1.ABCMeta):
     """The local framerelay daemon. Every call needs the token from the discovery file in the
@@ -219,5 +251,57 @@ class DaemonServicer(metaclass=_abc_1.ABCMeta):
         as it is; arguments can only be set in the file, not here (PERMISSION_DENIED otherwise). With
         --allow-remote nothing can be changed (PERMISSION_DENIED).
         """
+
+    @_abc_1.abstractmethod
+    def PauseQueue(
+        self,
+        request: _daemon_pb2.PauseQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.PauseQueueResponse, _abc.Awaitable[_daemon_pb2.PauseQueueResponse]]:
+        """Stops starting queued jobs. The running job finishes, or with interrupt_running stops at its
+        next step boundary and goes back to the front of the queue (QUEUED_REASON_PAUSED), to resume
+        from the engine's caches. The pause is kept across restarts until ResumeQueue.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeQueue(
+        self,
+        request: _daemon_pb2.ResumeQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.ResumeQueueResponse, _abc.Awaitable[_daemon_pb2.ResumeQueueResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UnloadModel(
+        self,
+        request: _daemon_pb2.UnloadModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.UnloadModelResponse, _abc.Awaitable[_daemon_pb2.UnloadModelResponse]]:
+        """Frees the model and its GPU memory now (the next job loads it again); BUSY while a job runs."""
+
+    @_abc_1.abstractmethod
+    def GcCache(
+        self,
+        request: _daemon_pb2.GcCacheRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.GcCacheResponse, _abc.Awaitable[_daemon_pb2.GcCacheResponse]]:
+        """Removes least recently used cache entries until the cache holds at most max_bytes."""
+
+    @_abc_1.abstractmethod
+    def GetDefaults(
+        self,
+        request: _daemon_pb2.GetDefaultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.GetDefaultsResponse, _abc.Awaitable[_daemon_pb2.GetDefaultsResponse]]:
+        """The job defaults ([defaults] of config.toml): what a job that leaves its preset, output format
+        or output folder unset gets. Plugins read them to show the same defaults.
+        """
+
+    @_abc_1.abstractmethod
+    def SetDefaults(
+        self,
+        request: _daemon_pb2.SetDefaultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_daemon_pb2.SetDefaultsResponse, _abc.Awaitable[_daemon_pb2.SetDefaultsResponse]]:
+        """Replaces the job defaults and writes them to the config file; applies to jobs submitted next."""
 
 def add_DaemonServicer_to_server(servicer: DaemonServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -37,6 +37,10 @@ class _QueuedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QueuedRe
     """A round-trip job got its edited frame (a save or AttachEdit)."""
     QUEUED_REASON_FOLLOW_SAVE: _QueuedReason.ValueType  # 5
     """A new job for a save made after the previous job of the round trip started (follow saves)."""
+    QUEUED_REASON_PAUSED: _QueuedReason.ValueType  # 6
+    """The queue was paused with interrupt_running: the job stopped at a step boundary and runs first
+    again on ResumeQueue, resuming from the engine's caches.
+    """
 
 class QueuedReason(_QueuedReason, metaclass=_QueuedReasonEnumTypeWrapper): ...
 
@@ -49,6 +53,10 @@ QUEUED_REASON_EDIT_RECEIVED: QueuedReason.ValueType  # 4
 """A round-trip job got its edited frame (a save or AttachEdit)."""
 QUEUED_REASON_FOLLOW_SAVE: QueuedReason.ValueType  # 5
 """A new job for a save made after the previous job of the round trip started (follow saves)."""
+QUEUED_REASON_PAUSED: QueuedReason.ValueType  # 6
+"""The queue was paused with interrupt_running: the job stopped at a step boundary and runs first
+again on ResumeQueue, resuming from the engine's caches.
+"""
 Global___QueuedReason: _TypeAlias = QueuedReason  # noqa: Y015
 
 class _CancelReason:
@@ -243,9 +251,12 @@ class Finished(_message.Message):
     FPS_FIELD_NUMBER: _builtins.int
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
+    PRESET_FIELD_NUMBER: _builtins.int
     frame_count: _builtins.int
     width: _builtins.int
     height: _builtins.int
+    preset: _builtins.str
+    """The preset used, resolved when the job asked for auto; one per output, comma-separated."""
     @_builtins.property
     def output_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -258,10 +269,11 @@ class Finished(_message.Message):
         fps: _specs_pb2.Rational | None = ...,
         width: _builtins.int = ...,
         height: _builtins.int = ...,
+        preset: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fps", b"fps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fps", b"fps", "frame_count", b"frame_count", "height", b"height", "output_paths", b"output_paths", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fps", b"fps", "frame_count", b"frame_count", "height", b"height", "output_paths", b"output_paths", "preset", b"preset", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ class _Preset:
 class _PresetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Preset.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PRESET_UNSPECIFIED: _Preset.ValueType  # 0
-    """the same as PRESET_AUTO"""
+    """the daemon's default preset (GetDefaults; auto unless set)"""
     PRESET_AUTO: _Preset.ValueType  # 1
     PRESET_LOCAL: _Preset.ValueType  # 2
     PRESET_STYLE: _Preset.ValueType  # 3
@@ -35,7 +35,7 @@ class _PresetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Preset.ValueTy
 class Preset(_Preset, metaclass=_PresetEnumTypeWrapper): ...
 
 PRESET_UNSPECIFIED: Preset.ValueType  # 0
-"""the same as PRESET_AUTO"""
+"""the daemon's default preset (GetDefaults; auto unless set)"""
 PRESET_AUTO: Preset.ValueType  # 1
 PRESET_LOCAL: Preset.ValueType  # 2
 PRESET_STYLE: Preset.ValueType  # 3
@@ -49,7 +49,7 @@ class _OutputFormat:
 class _OutputFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputFormat.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     OUTPUT_FORMAT_UNSPECIFIED: _OutputFormat.ValueType  # 0
-    """the same as OUTPUT_FORMAT_MOV"""
+    """the daemon's default format (GetDefaults; mov unless set)"""
     OUTPUT_FORMAT_MP4: _OutputFormat.ValueType  # 1
     OUTPUT_FORMAT_MOV: _OutputFormat.ValueType  # 2
     OUTPUT_FORMAT_PNG: _OutputFormat.ValueType  # 3
@@ -58,7 +58,7 @@ class _OutputFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OutputFo
 class OutputFormat(_OutputFormat, metaclass=_OutputFormatEnumTypeWrapper): ...
 
 OUTPUT_FORMAT_UNSPECIFIED: OutputFormat.ValueType  # 0
-"""the same as OUTPUT_FORMAT_MOV"""
+"""the daemon's default format (GetDefaults; mov unless set)"""
 OUTPUT_FORMAT_MP4: OutputFormat.ValueType  # 1
 OUTPUT_FORMAT_MOV: OutputFormat.ValueType  # 2
 OUTPUT_FORMAT_PNG: OutputFormat.ValueType  # 3
@@ -243,7 +243,8 @@ class OutputSpec(_message.Message):
     OVERWRITE_FIELD_NUMBER: _builtins.int
     format: Global___OutputFormat.ValueType
     folder: _builtins.str
-    """Absolute folder for the outputs; empty: the daemon's data folder, one sub-folder per job.
+    """Absolute folder for the outputs; empty: the daemon's default folder (GetDefaults), else its
+    data folder, one sub-folder per job.
     It must lie under one of the daemon's output roots (see docs/daemon.md).
     """
     overwrite: _builtins.bool

@@ -1,0 +1,3 @@
+from framerelay_tray.app import main
+
+raise SystemExit(main())
