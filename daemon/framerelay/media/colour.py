@@ -406,7 +406,9 @@ def load_cube(path: str | Path) -> Lut1D:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
-        raise InvalidSpecError(f"cannot read the input LUT {path}: {error.strerror}", hint) from error
+        raise InvalidSpecError(
+            f"cannot read the input LUT {path}: {error.strerror}", hint
+        ) from error
     size, low, high, rows = None, [0.0] * 3, [1.0] * 3, []
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()

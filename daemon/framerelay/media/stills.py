@@ -418,9 +418,7 @@ def _psd_render(psd, name: str) -> Still:
 # -- shared conversions ---------------------------------------------------------------------------
 
 
-def cmyk_to_rgb(
-    ink: np.ndarray, icc: bytes | None, name: str, warnings: list[str]
-) -> np.ndarray:
+def cmyk_to_rgb(ink: np.ndarray, icc: bytes | None, name: str, warnings: list[str]) -> np.ndarray:
     """Ink amounts (H, W, 4) in [0, 1] -> sRGB, through the embedded profile when there is one."""
     if icc:
         try:
@@ -477,9 +475,7 @@ def _unit(array: np.ndarray, name: str) -> np.ndarray:
     return result if result.ndim == 3 else result[:, :, None]
 
 
-def _split_interleaved(
-    unit: np.ndarray, straight: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
+def _split_interleaved(unit: np.ndarray, straight: bool) -> tuple[np.ndarray, np.ndarray | None]:
     channels = unit.shape[2]
     if channels in (1, 2):
         rgb = np.repeat(unit[:, :, :1], 3, axis=2)

@@ -45,7 +45,7 @@ _SWS_MATRIX = {colour.MATRIX_SMPTE170M: colour.MATRIX_BT470BG}
 TIME_TOLERANCE = Fraction(1, 1_000_000)  # seconds
 MIN_CLIP_FRAMES = 2
 _INCOMPLETE_HINT = "Wait until the file has finished copying or rendering, or export it again."
-_TRANSCODE_HINT = "Transcode it to H.264 .mp4 or ProRes .mov (e.g. with ffmpeg or your editor)."
+TRANSCODE_HINT = "Transcode it to H.264 .mp4 or ProRes .mov (e.g. with ffmpeg or your editor)."
 
 
 @dataclass(frozen=True)
@@ -241,6 +241,11 @@ def check_window(start: float | None, end: float | None) -> None:
         )
 
 
+def scan(path: str | Path) -> tuple[VideoInfo, FrameIndex]:
+    """The stream's description and its pts index (demuxes every packet, decodes nothing)."""
+    return _scan(Path(path))
+
+
 def _scan(path: Path) -> tuple[VideoInfo, FrameIndex]:
     with _open(path) as container:
         stream = _video_stream(container, path)
@@ -263,7 +268,7 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError) as error:
         raise SourceUnreadableError(
-            f"cannot read {path.name} as a video: {_reason(error)}", _TRANSCODE_HINT
+            f"cannot read {path.name} as a video: {_reason(error)}", TRANSCODE_HINT
         ) from error
 
 
@@ -272,11 +277,11 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
         s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
     ]
     if not streams:
-        raise SourceUnreadableError(f"{path.name} has no video stream", _TRANSCODE_HINT)
+        raise SourceUnreadableError(f"{path.name} has no video stream", TRANSCODE_HINT)
     stream = streams[0]
     if stream.codec_context is None or not stream.width or not stream.height:
         raise SourceUnreadableError(
-            f"{path.name}: no decoder for its video codec ({stream.codec_context})", _TRANSCODE_HINT
+            f"{path.name}: no decoder for its video codec ({stream.codec_context})", TRANSCODE_HINT
         )
     return stream
 
@@ -301,7 +306,7 @@ def _average_rate(stream: av.VideoStream) -> Fraction:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
             return Fraction(rate)
-    raise SourceUnreadableError("the video stream has no frame rate", _TRANSCODE_HINT)
+    raise SourceUnreadableError("the video stream has no frame rate", TRANSCODE_HINT)
 
 
 def _duration(
@@ -332,7 +337,7 @@ def _index_stream(
                 pts.append(packet.pts)
     except av.error.FFmpegError as error:
         raise SourceUnreadableError(
-            f"{path.name} is damaged: {_reason(error)}", _TRANSCODE_HINT
+            f"{path.name} is damaged: {_reason(error)}", TRANSCODE_HINT
         ) from error
     present = len(pts) + untimed + discarded
     if stream.frames and present < stream.frames:
@@ -412,7 +417,7 @@ def _match_pts(
                 raise SourceUnreadableError(
                     f"{path.name}: frame {frames.start + position} (pts {wanted[position]}) "
                     f"could not be decoded",
-                    _TRANSCODE_HINT,
+                    TRANSCODE_HINT,
                 )
         else:
             yield frame
@@ -432,7 +437,7 @@ def _decoded_frames(path: Path, seek_pts: int | None) -> Iterator[av.VideoFrame]
             yield from container.decode(stream)
         except av.error.FFmpegError as error:
             raise SourceUnreadableError(
-                f"{path.name} could not be decoded: {_reason(error)}", _TRANSCODE_HINT
+                f"{path.name} could not be decoded: {_reason(error)}", TRANSCODE_HINT
             ) from error
 
 
@@ -463,7 +468,7 @@ def _raise_short(path: Path, frames: range, decoded: int) -> NoReturn:
     raise SourceUnreadableError(
         f"{path.name}: decoded only {decoded} of the {len(frames)} frames "
         f"{frames.start}..{frames.stop - 1}; the file may be truncated or damaged",
-        _TRANSCODE_HINT,
+        TRANSCODE_HINT,
     )
 
 
