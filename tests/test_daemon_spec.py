@@ -74,7 +74,7 @@ def test_a_valid_spec_passes(media):
         (
             lambda m, t: setattr(m, "source_path", str(t)),
             SourceUnreadableError,
-            "not a regular file",
+            "no numbered PNG, TIFF, EXR or DPX frames",  # a folder is read as an image sequence
         ),
         (lambda m, t: m.ClearField("edited_frame_paths"), InvalidSpecError, "no edited frame"),
         (

@@ -54,6 +54,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="host context returned untouched with the job (repeatable)",
     )
     parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
+    parser.add_argument(
+        "--input-lut", type=Path, metavar="FILE.cube", help="1D LUT input transform (log footage)"
+    )
+    parser.add_argument(
+        "--no-keep-unedited",
+        dest="keep_unedited",
+        action="store_false",
+        help="use the model's output everywhere, also outside the --mask",
+    )
+    parser.add_argument(
+        "--no-audio", dest="audio", action="store_false", help="do not copy the source's audio"
+    )
     roundtrip = parser.add_argument_group(
         "round trip with an image editor",
         "The daemon exports the frame, opens it in your editor and queues the job when you save.",
@@ -154,6 +166,12 @@ def build_spec(args: argparse.Namespace):
     if args.fps:
         fps = parse_fps(args.fps)
         spec.source_fps.num, spec.source_fps.den = fps.numerator, fps.denominator
+    if args.input_lut:
+        spec.input_lut_path = str(args.input_lut.resolve())
+    if not args.keep_unedited:
+        spec.keep_unedited = False
+    if not args.audio:
+        spec.copy_audio = False
     if args.roundtrip:
         if args.frame < 0:
             raise InvalidSpecError(f"--frame must be 0 or more, got {args.frame}.")

@@ -43,6 +43,10 @@ def edit_request_for(
         device=device,
         dtype=dtype,
         params=spec.engine_params(),
+        sequence_fps=spec.sequence_fps or spec.source_fps,
+        input_lut=spec.input_lut,
+        keep_unedited=spec.keep_unedited,
+        audio=spec.audio,
     )
 
 

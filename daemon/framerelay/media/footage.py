@@ -419,14 +419,16 @@ def read_display_frame(
     path: str | Path, index: int, fps: Fraction | None = None, lut: Lut1D | None = None
 ) -> np.ndarray:
     """Frame `index` as the NLE shows it, for an editor: float32 (h, w, 3) model R'G'B'."""
-    footage = probe(path, fps)
+    return display_frame_at(probe(path, fps), index, lut)
+
+
+def display_frame_at(footage: Footage, index: int, lut: Lut1D | None = None) -> np.ndarray:
     if not 0 <= index < footage.frame_count:
         raise InvalidSpecError(
             f"frame {index} is out of range: {footage.path.name} has {footage.frame_count} frames",
             f"Pick a frame from 0 to {footage.frame_count - 1}.",
         )
-    span = Span(footage, range(index, index + 1), Fraction(0))
-    native = next(iter_native(span))
+    native = next(iter_native(Span(footage, range(index, index + 1), Fraction(0))))
     colour.check_supported(footage.colour, footage.path.name, lut is not None)
     mapping = colour.mapping_for(footage.colour, lut)
     return footage.display.to_display(mapping.to_model(native.rgb))
