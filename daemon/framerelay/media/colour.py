@@ -327,37 +327,44 @@ def _apply(matrix: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ToneMap:
-    """Max-RGB roll-off: identity up to `knee`, then 1 - (1-k)·exp(-(m-k)/(1-k)) towards 1.
+    """Max-RGB roll-off: identity up to `knee`, then an extended-Reinhard shoulder to 1 at `peak`.
 
-    Values are linear light with 1.0 = HDR reference white (203 nits). The curve is C1 at the
-    knee and strictly increasing, so its inverse exists below 1; scaling R, G and B by the same
-    factor keeps hue and saturation.
+    Values are linear light with 1.0 = HDR reference white (203 nits). Above the knee k, with
+    y = (m - k) / (1 - k) and Y = (peak - k) / (1 - k), the curve is k + (1 - k)·y(1 + y/Y²)/(1 + y):
+    C1 at the knee, strictly increasing, and exactly 1 at the peak, so the inverse (a quadratic)
+    exists for every SDR value and float precision holds up to the peak. Scaling R, G and B by the
+    same factor keeps hue and saturation.
     """
 
     knee: float = TONE_KNEE
-    peak: float = PQ_PEAK_NITS / HDR_REFERENCE_WHITE_NITS  # the inverse never exceeds this
+    peak: float = PQ_PEAK_NITS / HDR_REFERENCE_WHITE_NITS
 
     def forward(self, rgb: np.ndarray) -> np.ndarray:
         peak = np.max(rgb, axis=-1, keepdims=True)
-        mapped = self._curve(peak)
-        return rgb * _ratio(mapped, peak)
+        return rgb * _ratio(self._curve(np.minimum(peak, self.peak)), peak)
 
     def inverse(self, rgb: np.ndarray) -> np.ndarray:
         peak = np.max(rgb, axis=-1, keepdims=True)
-        restored = self._inverse_curve(peak)
-        return rgb * _ratio(restored, peak)
+        return rgb * _ratio(self._inverse_curve(np.minimum(peak, 1.0)), peak)
+
+    @property
+    def _span(self) -> float:
+        return (self.peak - self.knee) / (1 - self.knee)
 
     def _curve(self, m: np.ndarray) -> np.ndarray:
-        k = self.knee
-        over = k + (1 - k) * -np.expm1(-(np.maximum(m, k) - k) / (1 - k))
-        return np.where(m <= k, m, over)
+        k, big = self.knee, self._span
+        m = np.asarray(m, np.float64)
+        y = (np.maximum(m, k) - k) / (1 - k)
+        shoulder = k + (1 - k) * y * (1 + y / big**2) / (1 + y)
+        return np.where(m <= k, m, shoulder)
 
     def _inverse_curve(self, f: np.ndarray) -> np.ndarray:
-        k = self.knee
-        ceiling = float(self._curve(np.array(self.peak)))
-        g = np.clip(f, None, ceiling)
-        over = k - (1 - k) * np.log1p(-(np.maximum(g, k) - k) / (1 - k))
-        return np.where(g <= k, g, np.minimum(over, self.peak))
+        k, big = self.knee, self._span
+        f = np.asarray(f, np.float64)
+        g = (np.maximum(f, k) - k) / (1 - k)
+        a = 1 / big**2
+        y = (-(1 - g) + np.sqrt((1 - g) ** 2 + 4 * a * g)) / (2 * a)
+        return np.where(f <= k, f, k + (1 - k) * y)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -527,9 +534,10 @@ class ModelMapping:
         nits = light * HDR_REFERENCE_WHITE_NITS
         if self.space.transfer == TRC_PQ:
             return pq_inverse_eotf(nits)
+        # the inverse OOTF: display = peak · Ys^(γ-1) · scene, and Yd = peak · Ys^γ
         yd = np.clip(_luminance(nits, self.space.primaries), 0, None)[..., None] / HLG_PEAK_NITS
-        ys = np.power(yd, 1 / HLG_SYSTEM_GAMMA)
-        scene = _ratio(nits / HLG_PEAK_NITS, np.power(ys, HLG_SYSTEM_GAMMA - 1) + 0 * nits)
+        gain = np.power(np.power(yd, 1 / HLG_SYSTEM_GAMMA), HLG_SYSTEM_GAMMA - 1)
+        scene = _ratio(nits / HLG_PEAK_NITS, np.broadcast_to(gain, nits.shape))
         return hlg_oetf(scene)
 
 
