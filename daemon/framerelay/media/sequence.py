@@ -61,7 +61,7 @@ def _from_pattern(path: Path) -> Sequence:
         assert hashes is not None
         width = len(hashes.group(0)) if len(hashes.group(0)) > 1 else 0
         prefix, suffix = name[: hashes.start()], name[hashes.end() :]
-    if Path(suffix).suffix.lower() not in SEQUENCE_EXTENSIONS:
+    if not suffix.lower().endswith(SEQUENCE_EXTENSIONS):
         raise SourceUnreadableError(
             f"{name}: image sequences must be PNG, TIFF, EXR or DPX files",
             "Name the frames like shot_0001.exr and give shot_%04d.exr or shot_####.exr.",

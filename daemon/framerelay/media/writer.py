@@ -269,9 +269,20 @@ def _write_container(
             audio_io.mux(container, audio_stream, audio)
         for count, frame in enumerate(frames):
             _check_frame(frame, shape, count)
-            container.mux(stream.encode(_to_video_frame(frame, pix_fmt, space, count, time_base)))
-        container.mux(stream.encode(None))
+            packets = stream.encode(_to_video_frame(frame, pix_fmt, space, count, time_base))
+            container.mux(_sane_dts(packets))
+        container.mux(_sane_dts(stream.encode(None)))
     return count + 1
+
+
+def _sane_dts(packets: list[av.Packet]) -> list[av.Packet]:
+    """libx265 leaves the dts uninitialised in streams shorter than its lookahead (one or two
+    frames), which the mp4 muxer refuses; such packets are not reordered, so dts = pts."""
+    for packet in packets:
+        known = packet.pts is not None and packet.dts is not None
+        if known and not packet.pts - 64 <= packet.dts <= packet.pts:
+            packet.dts = packet.pts
+    return packets
 
 
 def _to_video_frame(
