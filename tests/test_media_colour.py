@@ -85,6 +85,7 @@ def test_hdr_maps_to_sdr_and_back_for_every_colour_in_bt709(name):
     peak = mapping.tone.peak
     light709 = rng.random((4000, 3)).astype(np.float32) * np.float32(peak)
     light709[0] = (1.0, 1.0, 1.0)  # reference white
+    light709[1] = (0.0, 0.0, 0.0)  # black stays black
     light2020 = light709 @ c.primaries_matrix(c.PRIMARIES_BT709, c.PRIMARIES_BT2020).T
     signal = mapping._relative_to_hdr(light2020.astype(np.float32))
     model = mapping.to_model(signal)

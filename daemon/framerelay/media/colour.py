@@ -537,7 +537,8 @@ class ModelMapping:
         # the inverse OOTF: display = peak · Ys^(γ-1) · scene, and Yd = peak · Ys^γ
         yd = np.clip(_luminance(nits, self.space.primaries), 0, None)[..., None] / HLG_PEAK_NITS
         gain = np.power(np.power(yd, 1 / HLG_SYSTEM_GAMMA), HLG_SYSTEM_GAMMA - 1)
-        scene = _ratio(nits / HLG_PEAK_NITS, np.broadcast_to(gain, nits.shape))
+        safe = np.where(gain > 1e-12, gain, 1.0)
+        scene = np.where(gain > 1e-12, nits / HLG_PEAK_NITS / safe, 0.0)
         return hlg_oetf(scene)
 
 
