@@ -6,6 +6,7 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
+from framerelay.cli.footage_options import add_footage_switches
 from framerelay.engine.params import (
     DEFAULT_MODEL,
     PRESET_NAMES,
@@ -60,21 +61,7 @@ def register(commands) -> None:
     footage.add_argument(
         "--fps", type=_rate, help="frame rate of an image-sequence source (default 24)"
     )
-    footage.add_argument(
-        "--input-lut",
-        type=Path,
-        metavar="FILE.cube",
-        help="input transform for log footage: a 1D LUT to BT.709 (default: none)",
-    )
-    footage.add_argument(
-        "--no-keep-unedited",
-        dest="keep_unedited",
-        action="store_false",
-        help="use the model's output everywhere, also outside the --mask",
-    )
-    footage.add_argument(
-        "--no-audio", dest="audio", action="store_false", help="do not copy the source's audio"
-    )
+    add_footage_switches(footage)
     parser.add_argument("--height", type=int, default=576)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--window", type=int, default=14, help="frames per model window")

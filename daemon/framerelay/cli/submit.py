@@ -6,6 +6,7 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
+from framerelay.cli.footage_options import add_footage_switches
 from framerelay.engine.params import PRESET_NAMES
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import InvalidSpecError
@@ -54,18 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="host context returned untouched with the job (repeatable)",
     )
     parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
-    parser.add_argument(
-        "--input-lut", type=Path, metavar="FILE.cube", help="1D LUT input transform (log footage)"
-    )
-    parser.add_argument(
-        "--no-keep-unedited",
-        dest="keep_unedited",
-        action="store_false",
-        help="use the model's output everywhere, also outside the --mask",
-    )
-    parser.add_argument(
-        "--no-audio", dest="audio", action="store_false", help="do not copy the source's audio"
-    )
+    add_footage_switches(parser)
     roundtrip = parser.add_argument_group(
         "round trip with an image editor",
         "The daemon exports the frame, opens it in your editor and queues the job when you save.",

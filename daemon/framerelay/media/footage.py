@@ -124,16 +124,7 @@ def _probe_video(path: Path) -> Footage:
     if first is None:
         raise SourceUnreadableError(f"{path.name} has no decodable frame", video.TRANSCODE_HINT)
     layout = planes.layout_of(first.format)
-    space = colour.resolve(
-        first.colorspace,
-        first.color_primaries,
-        first.color_trc,
-        first.color_range,
-        width=first.width,
-        height=first.height,
-        rgb=layout.rgb,
-        full_range_format=layout.full_range_format,
-    )
+    space = planes.colour_of(first)
     rotation = geometry.normalise_rotation(first.rotation)
     interlaced = bool(first.interlaced_frame) or field_order > 1
     top_first = field_order not in (3, 4)  # AV_FIELD_BB, AV_FIELD_TB: bottom field shown first

@@ -65,6 +65,21 @@ def layout_of(fmt: av.VideoFormat) -> Layout:
     )
 
 
+def colour_of(frame: av.VideoFrame) -> ColourSpace:
+    """The frame's colour tags, unspecified ones resolved as players do (`colour.resolve`)."""
+    layout = layout_of(frame.format)
+    return colour.resolve(
+        frame.colorspace,
+        frame.color_primaries,
+        frame.color_trc,
+        frame.color_range,
+        width=frame.width,
+        height=frame.height,
+        rgb=layout.rgb,
+        full_range_format=layout.full_range_format,
+    )
+
+
 @dataclass(frozen=True)
 class Planes:
     """A frame's samples: full-resolution colour channels and chroma at its stored resolution."""

@@ -34,7 +34,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from framerelay.errors import InvalidSpecError, SourceUnreadableError
-from framerelay.media import colour
+from framerelay.media import colour, planes
 
 # Default swscale yuv->rgb takes a fast path that darkens by about 1 code value on average.
 RGB_INTERPOLATION = (
@@ -446,15 +446,7 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     with or, untagged, the one players assume (BT.709 for HD, BT.601 for SD)."""
     if frame.format.is_rgb or frame.format.name.startswith(("gray", "pal")):
         return frame.to_ndarray(format="rgb24", interpolation=RGB_INTERPOLATION)
-    space = colour.resolve(
-        frame.colorspace,
-        frame.color_primaries,
-        frame.color_trc,
-        frame.color_range,
-        width=frame.width,
-        height=frame.height,
-        full_range_format=frame.format.name.startswith("yuvj"),
-    )
+    space = planes.colour_of(frame)
     return frame.to_ndarray(
         format="rgb24",
         interpolation=RGB_INTERPOLATION,
