@@ -84,7 +84,7 @@ def _rgb(path, matrix: str = "ITU709") -> np.ndarray:
                 )
                 for f in container.decode(video=0)
             ]
-        ).astype(int)
+        ).astype(np.int16)
 
 
 def test_10_bit_grey_and_ramp_pass_through_without_banding(tmp_path, tiny_model_dir, passthrough):
