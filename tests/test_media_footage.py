@@ -45,6 +45,24 @@ def test_phone_clip_rotation_is_read_and_shown_upright(tmp_path):
     assert np.abs(shown - expected).max() < 3 / 255
 
 
+def test_a_mirrored_display_matrix_is_refused_not_shown_as_a_rotation(tmp_path):
+    import av
+
+    path = tmp_path / "flip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_matrix([-65536, 0, 0, 0, 65536, 0, 64 * 65536, 0, 1 << 30])
+        for i in range(2):
+            frame = av.VideoFrame(64, 32, "yuv420p")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(SourceUnreadableError, match="mirrored") as error:
+        footage.probe(path)
+    assert "Flip" in error.value.hint
+
+
 @pytest.mark.parametrize(
     ("size", "sar", "display"),
     [((320, 240), Fraction(4, 3), (427, 240)), ((240, 160), Fraction(8, 9), (240, 180))],
@@ -197,6 +215,11 @@ def test_sequences_with_gaps_or_mixed_runs_are_refused(tmp_path):
     with pytest.raises(SourceUnreadableError, match="several sequences") as error:
         footage.probe(mixed)
     assert "%04d" in error.value.hint
+
+
+def test_a_clip_whose_name_holds_a_hash_is_a_clip(tmp_path):
+    path = encode_rgb(tmp_path / "take#2 100%d.mp4", pattern_frames(3, 32, 16))
+    assert footage.probe(path).kind == "video"
 
 
 def test_frame_numbers_outside_the_source_are_refused(tmp_path):

@@ -125,6 +125,12 @@ def _probe_video(path: Path) -> Footage:
         raise SourceUnreadableError(f"{path.name} has no decodable frame", video.TRANSCODE_HINT)
     layout = planes.layout_of(first.format)
     space = planes.colour_of(first)
+    if _mirrored(first):
+        raise SourceUnreadableError(
+            f"{path.name} is displayed mirrored (its display matrix flips the picture), which "
+            "framerelay does not reproduce",
+            "Flip the clip in your editor (or with ffmpeg) and export it without a flip.",
+        )
     rotation = geometry.normalise_rotation(first.rotation)
     interlaced = bool(first.interlaced_frame) or field_order > 1
     top_first = field_order not in (3, 4)  # AV_FIELD_BB, AV_FIELD_TB: bottom field shown first
@@ -157,6 +163,15 @@ def _probe_video(path: Path) -> Footage:
         warnings=tuple(warnings),
         _video=(info, index),
     )
+
+
+def _mirrored(frame: av.VideoFrame) -> bool:
+    """Whether the frame's display matrix flips the picture (a negative determinant)."""
+    for side in frame.side_data:
+        if "DISPLAYMATRIX" in str(side.type):
+            a, b, _, c, d = np.frombuffer(bytes(side), "<i4")[:5].astype(np.int64)
+            return a * d - b * c < 0
+    return False
 
 
 def _timecode_tag(container: av.container.InputContainer, stream: av.VideoStream) -> str | None:

@@ -37,9 +37,12 @@ class Sequence:
 
 
 def is_sequence_path(path: str | Path) -> bool:
-    text = str(path)
-    name = Path(text).name
-    return Path(text).is_dir() or bool(_PRINTF.search(name) or _HASHES.search(name))
+    """A folder, or a name with a frame-number field that is not itself a file (a clip may be
+    called `take#2.mov`)."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    return not path.is_file() and bool(_PRINTF.search(path.name) or _HASHES.search(path.name))
 
 
 def scan(path: str | Path) -> Sequence:
