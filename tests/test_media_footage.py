@@ -240,3 +240,15 @@ def test_keeping_pixels_composes_the_source_outside_the_region():
     assert out.shape == (4, 6, 4)  # the source's alpha rides along
     np.testing.assert_array_equal(out[:, :3, :3], source.rgb[:, :3])
     np.testing.assert_array_equal(out[:, 3:, :3], edited[:, 3:])
+
+
+def test_the_round_trip_exports_the_frame_as_the_nle_shows_it(tmp_path):
+    from framerelay.jobs.spec import EditSessionSpec, JobSpec
+    from framerelay.service.edit_sessions import frame_to_edit
+
+    frames = pattern_frames(3, 160, 90)
+    path = encode_rgb(tmp_path / "phone.mp4", frames, options={"qp": "0"}, pix_fmt="yuv444p",
+                      rotation=-90, sar=Fraction(4, 3), tags={"colorspace": BT709})  # fmt: skip
+    spec = JobSpec(source=path, edited_frames=(), edit_session=EditSessionSpec(sixteen_bit=True))
+    target = frame_to_edit(spec)
+    assert target.frame.shape == (213, 90, 3) and target.frame.dtype == np.uint16  # upright, wide

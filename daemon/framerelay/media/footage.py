@@ -421,14 +421,8 @@ def compose(source: Native, edited: np.ndarray, weights: np.ndarray | None) -> n
     return out.astype(np.float32, copy=False)
 
 
-def read_display_frame(
-    path: str | Path, index: int, fps: Fraction | None = None, lut: Lut1D | None = None
-) -> np.ndarray:
-    """Frame `index` as the NLE shows it, for an editor: float32 (h, w, 3) model R'G'B'."""
-    return display_frame_at(probe(path, fps), index, lut)
-
-
 def display_frame_at(footage: Footage, index: int, lut: Lut1D | None = None) -> np.ndarray:
+    """Frame `index` as the NLE shows it, for an editor: float32 (h, w, 3) model R'G'B'."""
     if not 0 <= index < footage.frame_count:
         raise InvalidSpecError(
             f"frame {index} is out of range: {footage.path.name} has {footage.frame_count} frames",
