@@ -180,7 +180,8 @@ def test_a_round_trip_job_awaits_its_edit_then_runs_with_the_saved_frame(
     assert (job.edit.width, job.edit.height, job.edit.source_frame) == (64, 64, 0)
     exported = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
     assert exported.dtype == np.uint8 and exported.shape == (64, 64, 3)
-    np.testing.assert_array_equal(exported[:, :, ::-1], read_frame(media, 0))
+    # framerelay's own Y'CbCr conversion (full precision) vs swscale's: within one code
+    assert np.abs(exported[:, :, ::-1].astype(int) - read_frame(media, 0)).max() <= 1
     assert len(job.output_paths) == 1
     events.wait_edit(OPEN_SKIPPED)
     assert client.get(job.id).state == jobs_pb2.JOB_STATE_AWAITING_EDIT
@@ -371,8 +372,8 @@ def test_a_later_frame_and_a_16_bit_tiff(daemon, holds, media):
     assert target.name == "frame_edit.tiff"
     exported = cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
     assert exported.dtype == np.uint16 and exported.shape == (64, 64, 3)
-    source_frame = read_frame(media, 5).astype(np.uint16) * 257
-    np.testing.assert_array_equal(exported[:, :, ::-1], source_frame)
+    source_frame = read_frame(media, 5).astype(np.float64) * 257  # 8-bit swscale reference
+    assert np.abs(exported[:, :, ::-1] - source_frame).max() <= 1.5 * 257  # kept beyond 8 bits
     assert job.edit.source_frame == 5
     assert (job.spec.frame_range.in_frame, job.spec.frame_range.out_frame) == (5, 10)
     assert job.spec.edit_session.frame_index == 0  # frame 0 of the new range is the edited one

@@ -74,7 +74,7 @@ def test_a_valid_spec_passes(media):
         (
             lambda m, t: setattr(m, "source_path", str(t)),
             SourceUnreadableError,
-            "not a regular file",
+            "no numbered PNG, TIFF, EXR or DPX frames",  # a folder is read as an image sequence
         ),
         (lambda m, t: m.ClearField("edited_frame_paths"), InvalidSpecError, "no edited frame"),
         (
@@ -175,3 +175,39 @@ def test_long_video_and_lora_parameters_reach_the_engine(media, tmp_path):
     defaults = spec_from_proto(message).engine_params()
     assert (defaults.lora.steps, defaults.lora.rank, defaults.overlap) == (250, 32, 1)
     assert defaults.skip_interval is True
+
+
+def test_footage_parameters_travel_from_proto_to_the_engine(media, tmp_path):
+    """Sequence rate, input LUT, keep-unedited and audio (docs/footage-and-colour.md)."""
+    message = full_proto(*media)
+    lut = tmp_path / "log.cube"
+    lut.write_text("LUT_1D_SIZE 2\n0 0 0\n1 1 1\n")
+    message.sequence_fps.CopyFrom(specs_pb2.Rational(num=25, den=1))
+    message.input_lut_path = str(lut)
+    message.keep_unedited = False
+    message.copy_audio = False
+    spec = spec_from_proto(message)
+    assert (spec.sequence_fps, spec.input_lut) == (Fraction(25), lut)
+    assert not spec.keep_unedited and not spec.audio
+    assert spec_to_proto(spec) == message
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    run = Execution("job-1", spec, (tmp_path / "out.mov",), tmp_path / "work", attempt=1)
+    request = edit_request_for(run, "model", None, None)
+    assert (request.sequence_fps, request.input_lut) == (Fraction(25), lut)
+    assert not request.keep_unedited and not request.audio
+    defaults = spec_from_proto(specs_pb2.JobSpec(source_path=str(media[0])))
+    assert defaults.keep_unedited and defaults.audio and defaults.input_lut is None
+
+
+def test_an_image_sequence_is_a_valid_source(media, tmp_path):
+    from tests.media_factory import make_sequence, pattern_frames
+
+    folder = make_sequence(tmp_path / "shot", list(pattern_frames(4, 64, 64)), "png")
+    for source in (folder, folder / "frame.%04d.png", folder / "frame.####.png"):
+        message = full_proto(source, media[1])
+        message.ClearField("frame_range")
+        assert spec_from_proto(message).validate().source == source
+    (folder / "frame.0002.png").unlink()
+    message = full_proto(folder, media[1])
+    with pytest.raises(SourceUnreadableError, match="missing"):
+        spec_from_proto(message).validate()

@@ -101,7 +101,7 @@ def test_psd_without_composite_renders_the_layers_and_warns(tmp_path, caplog):
     np.testing.assert_allclose(
         image[30, 40] * 255, (30, 60, 200), atol=1e-4
     )  # not the white preview
-    assert "Maximize PSD compatibility" in caplog.text
+    assert "Maximize PSD and PSB File Compatibility" in caplog.text
 
 
 def test_16bit_psd_keeps_precision(tmp_path):

@@ -184,7 +184,7 @@ def test_creates_missing_parent_folders(tmp_path):
 @pytest.mark.parametrize(
     "frames",
     [
-        [np.zeros((32, 32, 3), np.float32)],
+        [np.zeros((32, 32, 3), np.int32)],
         [np.zeros((32, 32), np.uint8)],
         [np.zeros((32, 32, 3), np.uint8), np.zeros((32, 30, 3), np.uint8)],
     ],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from fractions import Fraction
 from pathlib import Path
 
+from framerelay.cli.footage_options import add_footage_switches
 from framerelay.engine.params import (
     DEFAULT_MODEL,
     PRESET_NAMES,
@@ -45,6 +47,21 @@ def register(commands) -> None:
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--start", type=float, help="start of the range, seconds")
     parser.add_argument("--end", type=float, help="end of the range, seconds (exclusive)")
+    footage = parser.add_argument_group("footage (docs/footage-and-colour.md)")
+    footage.add_argument(
+        "--in",
+        dest="in_frame",
+        type=int,
+        metavar="N",
+        help="first frame (number in a sequence's file names; index from 0 in a video)",
+    )
+    footage.add_argument(
+        "--out", dest="out_frame", type=int, metavar="N", help="end frame (exclusive)"
+    )
+    footage.add_argument(
+        "--fps", type=_rate, help="frame rate of an image-sequence source (default 24)"
+    )
+    add_footage_switches(footage)
     parser.add_argument("--height", type=int, default=576)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--window", type=int, default=14, help="frames per model window")
@@ -67,6 +84,20 @@ def register(commands) -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
+
+
+def _rate(text: str) -> Fraction:
+    """'24', '23.976', '24000/1001' -> an exact rate."""
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r}") from None
+    if "." in text:  # 23.976 means 24000/1001, as NLEs say it
+        ntsc = (Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120))
+        rate = next((r for r in ntsc if abs(r - rate) < Fraction(1, 200)), rate)
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"the frame rate must be positive, got {text}")
+    return rate
 
 
 def _outputs(args: argparse.Namespace) -> tuple[Path, ...]:
@@ -114,6 +145,12 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         params=params.validate(),
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
+        in_frame=args.in_frame,
+        out_frame=args.out_frame,
+        sequence_fps=args.fps,
+        input_lut=args.input_lut,
+        keep_unedited=args.keep_unedited,
+        audio=args.audio,
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
+from framerelay.cli.footage_options import add_footage_switches
 from framerelay.engine.params import PRESET_NAMES
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import InvalidSpecError
@@ -58,6 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="host context returned untouched with the job (repeatable)",
     )
     parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
+    add_footage_switches(parser)
     roundtrip = parser.add_argument_group(
         "round trip with an image editor",
         "The daemon exports the frame, opens it in your editor and queues the job when you save.",
@@ -183,6 +185,12 @@ def build_spec(args: argparse.Namespace):
         fps = parse_fps(args.fps)
         assign(spec.source_fps, "num", fps.numerator, "--fps")
         assign(spec.source_fps, "den", fps.denominator, "--fps")
+    if args.input_lut:
+        spec.input_lut_path = str(args.input_lut.resolve())
+    if not args.keep_unedited:
+        spec.keep_unedited = False
+    if not args.audio:
+        spec.copy_audio = False
     if args.roundtrip:
         assign(spec.edit_session, "frame_index", args.frame, "--frame")
         spec.edit_session.sixteen_bit = args.tiff

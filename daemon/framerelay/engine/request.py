@@ -27,6 +27,13 @@ class EditRequest:
     params: EngineParams = field(default_factory=EngineParams)
     cache_dir: Path | None = None  # None: the user cache dir (FRAMERELAY_CACHE_DIR overrides)
     use_cache: bool = True
+    # Footage (docs/footage-and-colour.md):
+    in_frame: int | None = None  # frame numbers [in_frame, out_frame), instead of start/end
+    out_frame: int | None = None
+    sequence_fps: Fraction | None = None  # frame rate of an image-sequence source (default 24)
+    input_lut: Path | None = None  # 1D .cube LUT: source codes -> BT.709 display (log footage)
+    keep_unedited: bool = True  # outside the (feathered) mask, the source's own pixels
+    audio: bool = True  # copy the processed range of the source's audio into .mp4/.mov
 
 
 @dataclass(frozen=True)
@@ -40,3 +47,4 @@ class EditResult:
     windows: int = 1
     lora_steps_run: int = 0  # 0 when every window's LoRA came from the cache
     cache_hits: int = 0
+    warnings: tuple[str, ...] = ()  # what the footage made framerelay change or drop

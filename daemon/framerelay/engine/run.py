@@ -36,7 +36,7 @@ from framerelay.engine.conditioning import (
 from framerelay.engine.editing import sample_edit
 from framerelay.engine.inversion import Inversion, invert
 from framerelay.engine.loading import DTYPES, Placement, choose_placement, load_pipeline
-from framerelay.engine.outputs import VideoSink
+from framerelay.engine.outputs import Restore, VideoSink
 from framerelay.engine.params import EngineParams, MatchingParams
 from framerelay.engine.presets import choose_preset
 from framerelay.engine.region import latent_region, load_region, propagate_region
@@ -44,7 +44,7 @@ from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
 from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
-from framerelay.media import geometry, image, video, writer
+from framerelay.media import audio, colour, footage, geometry, image, writer
 from framerelay.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,76 @@ def _out_of_memory_as_error():
 
 def _in_window(progress: ProgressSink, index: int, count: int) -> ProgressSink:
     return lambda report: progress(replace(report, clip=index + 1, clips=count))
+
+
+# -- the source's footage: frames in, takes out (docs/footage-and-colour.md) -----------------------
+
+
+@dataclass
+class _Source:
+    span: footage.Span
+    bridge: footage.Bridge
+    audio: audio.AudioClip | None
+    warnings: list[str]
+
+
+def _open_source(request: EditRequest, params: EngineParams) -> _Source:
+    """Probe the source, select the frames, and map its colour and geometry to the model's."""
+    found = footage.probe(request.source, request.sequence_fps)
+    span = footage.select(
+        found, request.start, request.end, in_frame=request.in_frame, out_frame=request.out_frame
+    )
+    lut = colour.load_cube(request.input_lut) if request.input_lut is not None else None
+    bridge = footage.bridge_for(found, params.width, params.height, lut)
+    formats = {writer.output_format(o, request.output_format) for o in request.outputs}
+    clip = None
+    if request.audio and found.audio is not None and formats & {"mp4", "mov"}:
+        clip = audio.read_range(found.path, span.start_time, span.duration)
+    log.info(
+        "source colour: %s; for the model: %s", found.colour.describe(), bridge.mapping.describe()
+    )
+    source = _Source(span, bridge, clip, [])
+    for warning in found.warnings:
+        _warn(source, warning)
+    return source
+
+
+def _warn(source: _Source, warning: str) -> None:
+    if warning not in source.warnings:
+        log.warning("%s", warning)
+        source.warnings.append(warning)
+
+
+def _model_frames(source: _Source):
+    """The span's frames on the model's canvas, one (3, H, W) array at a time."""
+    return (source.bridge.to_model(native) for native in footage.iter_native(source.span))
+
+
+def _open_sink(output: Path, source: _Source, request: EditRequest) -> VideoSink:
+    """A writer that restores the model's frames to the source's pixels, tags and audio."""
+    found = source.span.footage
+    fmt = writer.output_format(output, request.output_format)
+    encoding, warnings = writer.for_source(
+        found.colour,
+        found.bit_depth,
+        found.chroma,
+        found.alpha,
+        fmt,
+        rotation=found.display.rotation,
+        sar=found.display.sar,
+        timecode=source.span.timecode,
+    )
+    for warning in warnings:
+        _warn(source, warning)
+    return VideoSink(
+        output,
+        found.fps,
+        request.output_format,
+        request.overwrite,
+        restore=Restore(source.bridge, source.span, request.keep_unedited),
+        encoding=encoding,
+        audio=source.audio if fmt != "png" else None,
+    )
 
 
 # -- the motion LoRA: train (or load from the cache) and switch for skip-interval ------------------
@@ -393,11 +463,10 @@ def run_edit(
 
     # 1. Plan: which frames, which windows, the geometry and the edited frames.
     progress(Progress("decode", 0, 1))
-    selection = video.select_frames(request.source, request.start, request.end)
-    info = selection.info
-    windows = plan_windows(selection.frame_count, params.window, params.overlap)
-    fit = geometry.fit_to(info.width, info.height, params.width, params.height)
-    source_first = next(iter(video.iter_frames(request.source, request.start, request.end)))
+    source = _open_source(request, params)
+    windows = plan_windows(source.span.frame_count, params.window, params.overlap)
+    fit = source.bridge.view.fit  # the picture as displayed, fitted to the model
+    source_first = source.bridge.display_frame(next(footage.iter_native(source.span)))
     region = load_region(request.mask, fit) if request.mask is not None else None
     edits = [
         _prepare_edit(i, path, output, source_first, params)
@@ -425,7 +494,7 @@ def run_edit(
         stack.callback(attention.restore_processors, pipe.unet, previous)
         stack.callback(adapters.reset)
         for edit in edits:
-            edit.sink = VideoSink(edit.output, info.fps, request.output_format, request.overwrite)
+            edit.sink = _open_sink(edit.output, source, request)
             stack.callback(edit.sink.abort)
         autocast = engine.placement.dtype if device.type == "cuda" else None
 
@@ -433,11 +502,11 @@ def run_edit(
         anchor: Anchor | None = None
         anchor_key: str | None = None
         lora_steps = hits = 0
-        frames_iter = video.iter_frames(request.source, request.start, request.end)
-        for index, (span, raw) in enumerate(group_frames(frames_iter, windows)):
+        frames_iter = _model_frames(source)
+        for index, (span, model_frames) in enumerate(group_frames(frames_iter, windows)):
             report = _in_window(progress, index, len(windows))
-            model_frames = fit.to_model(raw)
             frames = torch.from_numpy(model_frames).to(device)
+            regions = None
             if region is not None:  # the edit region, along the source's motion
                 regions = propagate_region(region, model_frames)
                 region = regions[-1]
@@ -447,7 +516,12 @@ def run_edit(
                 )
                 controller.set_region(latent_region(regions, latent_hw))
             key = artifacts.window_key(
-                hash_frames(raw), params, request.model, engine.dtype_name, len(span), anchor_key
+                hash_frames(model_frames),
+                params,
+                request.model,
+                engine.dtype_name,
+                len(span),
+                anchor_key,
             )
             window = _Window(index, frames)
             entry = cache.get(key) if cache is not None else None
@@ -494,11 +568,13 @@ def run_edit(
                     pipe, window, edit, inversion, params, anchor, controller, report, cancel
                 )
                 decoded = decode_video_latents(pipe, latents, params.decode_chunk_size)
-                restored = fit.from_model(decoded.cpu().numpy())
-                edit.last_frame = torch.from_numpy(fit.to_model(restored[-1:])).to(device)
-                edit.sink.write(restored if index == 0 else restored[params.overlap :])
+                decoded = decoded.float().cpu().numpy()
+                refit = source.bridge.refit(decoded[-1])[None]
+                edit.last_frame = torch.from_numpy(refit).to(device)
+                new = slice(0 if index == 0 else params.overlap, None)
+                edit.sink.write(decoded[new], None if regions is None else regions[new])
                 if preview is not None and edit.index == 0:
-                    preview(restored[-1])
+                    preview(image.to_uint8(source.bridge.view.from_model(decoded[-1])))
                 report(Progress("encode", index + 1, len(windows)))
 
             if index == 0 and params.skip_interval and len(windows) > 1:
@@ -514,12 +590,13 @@ def run_edit(
 
     return EditResult(
         outputs=outputs,
-        frame_count=selection.frame_count,
-        fps=info.fps,
-        size=(info.width, info.height),
+        frame_count=source.span.frame_count,
+        fps=source.span.footage.fps,
+        size=source.span.footage.stored_size,
         preset=",".join(edit.preset for edit in edits),
         timings=timings,
         windows=len(windows),
         lora_steps_run=lora_steps,
         cache_hits=hits,
+        warnings=tuple(source.warnings),
     )

@@ -50,6 +50,10 @@ def edit_request_for(
         dtype=dtype,
         params=spec.engine_params(),
         cache_dir=cache_dir,
+        sequence_fps=spec.sequence_fps or spec.source_fps,
+        input_lut=spec.input_lut,
+        keep_unedited=spec.keep_unedited,
+        audio=spec.audio,
     )
 
 

@@ -83,6 +83,11 @@ class JobSpec:
     label: str = ""
     request_id: str = ""
     edit_session: EditSessionSpec | None = None
+    # Footage (docs/footage-and-colour.md)
+    sequence_fps: Fraction | None = None  # an image-sequence source's rate; None: source_fps/24
+    input_lut: Path | None = None  # 1D .cube input transform for log footage
+    keep_unedited: bool = True  # outside the mask, the source's own pixels
+    audio: bool = True  # copy the source's audio into .mp4/.mov outputs
 
     @property
     def awaits_edit(self) -> bool:
@@ -120,6 +125,10 @@ class JobSpec:
             check_readable_file(edited, "edited frame")
         if self.mask is not None:
             check_readable_file(self.mask, "mask")
+        if self.input_lut is not None:
+            check_readable_file(self.input_lut, "input LUT")
+        if self.sequence_fps is not None and self.sequence_fps <= 0:
+            raise InvalidSpecError(f"the sequence fps must be positive, got {self.sequence_fps}.")
         check_range(self.frame_range, self.source_fps)
         if self.preset not in PRESET_NAMES:
             raise InvalidSpecError(
@@ -151,6 +160,10 @@ class JobSpec:
             "label": self.label,
             "request_id": self.request_id,
             "edit_session": asdict(self.edit_session) if self.edit_session else None,
+            "sequence_fps": fraction_to_list(self.sequence_fps),
+            "input_lut": str(self.input_lut) if self.input_lut else None,
+            "keep_unedited": self.keep_unedited,
+            "audio": self.audio,
         }
 
     @classmethod
@@ -177,6 +190,10 @@ class JobSpec:
             edit_session=EditSessionSpec(**data["edit_session"])
             if data.get("edit_session")
             else None,
+            sequence_fps=fraction_from_list(data.get("sequence_fps")),
+            input_lut=Path(data["input_lut"]) if data.get("input_lut") else None,
+            keep_unedited=bool(data.get("keep_unedited", True)),
+            audio=bool(data.get("audio", True)),
         )
 
 
@@ -212,6 +229,7 @@ def check_texts(spec: JobSpec) -> None:
         (spec.source, "source"),
         *((p, "edited frame") for p in spec.edited_frames),
         (spec.mask, "mask"),
+        (spec.input_lut, "input LUT"),
         (spec.output_folder, "output folder"),
     ):
         if path is not None:
@@ -264,6 +282,11 @@ def check_absolute(path: Path, what: str) -> None:
 
 def check_source(path: Path) -> None:
     check_absolute(path, "source")
+    if is_sequence_source(path):
+        from framerelay.media.sequence import scan
+
+        scan(path)  # a folder or pattern must name one numbered run of frames, without gaps
+        return
     problem = file_problem(path)
     if problem is None and path.stat().st_size == 0:
         problem = "is empty"
@@ -272,6 +295,16 @@ def check_source(path: Path) -> None:
             f"the source {str(path)!r} {problem}.",
             "Check the path; network drives must be mounted for the daemon's user too.",
         )
+
+
+def is_sequence_source(path: Path) -> bool:
+    """A folder of frames, or a pattern like /shots/a_%04d.exr whose folder exists."""
+    from framerelay.media.sequence import is_sequence_path
+
+    try:
+        return is_sequence_path(path) and (path.is_dir() or path.parent.is_dir())
+    except OSError:
+        return False
 
 
 def check_readable_file(path: Path, what: str) -> None:
@@ -313,7 +346,12 @@ def check_clip_length(spec: JobSpec) -> None:
         log.debug("no media support; the frame range is checked when the job runs")
         return
     try:
-        info = video.probe(spec.source)
+        if is_sequence_source(spec.source):
+            from framerelay.media import footage
+
+            info = footage.probe(spec.source, spec.sequence_fps or spec.source_fps)
+        else:
+            info = video.probe(spec.source)
     except FramerelayError:
         raise
     except Exception as error:

@@ -11,6 +11,7 @@ the engine's VAE expects; `to_model_uint8` gives uint8 (N, H, W, 3) for previews
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -164,3 +165,133 @@ def _resize(frame: np.ndarray, size: tuple[int, int], interpolation: int) -> np.
     if (frame.shape[1], frame.shape[0]) == size:
         return frame
     return cv2.resize(frame, size, interpolation=interpolation)
+
+
+# -- display geometry: rotation and pixel aspect ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a stored picture is shown: stretched by its sample aspect ratio, then rotated.
+
+    `rotation` is the display matrix's angle in degrees counter-clockwise (a phone's portrait clip
+    stored landscape says -90: turn it a quarter clockwise). An anamorphic picture is shown wider
+    (SAR > 1: the width is multiplied) or taller (SAR < 1: the height is divided), so that no
+    stored pixel is lost.
+    """
+
+    stored_width: int
+    stored_height: int
+    rotation: int = 0  # 0, 90, 180 or 270 after normalising
+    sar: Fraction = Fraction(1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rotation", normalise_rotation(self.rotation))
+        object.__setattr__(self, "sar", Fraction(self.sar) if self.sar else Fraction(1))
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """The stored picture rotated but not stretched: (width, height)."""
+        if self.rotation in (90, 270):
+            return (self.stored_height, self.stored_width)
+        return (self.stored_width, self.stored_height)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) as the NLE shows it."""
+        width, height = self.stored_width, self.stored_height
+        if self.sar > 1:
+            width = round(width * self.sar)
+        elif self.sar < 1:
+            height = round(height / self.sar)
+        return (height, width) if self.rotation in (90, 270) else (width, height)
+
+    @property
+    def identity(self) -> bool:
+        return self.rotation == 0 and self.sar == 1
+
+    def upright(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, ...) stored -> rotated as displayed (not stretched)."""
+        return np.rot90(image, self.rotation // 90) if self.rotation else image
+
+    def stored(self, image: np.ndarray) -> np.ndarray:
+        """(H', W', ...) upright -> the stored orientation."""
+        return np.rot90(image, -(self.rotation // 90)) if self.rotation else image
+
+    def to_display(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, C) stored -> (h, w, C) at the display size."""
+        upright = self.upright(image)
+        return _resize_any(upright, self.size)
+
+    def from_display(self, image: np.ndarray) -> np.ndarray:
+        """(h, w, C) at any size with the display aspect -> (H, W, C) stored."""
+        return self.stored(_resize_any(image, self.upright_size))
+
+
+def normalise_rotation(degrees: float | None) -> int:
+    """A display-matrix angle -> 0, 90, 180 or 270; other angles are refused."""
+    if degrees is None:
+        return 0
+    turned = round(float(degrees)) % 360
+    if turned not in (0, 90, 180, 270) or abs(float(degrees) - round(float(degrees))) > 0.5:
+        raise InvalidSpecError(
+            f"the source is displayed rotated by {degrees} degrees; only quarter turns are "
+            "supported",
+            "Rotate the clip in your editor (or with ffmpeg) and export it upright.",
+        )
+    return turned
+
+
+@dataclass(frozen=True)
+class View:
+    """Stored frames <-> the model's canvas: display geometry (rotation, SAR) then pad-to-fit.
+
+    The stored picture is rotated exactly (quarter turns) and resized once, straight to its
+    place in the canvas, so an anamorphic source is not resampled twice.
+    """
+
+    display: Display
+    fit: Fit  # of the display size into the canvas
+
+    def to_model(self, frames: np.ndarray) -> np.ndarray:
+        """float (N, H, W, 3) stored, model colours in [0, 1] -> float32 (N, 3, Ht, Wt) in [-1, 1]."""
+        fit = self.fit
+        canvas = np.zeros((len(frames), fit.target_height, fit.target_width, 3), np.float32)
+        x0, y0, x1, y1 = fit.content_box
+        for i, frame in enumerate(frames):
+            upright = self.display.upright(np.asarray(frame, np.float32))
+            canvas[i, y0:y1, x0:x1] = _resize_any(upright, (fit.content_width, fit.content_height))
+        np.clip(canvas, 0, 1, out=canvas)
+        return np.ascontiguousarray((canvas * 2 - 1).transpose(0, 3, 1, 2))
+
+    def from_model(self, frame: np.ndarray) -> np.ndarray:
+        """float (3, Ht, Wt) in [-1, 1] -> float32 (H, W, 3) in [0, 1], stored geometry."""
+        x0, y0, x1, y1 = self.fit.content_box
+        content = (np.asarray(frame, np.float32)[:, y0:y1, x0:x1].transpose(1, 2, 0) + 1) / 2
+        upright = _resize_any(np.clip(content, 0, 1), self.display.upright_size)
+        return np.ascontiguousarray(self.display.stored(upright))
+
+    def region_from_model(self, region: np.ndarray) -> np.ndarray:
+        """float (Ht, Wt) canvas mask -> float32 (H, W) in stored geometry."""
+        x0, y0, x1, y1 = self.fit.content_box
+        content = np.asarray(region, np.float32)[y0:y1, x0:x1]
+        upright = _resize_any(content, self.display.upright_size, cv2.INTER_LINEAR)
+        return np.ascontiguousarray(np.clip(self.display.stored(upright), 0, 1))
+
+
+def view_for(display: Display, target_w: int, target_h: int) -> View:
+    width, height = display.size
+    return View(display, fit_to(width, height, target_w, target_h))
+
+
+def _resize_any(
+    image: np.ndarray, size: tuple[int, int], interpolation: int | None = None
+) -> np.ndarray:
+    """Resize (H, W[, C]) float to `size` (width, height): area when shrinking, cubic else."""
+    width, height = size
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    if interpolation is None:
+        shrinking = width * height < image.shape[0] * image.shape[1]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)

@@ -10,9 +10,12 @@ Variable frame rate: every frame is kept, and `fps` is the stream's average rate
 outputs are written at that constant rate, so their duration matches the source but individual
 frame times may shift.
 
-Colour: frames come back as 8-bit RGB, converted with the matrix and range the stream is tagged
-with (swscale's BT.601 default when untagged), with accurate rounding and full-resolution chroma
-interpolation so a write/read round trip has no brightness bias.
+Colour: `read_clip`, `iter_frames` and `read_frame` give 8-bit R'G'B' in stored geometry,
+converted with the matrix and range the stream is tagged with (untagged: BT.709 for HD, BT.601 for
+SD, as players assume), with accurate rounding and full-resolution chroma interpolation so a
+write/read round trip has no brightness bias. The engine reads through `framerelay.media.footage`,
+which keeps full precision, honours rotation and pixel aspect, and maps HDR for the model;
+`decode_selection` gives it the decoded frames untouched.
 """
 
 from __future__ import annotations
@@ -31,15 +34,18 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from framerelay.errors import InvalidSpecError, SourceUnreadableError
+from framerelay.media import colour, planes
 
 # Default swscale yuv->rgb takes a fast path that darkens by about 1 code value on average.
 RGB_INTERPOLATION = (
     Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT | Interpolation.ACCURATE_RND
 )
+# swscale's names for the matrices it knows; BT.601's 625- and 525-line matrices are the same
+_SWS_MATRIX = {colour.MATRIX_SMPTE170M: colour.MATRIX_BT470BG}
 TIME_TOLERANCE = Fraction(1, 1_000_000)  # seconds
 MIN_CLIP_FRAMES = 2
 _INCOMPLETE_HINT = "Wait until the file has finished copying or rendering, or export it again."
-_TRANSCODE_HINT = "Transcode it to H.264 .mp4 or ProRes .mov (e.g. with ffmpeg or your editor)."
+TRANSCODE_HINT = "Transcode it to H.264 .mp4 or ProRes .mov (e.g. with ffmpeg or your editor)."
 
 
 @dataclass(frozen=True)
@@ -235,6 +241,11 @@ def check_window(start: float | None, end: float | None) -> None:
         )
 
 
+def scan(path: str | Path) -> tuple[VideoInfo, FrameIndex]:
+    """The stream's description and its pts index (demuxes every packet, decodes nothing)."""
+    return _scan(Path(path))
+
+
 def _scan(path: Path) -> tuple[VideoInfo, FrameIndex]:
     with _open(path) as container:
         stream = _video_stream(container, path)
@@ -257,7 +268,7 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError) as error:
         raise SourceUnreadableError(
-            f"cannot read {path.name} as a video: {_reason(error)}", _TRANSCODE_HINT
+            f"cannot read {path.name} as a video: {_reason(error)}", TRANSCODE_HINT
         ) from error
 
 
@@ -266,11 +277,11 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
         s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
     ]
     if not streams:
-        raise SourceUnreadableError(f"{path.name} has no video stream", _TRANSCODE_HINT)
+        raise SourceUnreadableError(f"{path.name} has no video stream", TRANSCODE_HINT)
     stream = streams[0]
     if stream.codec_context is None or not stream.width or not stream.height:
         raise SourceUnreadableError(
-            f"{path.name}: no decoder for its video codec ({stream.codec_context})", _TRANSCODE_HINT
+            f"{path.name}: no decoder for its video codec ({stream.codec_context})", TRANSCODE_HINT
         )
     return stream
 
@@ -295,7 +306,7 @@ def _average_rate(stream: av.VideoStream) -> Fraction:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
             return Fraction(rate)
-    raise SourceUnreadableError("the video stream has no frame rate", _TRANSCODE_HINT)
+    raise SourceUnreadableError("the video stream has no frame rate", TRANSCODE_HINT)
 
 
 def _duration(
@@ -326,7 +337,7 @@ def _index_stream(
                 pts.append(packet.pts)
     except av.error.FFmpegError as error:
         raise SourceUnreadableError(
-            f"{path.name} is damaged: {_reason(error)}", _TRANSCODE_HINT
+            f"{path.name} is damaged: {_reason(error)}", TRANSCODE_HINT
         ) from error
     present = len(pts) + untimed + discarded
     if stream.frames and present < stream.frames:
@@ -346,6 +357,11 @@ def _index_by_decoding(path: Path, fps: Fraction) -> FrameIndex:
 
 
 def _decode_selection(selection: FrameSelection) -> Iterator[np.ndarray]:
+    return (_to_rgb(frame) for frame in decode_selection(selection))
+
+
+def decode_selection(selection: FrameSelection) -> Iterator[av.VideoFrame]:
+    """The selected frames as decoded by FFmpeg, in presentation order (no conversion)."""
     path, index, frames = selection.info.path, selection.index, selection.frames
     if not index.timed:
         count = 0
@@ -353,7 +369,7 @@ def _decode_selection(selection: FrameSelection) -> Iterator[np.ndarray]:
             if position >= frames.stop:
                 return
             if position >= frames.start:
-                yield _to_rgb(frame)
+                yield frame
                 count += 1
         if count < len(frames):
             _raise_short(path, frames, count)
@@ -361,7 +377,7 @@ def _decode_selection(selection: FrameSelection) -> Iterator[np.ndarray]:
     yield from _decode_by_pts(path, index, frames)
 
 
-def _decode_by_pts(path: Path, index: FrameIndex, frames: range) -> Iterator[np.ndarray]:
+def _decode_by_pts(path: Path, index: FrameIndex, frames: range) -> Iterator[av.VideoFrame]:
     """Seek to the keyframe before the first wanted frame and decode forward, matching pts.
 
     If the seek lands after the wanted frame (some demuxers seek by decode time), seek earlier.
@@ -392,7 +408,7 @@ def _match_pts(
     decoded: Iterator[av.VideoFrame],
     wanted: Sequence[int],
     frames: range,
-) -> Iterator[np.ndarray]:
+) -> Iterator[av.VideoFrame]:
     position = 0
     frame = first
     while frame is not None and position < len(wanted):
@@ -401,10 +417,10 @@ def _match_pts(
                 raise SourceUnreadableError(
                     f"{path.name}: frame {frames.start + position} (pts {wanted[position]}) "
                     f"could not be decoded",
-                    _TRANSCODE_HINT,
+                    TRANSCODE_HINT,
                 )
         else:
-            yield _to_rgb(frame)
+            yield frame
             position += 1
         frame = next(decoded, None)
     if position < len(wanted):
@@ -421,19 +437,30 @@ def _decoded_frames(path: Path, seek_pts: int | None) -> Iterator[av.VideoFrame]
             yield from container.decode(stream)
         except av.error.FFmpegError as error:
             raise SourceUnreadableError(
-                f"{path.name} could not be decoded: {_reason(error)}", _TRANSCODE_HINT
+                f"{path.name} could not be decoded: {_reason(error)}", TRANSCODE_HINT
             ) from error
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24", interpolation=RGB_INTERPOLATION)
+    """8-bit R'G'B' as stored (no rotation, no tone mapping), with the matrix the frame is tagged
+    with or, untagged, the one players assume (BT.709 for HD, BT.601 for SD)."""
+    if frame.format.is_rgb or frame.format.name.startswith(("gray", "pal")):
+        return frame.to_ndarray(format="rgb24", interpolation=RGB_INTERPOLATION)
+    space = planes.colour_of(frame)
+    return frame.to_ndarray(
+        format="rgb24",
+        interpolation=RGB_INTERPOLATION,
+        src_colorspace=_SWS_MATRIX.get(space.matrix, space.matrix),
+        src_color_range=space.range,
+        dst_color_range=colour.RANGE_FULL,
+    )
 
 
 def _raise_short(path: Path, frames: range, decoded: int) -> NoReturn:
     raise SourceUnreadableError(
         f"{path.name}: decoded only {decoded} of the {len(frames)} frames "
         f"{frames.start}..{frames.stop - 1}; the file may be truncated or damaged",
-        _TRANSCODE_HINT,
+        TRANSCODE_HINT,
     )
 
 

@@ -1,13 +1,13 @@
-"""Read and check the frame the user saved: PNG, TIFF or JPEG (8/16-bit, gray, alpha) or PSD.
+"""Read and check the frame the user saved: PNG, TIFF, JPEG, PSD (8/16/32-bit, gray, alpha),
+EXR or DPX.
 
-Rasters are decoded with OpenCV, never Pillow, which silently reduces 16-bit RGB to 8-bit
-(dependencies.md §4). PSDs use the composite Photoshop embeds, or render the layers without one.
-This reader is private to the round trip; `framerelay.media.image` may replace `_decode_raster`.
+Decoding is `framerelay.media.stills`, shared with the engine: the right library per format
+(never Pillow for 16-bit rasters, dependencies.md §4), EXIF orientation, declared alpha only,
+straight alpha, linear data encoded with the sRGB curve.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +16,10 @@ import cv2
 import numpy as np
 
 from framerelay.errors import EditUnreadableError
+from framerelay.media import stills
 
 ASPECT_TOLERANCE = 0.01  # relative; 1920×1080 vs 854×480 is the same aspect
 _SAVE_AGAIN = "Save the frame again as PNG, TIFF, JPEG or PSD (in Photoshop: File > Save As)."
-_MAXIMIZE_HINT = (
-    "Turn on 'Maximize PSD and PSB File Compatibility' (Photoshop: Settings > File Handling) "
-    "for exact results."
-)
 
 
 @dataclass(frozen=True)
@@ -94,59 +91,12 @@ def _decode(path: Path) -> _Pixels:
         raise _DecodeFailure(f"Cannot read {path.name}: {exc.strerror or exc}.") from exc
     if not data:
         raise _DecodeFailure(f"The edited file {path.name} is empty (0 bytes).")
-    if data.startswith(b"8BPS"):
-        return _decode_psd(data, path.name)
-    if data.startswith((b"\x89PNG", b"\xff\xd8", b"II*\x00", b"MM\x00*")):
-        return _decode_raster(data, path.name)
-    raise _DecodeFailure(
-        f"{path.name} is not a PNG, TIFF, JPEG or PSD file (it starts with {data[:8]!r})."
-    )
-
-
-def _decode_raster(data: bytes, name: str) -> _Pixels:
     try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        array = None
-    if array is None:
-        raise _DecodeFailure(f"Cannot read {name} as an image: the file is incomplete or damaged.")
-    if array.ndim == 3 and array.shape[2] >= 3:
-        array = np.concatenate([array[:, :, 2::-1], array[:, :, 3:]], axis=2)  # BGR(A) -> RGB(A)
-    return _Pixels(_to_float(array, name), _bit_depth(array.dtype))
-
-
-def _decode_psd(data: bytes, name: str) -> _Pixels:
-    from psd_tools import PSDImage
-    from psd_tools.constants import ColorMode
-
-    try:
-        psd = PSDImage.open(io.BytesIO(data))
-        direct = psd.color_mode in (ColorMode.RGB, ColorMode.GRAYSCALE)
-        if psd.has_preview():
-            return _Pixels(psd.numpy() if direct else _pil_rgba(psd.topil()), psd.depth)
-        warning = f"{name} has no embedded composite; its layers were rendered. {_MAXIMIZE_HINT}"
-        rgba = _render_psd_layers(psd) if direct else _pil_rgba(psd.composite(ignore_preview=True))
-        return _Pixels(rgba, psd.depth, (warning,))
-    except _DecodeFailure:
-        raise
-    except Exception as exc:  # psd-tools raises many types on a truncated or unusual file
-        raise _DecodeFailure(
-            f"Cannot read {name} as a Photoshop document: {exc}.",
-            f"Save it again as PSD or PNG. {_MAXIMIZE_HINT}",
-        ) from exc
-
-
-def _render_psd_layers(psd: object) -> np.ndarray:
-    from psd_tools.composite import composite
-
-    color, _shape, alpha = composite(psd)
-    return np.concatenate([color, alpha], axis=2)
-
-
-def _pil_rgba(image: object) -> np.ndarray:
-    if image is None:
-        raise _DecodeFailure("The Photoshop document has no readable image data.")
-    return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        still = stills.decode(data, path.name)
+    except stills.StillError as failure:  # possibly still being written: read it again
+        raise _DecodeFailure(failure.message, failure.hint) from failure
+    rgba = still.rgb if still.alpha is None else np.dstack([still.rgb, still.alpha])
+    return _Pixels(rgba, still.bit_depth, still.warnings)
 
 
 def _to_float(array: np.ndarray, name: str) -> np.ndarray:

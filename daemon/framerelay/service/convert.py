@@ -127,6 +127,12 @@ def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
         edit_session=edit_session_from_proto(message.edit_session)
         if message.HasField("edit_session")
         else None,
+        sequence_fps=fps_from_proto(message.sequence_fps)
+        if message.HasField("sequence_fps")
+        else None,
+        input_lut=Path(message.input_lut_path) if message.input_lut_path else None,
+        keep_unedited=message.keep_unedited if message.HasField("keep_unedited") else True,
+        audio=message.copy_audio if message.HasField("copy_audio") else True,
     )
 
 
@@ -178,6 +184,14 @@ def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
         message.source_fps.CopyFrom(fps_to_proto(spec.source_fps))
     if spec.edit_session is not None:
         message.edit_session.CopyFrom(edit_session_to_proto(spec.edit_session))
+    if spec.sequence_fps is not None:
+        message.sequence_fps.CopyFrom(fps_to_proto(spec.sequence_fps))
+    if spec.input_lut is not None:
+        message.input_lut_path = str(spec.input_lut)
+    if not spec.keep_unedited:
+        message.keep_unedited = False
+    if not spec.audio:
+        message.copy_audio = False
     return message
 
 

@@ -361,26 +361,29 @@ def _discard(round_trip: RoundTrip) -> None:
 
 def frame_to_edit(spec: JobSpec) -> FrameToEdit:
     """Reads the frame to edit; a frame after the first moves the range to start at it."""
-    from framerelay.media.video import read_frame, select_frames
+    from framerelay.media import colour, footage, image
 
     options = spec.edit_session
     assert options is not None
-    selection = select_frames(spec.source, spec.start_seconds, spec.end_seconds)
+    found = footage.probe(spec.source, spec.sequence_fps or spec.source_fps)
+    selection = footage.select(found, spec.start_seconds, spec.end_seconds)
     if options.frame_index > selection.frame_count - 2:
         raise InvalidSpecError(
             f"frame {options.frame_index} leaves fewer than two of the clip's "
             f"{selection.frame_count} frames to propagate the edit into.",
             f"Pick a frame from 0 to {selection.frame_count - 2}.",
         )
-    source_frame = selection.first_index + options.frame_index
-    frame = read_frame(spec.source, source_frame)
+    source_frame = selection.frames.start + options.frame_index
+    lut = colour.load_cube(spec.input_lut) if spec.input_lut else None
+    shown = footage.display_frame_at(found, source_frame, lut)  # as the NLE shows it
+    frame = image.to_uint16(shown) if options.sixteen_bit else image.to_uint8(shown)
     if options.frame_index:  # the range now starts at the edited frame: its frame 0
         first = spec.frame_range.in_frame if spec.frame_range else 0
-        end = spec.frame_range.out_frame if spec.frame_range else len(selection.index)
+        end = spec.frame_range.out_frame if spec.frame_range else found.frame_count
         spec = replace(
             spec,
             frame_range=FrameRange(first + options.frame_index, end),
-            source_fps=spec.source_fps or selection.info.fps,
+            source_fps=spec.source_fps or found.fps,
             edit_session=replace(options, frame_index=0),
         )
     return FrameToEdit(frame, source_frame, spec)

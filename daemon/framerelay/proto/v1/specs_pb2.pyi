@@ -302,6 +302,10 @@ class JobSpec(_message.Message):
     HOST_CONTEXT_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     EDIT_SESSION_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FPS_FIELD_NUMBER: _builtins.int
+    INPUT_LUT_PATH_FIELD_NUMBER: _builtins.int
+    KEEP_UNEDITED_FIELD_NUMBER: _builtins.int
+    COPY_AUDIO_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional client-chosen key: submitting the same request_id again returns the first job."""
     label: _builtins.str
@@ -311,6 +315,12 @@ class JobSpec(_message.Message):
     """Optional mask of the edited region (white = edited)."""
     model: _builtins.str
     """Hub id or diffusers folder; empty: the daemon's default model."""
+    input_lut_path: _builtins.str
+    """Input transform for log footage: a 1D .cube LUT to BT.709 display; empty: none."""
+    keep_unedited: _builtins.bool
+    """Outside the (feathered) mask, keep the source's own pixels; absent: true."""
+    copy_audio: _builtins.bool
+    """Copy the processed range of the source's audio into .mp4/.mov outputs; absent: true."""
     @_builtins.property
     def frame_range(self) -> Global___FrameRange:
         """Absent: the whole clip. Needs source_fps."""
@@ -338,6 +348,12 @@ class JobSpec(_message.Message):
         the user's editor and queues the job when a valid save (or AttachEdit) arrives.
         """
 
+    @_builtins.property
+    def sequence_fps(self) -> Global___Rational:
+        """Footage (docs/footage-and-colour.md). The frame rate of an image-sequence source (a folder of
+        frames, or a pattern like /shots/a_%04d.exr); absent: source_fps, else 24.
+        """
+
     def __init__(
         self,
         *,
@@ -353,12 +369,23 @@ class JobSpec(_message.Message):
         host_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         model: _builtins.str = ...,
         edit_session: Global___EditSessionSpec | None = ...,
+        sequence_fps: Global___Rational | None = ...,
+        input_lut_path: _builtins.str = ...,
+        keep_unedited: _builtins.bool | None = ...,
+        copy_audio: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["edit_session", b"edit_session", "frame_range", b"frame_range", "output", b"output", "params", b"params", "source_fps", b"source_fps"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio", "_keep_unedited", b"_keep_unedited", "copy_audio", b"copy_audio", "edit_session", b"edit_session", "frame_range", b"frame_range", "keep_unedited", b"keep_unedited", "output", b"output", "params", b"params", "sequence_fps", b"sequence_fps", "source_fps", b"source_fps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["edit_session", b"edit_session", "edited_frame_paths", b"edited_frame_paths", "frame_range", b"frame_range", "host_context", b"host_context", "label", b"label", "mask_path", b"mask_path", "model", b"model", "output", b"output", "params", b"params", "request_id", b"request_id", "source_fps", b"source_fps", "source_path", b"source_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio", "_keep_unedited", b"_keep_unedited", "copy_audio", b"copy_audio", "edit_session", b"edit_session", "edited_frame_paths", b"edited_frame_paths", "frame_range", b"frame_range", "host_context", b"host_context", "input_lut_path", b"input_lut_path", "keep_unedited", b"keep_unedited", "label", b"label", "mask_path", b"mask_path", "model", b"model", "output", b"output", "params", b"params", "request_id", b"request_id", "sequence_fps", b"sequence_fps", "source_fps", b"source_fps", "source_path", b"source_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__copy_audio: _TypeAlias = _typing.Literal["copy_audio"]  # noqa: Y015
+    _WhichOneofArgType__copy_audio: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio"]  # noqa: Y015
+    _WhichOneofReturnType__keep_unedited: _TypeAlias = _typing.Literal["keep_unedited"]  # noqa: Y015
+    _WhichOneofArgType__keep_unedited: _TypeAlias = _typing.Literal["_keep_unedited", b"_keep_unedited"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__copy_audio) -> _WhichOneofReturnType__copy_audio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keep_unedited) -> _WhichOneofReturnType__keep_unedited | None: ...
 
 Global___JobSpec: _TypeAlias = JobSpec  # noqa: Y015
 
