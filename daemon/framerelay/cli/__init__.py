@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "cancel",
     "attach",
     "editor",
+    "resolve",
+    "install_resolve",
 )
 
 
