@@ -81,3 +81,6 @@ def resolve_scene(
         options = {"video_tracks": 1, **timeline}
         tl = resolve.project.add_timeline("Edit 1", **options)
         yield Scene(root, daemon, client, resolve, tl)
+        # Never a call this build lacks, never a Studio-only call or a window on free.
+        assert resolve.phantom_calls == [], resolve.phantom_calls
+        assert resolve.refused == [], resolve.refused

@@ -238,6 +238,8 @@ class _PrefsParser:
 
     def value(self) -> Any:
         char = self.peek()
+        if not char:
+            raise self.error("unexpected end")
         if char == "{":
             return self.table()
         if char in "\"'":
@@ -253,7 +255,7 @@ class _PrefsParser:
             if name == "nil":
                 return None
             return self.constructor_call()
-        raise self.error(f"unexpected {char!r}" if char else "unexpected end")
+        raise self.error(f"unexpected {char!r}")
 
     def constructor_call(self) -> Any:
         """`Name { ... }`, `Name "text"` or `name(args) { ... }`: the last table or string."""

@@ -271,10 +271,10 @@ def choose_source(
         key=lambda item: -(item.track or 0),
     )
     if not under:
-        how = "select a clip or move" if timeline.capabilities.selection else "move"
+        how = "Select the clip, or move" if timeline.capabilities.selection else "Move"
         raise NoClip(
             f"no clip under the playhead ({timeline.current_timecode}) on an enabled video track of '{timeline.name}'.",
-            f"In Resolve, {how} the playhead over the clip to send.".capitalize(),
+            f"{how} the playhead over the clip to send.",
         )
     return under[0], "playhead"
 

@@ -161,7 +161,9 @@ class DaemonApi(ABC):
         """Every job's events after `after_cursor` (None: from now on), live; never ends by
         itself. A dropped stream resumes after the last cursor seen. Take the cursor of
         `list_jobs()` to miss nothing between a listing and the stream."""
-        last = int(self.list_jobs(limit=1).get("cursor", 0)) if after_cursor is None else after_cursor
+        last = (
+            int(self.list_jobs(limit=1).get("cursor", 0)) if after_cursor is None else after_cursor
+        )
         deadline: float | None = None
         while True:
             stream = self._stream("WatchQueue", {"afterCursor": str(last)})

@@ -76,7 +76,9 @@ def read_discovery(path: Path | None = None) -> Discovery:
     except FileNotFoundError:
         raise DaemonNotRunning(f"the framerelay daemon is not running (no {path}).") from None
     except (OSError, ValueError) as error:
-        raise DaemonNotRunning(f"cannot read the daemon's discovery file {path}: {error}.") from None
+        raise DaemonNotRunning(
+            f"cannot read the daemon's discovery file {path}: {error}."
+        ) from None
     try:
         return parse_discovery(data)
     except (KeyError, TypeError, ValueError) as error:

@@ -171,7 +171,9 @@ BY_STATUS: dict[int, type[ClientError]] = {
 }
 
 
-def error_for_code(code: str, message: str, hint: str = "", http_status: int | None = None) -> ClientError:
+def error_for_code(
+    code: str, message: str, hint: str = "", http_status: int | None = None
+) -> ClientError:
     """The exception for a catalogue code ("ERROR_CODE_NOT_FOUND" or "not_found")."""
     name = code if code.startswith("ERROR_CODE_") else f"ERROR_CODE_{code.upper()}"
     cls = BY_CODE.get(name, Internal)

@@ -29,7 +29,12 @@ ENDED_STATES = (FINISHED, FAILED, CANCELLED)
 
 PREPARE_PHASES = ("load", "decode")
 PREPARE_SHARE = 0.05
-WINDOW_PHASES = {"lora": (0.0, 0.45), "invert": (0.45, 0.2), "edit": (0.65, 0.3), "encode": (0.95, 0.05)}
+WINDOW_PHASES = {
+    "lora": (0.0, 0.45),
+    "invert": (0.45, 0.2),
+    "edit": (0.65, 0.3),
+    "encode": (0.95, 0.05),
+}
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -199,7 +204,7 @@ def remaining_seconds(view: JobView, now: float) -> float | None:
 
 
 def preset_name(value: str) -> str:
-    """"PRESET_LOCAL" -> "local"; "" and "PRESET_UNSPECIFIED" -> "" (unknown yet)."""
+    """ "PRESET_LOCAL" -> "local"; "" and "PRESET_UNSPECIFIED" -> "" (unknown yet)."""
     name = value.lower().removeprefix("preset_")
     return "" if name == "unspecified" else name
 

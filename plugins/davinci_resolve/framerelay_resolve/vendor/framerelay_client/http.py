@@ -178,7 +178,9 @@ class Client(DaemonApi):
             raise _Refused(f"nothing answers at {url}: {_reason(error)}.") from None
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise DaemonUnreachable(f"the daemon at {url} did not answer: {_reason(error)}.") from None
+            raise DaemonUnreachable(
+                f"the daemon at {url} did not answer: {_reason(error)}."
+            ) from None
         if reply.status != 200:
             try:
                 raw = _read(reply)

@@ -67,7 +67,9 @@ def _from_text(text: str) -> Fraction:
             return Fraction(int(cleaned))
         return _from_decimal(float(cleaned))
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"not a frame rate: {text!r}; write e.g. 24, 23.976 or 24000/1001.") from None
+        raise ValueError(
+            f"not a frame rate: {text!r}; write e.g. 24, 23.976 or 24000/1001."
+        ) from None
 
 
 def _from_decimal(value: float) -> Fraction:
@@ -88,7 +90,9 @@ def frames_to_seconds(frames: int, fps: Rate) -> Fraction:
     return Fraction(frames) / parse_fps(fps)
 
 
-def seconds_to_frame(seconds: Fraction | float | int, fps: Rate, rounding: Rounding = "floor") -> int:
+def seconds_to_frame(
+    seconds: Fraction | float | int, fps: Rate, rounding: Rounding = "floor"
+) -> int:
     """The frame showing at `seconds` ("floor", the default), or the nearest frame start.
 
     Float seconds within 1e-6 of a frame's start are that frame (0.1001 s at 30000/1001 is frame 3,
