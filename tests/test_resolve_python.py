@@ -8,6 +8,7 @@ import threading
 from fractions import Fraction
 
 import pytest
+
 from framerelay.errors import OutOfMemoryError
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay_resolve import external, menu
@@ -15,7 +16,6 @@ from framerelay_resolve.errors import ClipRefused, NoClip, NotSupported, Placeme
 from framerelay_resolve.live import LiveHost
 from framerelay_resolve.placement import TakePlan, verify
 from framerelay_resolve.vendor.framerelay_client.http import Client
-
 from tests.daemon_harness import wait_for
 from tests.fake_resolve import PYTHON_PROFILES, FakeResolve
 from tests.fake_resolve.guard import FakeScriptModule
@@ -143,7 +143,7 @@ def test_a_clip_trimmed_at_its_head_sends_its_source_in_point(tmp_path):
     with resolve_scene(tmp_path, "19.1-free") as scene:
         scene.timeline.put(scene.clip("a.mp4", 48), 1, START + 2, source_in=17, duration=13)
         scene.timeline.playhead = START + 2
-        flow, sent, job = send_and_finish(scene)
+        flow, _, job = send_and_finish(scene)
         assert job["spec"]["frameRange"] == {"inFrame": 17, "outFrame": 30}
         assert job["edit"]["sourceFrame"] == 17 and job["result"]["frameCount"] == 13
         flow.place_finished()

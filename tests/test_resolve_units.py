@@ -9,11 +9,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
 from framerelay_resolve import capabilities as caps
 from framerelay_resolve import placement, rates
 from framerelay_resolve.errors import ClipRefused
 from framerelay_resolve.vendor.framerelay_client import resolve_bridge as rb
-
 from tests.fake_resolve import PROFILES, FakeResolve
 from tests.fake_resolve.lua_host import LUA
 
