@@ -16,10 +16,9 @@ from framerelay_resolve import external, install
 from framerelay_resolve.bridged import BridgeHost
 from framerelay_resolve.vendor.framerelay_client import resolve_bridge as rb
 from tests.fake_resolve import FakeResolve
-from tests.fake_resolve.lua_host import LUA, LuaScript
+from tests.fake_resolve.lua_host import LuaScript
 from tests.resolve_support import resolve_scene
 
-pytestmark = pytest.mark.skipif(LUA is None, reason="lua5.1 is not installed")
 START = 86400
 
 

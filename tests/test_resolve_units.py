@@ -15,7 +15,7 @@ from framerelay_resolve import placement, rates
 from framerelay_resolve.errors import ClipRefused
 from framerelay_resolve.vendor.framerelay_client import resolve_bridge as rb
 from tests.fake_resolve import PROFILES, FakeResolve
-from tests.fake_resolve.lua_host import LUA
+from tests.fake_resolve.lua_host import lua_binary
 
 PLUGIN = Path(placement.__file__).parent
 NTSC_24, NTSC_30 = Fraction(24000, 1001), Fraction(30000, 1001)
@@ -175,7 +175,6 @@ def test_a_half_written_prefs_file_reads_as_no_answer(tmp_path):
     assert rb.decode_response("zz") is None
 
 
-@pytest.mark.skipif(LUA is None, reason="lua5.1 is not installed")
 def test_lua_literals_load_back_exactly_in_lua():
     value = {
         "path": 'C:\\Clips\\"Take" 1\n/été/日本.mov',
@@ -189,7 +188,7 @@ def test_lua_literals_load_back_exactly_in_lua():
         "  tostring(t.flags.yes), tostring(t.flags.no), '|', t.nested.key[1].FilePath)"
     )
     out = subprocess.run(
-        [LUA, "-e", program], input=("return " + rb.lua_literal(value)).encode(),
+        [lua_binary(), "-e", program], input=("return " + rb.lua_literal(value)).encode(),
         capture_output=True, check=True,
     ).stdout.decode("utf-8")  # fmt: skip
     assert out == value["path"] + "|4|86400|2.5|truefalse|/a/frame_%06d.png"

@@ -16,6 +16,7 @@ import sys
 from typing import Any, Callable, Mapping
 
 from .errors import NotSupported, ResolveError
+from .vendor.framerelay_client.errors import ClientError, DaemonUnreachable
 
 ACTIONS = ("send", "send_image", "place")
 FOLLOW_SECONDS = 4 * 3600.0
@@ -99,16 +100,13 @@ def run(
         return _run(action, namespace, log, client, follow_seconds)
     except ResolveError as error:
         log(str(error))
-    except Exception as error:  # the client's errors, and what Resolve throws
-        if type(error).__name__ in ("DaemonNotRunning", "DaemonUnreachable"):
-            log(
-                f"The framerelay daemon is not running ({error}): start it with `framerelay serve` "
-                "or the framerelay tray app, then run this script again."
-            )
-        elif hasattr(error, "hint") and hasattr(error, "code"):
-            log(str(error))
-        else:
-            raise
+    except DaemonUnreachable as error:
+        log(
+            f"The framerelay daemon is not running ({error.message}): start it with "
+            "`framerelay serve` or the framerelay tray app, then run this script again."
+        )
+    except ClientError as error:
+        log(str(error))
     return 1
 
 

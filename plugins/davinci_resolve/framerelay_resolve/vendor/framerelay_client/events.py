@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 UNSPECIFIED = "JOB_STATE_UNSPECIFIED"
@@ -217,7 +217,7 @@ def parse_time(value: object) -> float | None:
     if match is None:
         return None
     stamp, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc)
+    moment = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
     seconds = moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
     if zone != "Z":
         sign = 1 if zone[0] == "+" else -1

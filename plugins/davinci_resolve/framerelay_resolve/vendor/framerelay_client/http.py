@@ -138,7 +138,8 @@ class Client(DaemonApi):
                 try:
                     line = reply.readline()
                 except (OSError, http.client.HTTPException) as error:
-                    raise DaemonUnreachable(f"the {method} stream broke off: {_reason(error)}.")
+                    reason = _reason(error)
+                    raise DaemonUnreachable(f"the {method} stream broke off: {reason}.") from None
                 if not line:
                     return
                 if not line.strip():

@@ -128,10 +128,7 @@ def record_frame(
     """Where `source_frame` of a clip lands on the timeline: the clip shows `source_in` at
     `record_in`. With two different rates the offset is converted by time (a host that plays the
     clip frame for frame, as Blender's VSE does, passes no rates)."""
-    offset = source_frame - source_in
-    if source_fps is not None and record_fps is not None:
-        offset = rescale_frame(offset, source_fps, record_fps, rounding)
-    return record_in + offset
+    return _shift(source_frame, source_in, record_in, source_fps, record_fps, rounding)
 
 
 def source_frame(
@@ -144,10 +141,16 @@ def source_frame(
     rounding: Rounding = "exact",
 ) -> int:
     """The inverse of `record_frame`: the clip's source frame showing at timeline frame `record`."""
-    offset = record - record_in
-    if source_fps is not None and record_fps is not None:
-        offset = rescale_frame(offset, record_fps, source_fps, rounding)
-    return source_in + offset
+    return _shift(record, record_in, source_in, record_fps, source_fps, rounding)
+
+
+def _shift(
+    frame: int, start: int, to_start: int, fps: Rate | None, to_fps: Rate | None, rounding: Rounding
+) -> int:
+    offset = frame - start
+    if fps is not None and to_fps is not None:
+        offset = rescale_frame(offset, fps, to_fps, rounding)
+    return to_start + offset
 
 
 def _round(value: Fraction, rounding: Rounding, what: str) -> int:
