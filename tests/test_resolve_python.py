@@ -413,3 +413,37 @@ def test_no_project_or_timeline_is_a_clear_message():
     resolve = FakeResolve("20.3-studio")
     with pytest.raises(NoClip, match="no timeline is open"):
         LiveHost(resolve).describe()
+
+
+def test_the_take_follows_a_new_timeline_start_and_notes_a_moved_clip(tmp_path):
+    with resolve_scene(tmp_path, "20.3-studio") as scene:
+        clip = scene.timeline.put(scene.clip("a.mp4", 48), 1, START + 10, 0, 12)
+        scene.timeline.playhead = START + 10
+        flow, _, _ = send_and_finish(scene)
+        scene.timeline.restart_at("00:59:50:00")  # 240 frames earlier, clips and all
+        report = flow.place_finished()
+        ((_, take),) = takes(scene)
+        assert take.GetStart() == clip.GetStart() == START - 230
+        assert "now starts at 00:59:50:00" in report.lines()[0]
+
+        scene.timeline.playhead = clip.GetStart()
+        scene.timeline.SetTrackEnable("video", 2, False)  # hide the first take: send the clip
+        flow, sent, _ = send_and_finish(scene)
+        assert sent.plan.source.endswith("a.mp4")
+        clip.start += 100  # the editor slid the clip after sending it
+        report = flow.place_finished()
+        (placed,) = report.placed
+        assert placed.plan.record_frame == START - 230
+        assert "is now at 00:59:54:14" in report.lines()[0]
+
+
+def test_no_test_can_reach_a_real_resolve(tmp_path, monkeypatch):
+    modules = tmp_path / "Developer" / "Scripting" / "Modules"
+    modules.mkdir(parents=True)
+    (modules / "DaVinciResolveScript.py").write_text("raise SystemExit('the real one')\n")
+    monkeypatch.syspath_prepend(str(modules))
+    with pytest.raises(ImportError, match="tests may not import the real"):
+        import DaVinciResolveScript  # noqa: F401
+    monkeypatch.setenv("RESOLVE_SCRIPT_API", str(modules.parent))
+    with pytest.raises(NotSupported, match="did not load"):
+        external.scripting_module()

@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,9 @@ class BridgeNotRunning(ClientError):
 
 
 def fusion_dirs(
-    platform: str | None = None, home: str | os.PathLike[str] | None = None, env=None
+    platform: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Resolve's per-user Fusion folders on this machine, the documented one first.
 
@@ -501,7 +503,9 @@ class BridgeClient:
         fresh = max(self.prefs, key=_mtime, default=None)
         return {} if fresh is None else read_bridge_prefs(fresh)
 
-    def call(self, op: str, args: Mapping[str, Any] | None = None, timeout: float | None = None):
+    def call(
+        self, op: str, args: Mapping[str, Any] | None = None, timeout: float | None = None
+    ) -> Any:
         """Perform `op` in Resolve; its result (JSON values), or `BridgeError`/`BridgeNotRunning`."""
         timeout = self.timeout if timeout is None else timeout
         request_id = uuid.uuid4().hex
@@ -555,7 +559,7 @@ class BridgeClient:
                 tmp.unlink()
 
     @contextlib.contextmanager
-    def _lock(self, timeout: float):
+    def _lock(self, timeout: float) -> Iterator[None]:
         """One request in flight per mailbox, across processes (a lock file; a stale one, older
         than two call timeouts, is broken)."""
         self.mailbox.mkdir(parents=True, exist_ok=True)

@@ -455,6 +455,16 @@ class FakeTimeline(FakeObject):
             item.linked = audio
         return item
 
+    def restart_at(self, timecode: str) -> None:
+        """The editor changes the start timecode (Timeline Settings): every clip moves with it."""
+        start = tc_to_frames(timecode, self.fps, self.drop_frame)
+        for tracks in self.tracks.values():
+            for track in tracks:
+                for item in track.items:
+                    item.start += start - self.start_frame
+        self.playhead += start - self.start_frame
+        self.start_frame = start
+
     def rendered_item_at(self, frame: int) -> FakeTimelineItem | None:
         """What the viewer shows at `frame`: the topmost enabled video clip there, if the frame
         lies in the timeline (a clip before the timeline's start never renders)."""

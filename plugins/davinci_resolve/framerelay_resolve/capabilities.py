@@ -13,6 +13,7 @@ First documented in Resolve's scripting README (bisected over its published copi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import NotSupported
 
@@ -76,7 +77,7 @@ class Capabilities:
         return self.studio
 
     @classmethod
-    def from_version(cls, product: str, version_fields) -> Capabilities:
+    def from_version(cls, product: Any, version_fields: Any) -> Capabilities:
         """From the version alone (the Lua bridge)."""
         version = version_tuple(version_fields)
         return cls(

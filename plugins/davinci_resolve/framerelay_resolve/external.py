@@ -54,7 +54,7 @@ def scripting_module():
     """Resolve's `DaVinciResolveScript`, found where Resolve installs it (RESOLVE_SCRIPT_API
     and RESOLVE_SCRIPT_LIB override the places)."""
     try:
-        import DaVinciResolveScript
+        import DaVinciResolveScript  # type: ignore[import-not-found]
 
         return DaVinciResolveScript
     except ImportError:
@@ -73,7 +73,7 @@ def scripting_module():
     if modules not in sys.path:
         sys.path.append(modules)
     try:
-        import DaVinciResolveScript
+        import DaVinciResolveScript  # type: ignore[import-not-found]
     except ImportError as error:
         raise NotSupported(
             f"DaVinci Resolve's scripting module did not load: {error}.",
@@ -108,7 +108,7 @@ def open_host(via: str = "auto") -> Any:
     from .live import LiveHost
     from .vendor.framerelay_client.resolve_bridge import BridgeClient, BridgeNotRunning
 
-    problems = []
+    problems: list[Any] = []
     if via in ("auto", "external"):
         try:
             return LiveHost(connect_external())

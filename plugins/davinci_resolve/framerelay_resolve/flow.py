@@ -65,6 +65,8 @@ class PlaceReport:
         for placed in self.placed:
             plan = placed.plan
             text = f"Placed the take of {plan.label} on V{placed.track} at frame {plan.record_frame} ({plan.duration} frames)."
+            if plan.notes:
+                text += " Note: " + "; ".join(plan.notes) + "."
             if placed.mismatches:
                 text += (
                     " Resolve read back a different placement: it "

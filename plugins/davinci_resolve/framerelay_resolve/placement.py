@@ -183,6 +183,7 @@ class SendRecord:
     source_in: int
     source_frames: int
     record_timecode: str
+    timeline_start: int | None = None  # the timeline's start frame when it was sent
 
     def to_context(self) -> dict[str, str]:
         return {
@@ -197,6 +198,7 @@ class SendRecord:
             "record_frame": str(self.record_frame),
             "record_duration": str(self.record_duration),
             "record_timecode": self.record_timecode,
+            "timeline_start": "" if self.timeline_start is None else str(self.timeline_start),
             "track": str(self.track),
             "timeline_fps": rates.rate_text(self.timeline_fps),
             "drop_frame": "1" if self.drop_frame else "0",
@@ -227,6 +229,7 @@ class SendRecord:
                 source_in=int(context["source_in"]),
                 source_frames=int(context["source_frames"]),
                 record_timecode=str(context.get("record_timecode", "")),
+                timeline_start=_int(context.get("timeline_start")),
             )
         except (KeyError, ValueError, ZeroDivisionError):
             return None
@@ -341,6 +344,7 @@ def plan_send(timeline: Timeline, item: Item) -> SendPlan:
         source_in=source_in,
         source_frames=count,
         record_timecode=timeline.timecode(item.start),
+        timeline_start=timeline.start_frame,
     )
     label = f"{record.clip} @ {record.record_timecode} V{record.track}"
     return SendPlan(media.path, source_in, source_in + count, media.fps, record, label)
@@ -382,6 +386,7 @@ class TakePlan:
     track: int  # the new track's index
     track_name: str
     bin: str = BIN_NAME
+    notes: tuple[str, ...] = ()
 
     def place_args(self) -> dict[str, Any]:
         return {
@@ -428,7 +433,19 @@ def plan_take(
     in_frame = int(frame_range.get("inFrame", 0))
     out_frame = int(frame_range.get("outFrame", record.source_in + record.source_frames))
     frames = out_frame - in_frame
-    record_frame, duration = record.record_frame, record.record_duration
+    record_frame = record.record_frame
+    notes = []
+    if record.timeline_start is not None and record.timeline_start != timeline.start_frame:
+        # The timeline's start timecode changed: every clip moved with it, and so does the take.
+        record_frame += timeline.start_frame - record.timeline_start
+        notes.append(
+            f"the timeline now starts at {timeline.start_timecode}: the take moved with its clip"
+        )
+    if source_now is not None and source_now.start != record_frame:
+        notes.append(
+            f"'{record.clip}' is now at {timeline.timecode(source_now.start)}; the take is where "
+            f"the clip was when it was sent ({timeline.timecode(record_frame)})"
+        )
     shift = in_frame - record.source_in
     if shift:
         # The round trip edited a later frame: the take starts there.
@@ -477,6 +494,7 @@ def plan_take(
         track_mode=mode,
         track=track,
         track_name=f"framerelay {job_id[:8]}",
+        notes=tuple(notes),
     )
 
 
