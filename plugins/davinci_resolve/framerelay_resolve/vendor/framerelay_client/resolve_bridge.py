@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ NOT_RESOLVE_CONTAINERS = ("BlackmagicRaw", "IOXPC")  # RAW Player, the IO helper
 MAC_FUSION = ("Library", "Application Support", "Blackmagic Design", "DaVinci Resolve", "Fusion")
 # Inside an App Store container Resolve also scans Fusion's standalone tree.
 MAC_FUSION_STANDALONE = ("Library", "Application Support", "Fusion")
+REREAD_SECONDS = 0.5
 START_HINT = (
     "In Resolve, run Workspace > Scripts > framerelay Bridge (once each time Resolve starts); "
     "install it with `framerelay install-resolve` if it is not listed."
@@ -512,13 +513,13 @@ class BridgeClient:
         body = {"v": PROTOCOL, "id": request_id, "created": int(time.time()), "op": op}
         body["args"] = dict(args or {})
         with self._lock(timeout):
-            seen = {path: _mtime(path) for path in self.prefs}
+            seen = {path: _signature(path) for path in self.prefs}
             self._write_request("return " + lua_literal(body) + "\n")
             try:
                 answer = self._wait(request_id, seen, timeout)
             finally:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.mailbox / REQUEST_FILE).unlink()
+                    _retry((self.mailbox / REQUEST_FILE).unlink)
         if answer.get("ok"):
             return answer.get("result")
         error = answer.get("error") or {}
@@ -527,17 +528,28 @@ class BridgeClient:
             str(error.get("hint") or ""),
         )
 
-    def _wait(self, request_id: str, seen: dict[Path, float], timeout: float) -> dict[str, Any]:
+    def _wait(
+        self, request_id: str, seen: dict[Path, tuple[int, int]], timeout: float
+    ) -> dict[str, Any]:
+        """Until an answer with `request_id` appears in one of the prefs files.
+
+        A file is read again when its size or modification time changes, and at least every
+        REREAD_SECONDS (file systems whose clock ticks in seconds may not show a second write).
+        """
         deadline = time.monotonic() + timeout
+        last_read = time.monotonic()
         while True:
+            reread = time.monotonic() - last_read >= REREAD_SECONDS
+            if reread:
+                last_read = time.monotonic()
             for path in self.prefs:
-                stamp = _mtime(path)
-                if stamp == seen.get(path):
+                signature = _signature(path)
+                if signature == seen.get(path) and not reread:
                     continue
+                seen[path] = signature
                 answer = decode_response(read_bridge_prefs(path).get("Response"))
                 if answer is not None and answer.get("id") == request_id:
                     return answer
-                seen[path] = stamp
             if time.monotonic() >= deadline:
                 raise BridgeNotRunning(
                     f"the framerelay Bridge did not answer within {timeout:g} s "
@@ -553,7 +565,7 @@ class BridgeClient:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, self.mailbox / REQUEST_FILE)
+            _retry(lambda: os.replace(tmp, self.mailbox / REQUEST_FILE))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -587,6 +599,27 @@ class BridgeClient:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, -1)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def _retry(action: Callable[[], object], attempts: int = 20) -> None:
+    """Windows refuses to replace or remove a file another program has open for a moment (the
+    bridge reading its request): try again briefly."""
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _mtime(path: Path) -> float:
