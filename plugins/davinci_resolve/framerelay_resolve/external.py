@@ -122,9 +122,10 @@ def open_host(via: str = "auto") -> Any:
         if via == "bridge":
             raise ResolveError(error.message, error.hint) from None
         problems.append(error)
+    reasons = "; ".join(str(p.message).rstrip(".") for p in problems)
     raise NotSupported(
-        "framerelay cannot reach DaVinci Resolve: " + " ".join(p.message for p in problems),
-        EXTERNAL_HINT,
+        f"framerelay cannot reach DaVinci Resolve ({reasons}).",
+        EXTERNAL_HINT + " Install the scripts with `framerelay install-resolve`.",
     )
 
 
