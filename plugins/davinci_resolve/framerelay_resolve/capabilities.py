@@ -114,7 +114,8 @@ class Capabilities:
     def require_placement(self) -> None:
         if self.version < OLDEST:
             raise NotSupported(
-                f"{self.name} cannot place a clip on a chosen track at a chosen frame (18.5 or newer "
+                f"{self.name} cannot place a clip on a chosen track at a chosen frame "
+                "(18.5 or newer "
                 "can).",
                 "Update DaVinci Resolve to 18.5 or newer.",
             )

@@ -64,7 +64,10 @@ class PlaceReport:
         out = []
         for placed in self.placed:
             plan = placed.plan
-            text = f"Placed the take of {plan.label} on V{placed.track} at frame {plan.record_frame} ({plan.duration} frames)."
+            text = (
+                f"Placed the take of {plan.label} on V{placed.track} at frame "
+                f"{plan.record_frame} ({plan.duration} frames)."
+            )
             if plan.notes:
                 text += " Note: " + "; ".join(plan.notes) + "."
             if placed.mismatches:
@@ -76,7 +79,8 @@ class PlaceReport:
             out.append(text)
         out += [f"Could not place job {job[:8]}: {error}" for job, error in self.failed]
         out += [
-            f"The take of job {job[:8]} waits for its timeline '{timeline}': open it and run Place Takes."
+            f"The take of job {job[:8]} waits for its timeline '{timeline}': open it and run "
+            "Place Takes."
             for job, timeline in self.waiting
         ]
         out += [f"Job {job[:8]} failed: {error}" for job, error in self.job_errors]
@@ -158,7 +162,8 @@ class Flow:
         sent = Sent(reply["job"], plan, how, str(reply.get("exportedPath") or ""))
         record = plan.record
         self.log(
-            f"Sent '{record.clip}' ({record.record_timecode} on V{record.track}, source frames {plan.in_frame}-{plan.out_frame - 1} of {plan.source}) as job {sent.job_id[:8]}."
+            f"Sent '{record.clip}' ({record.record_timecode} on V{record.track}, source frames "
+            f"{plan.in_frame}-{plan.out_frame - 1} of {plan.source}) as job {sent.job_id[:8]}."
         )
         if sent.exported_path:
             self.log(

@@ -72,7 +72,8 @@ def ask_files(fusion: Any, capabilities: Any) -> tuple[str, str | None]:
     """The edited frame and an optional mask, from Fusion's file dialog where it may open."""
     if not capabilities.windows:
         raise NotSupported(
-            f"{capabilities.name} cannot open windows or file dialogs from a script (free Resolve 19.1 and "
+            f"{capabilities.name} cannot open windows or file dialogs from a script "
+            "(free Resolve 19.1 and "
             "newer).",
             "Run framerelay Send Clip instead (your image editor opens the frame), or pick the "
             "edited file in the framerelay tray app, or `framerelay resolve send --image FILE`.",
@@ -138,7 +139,8 @@ def _run(action, namespace, log, client, follow_seconds) -> int:
         return 0
     sent = flow.send(image=image, mask=mask)
     log(
-        f"Following job {sent.job_id[:8]} here; closing the Console does not stop it (run framerelay Place "
+        f"Following job {sent.job_id[:8]} here; closing the Console does not stop it "
+        "(run framerelay Place "
         "Takes later to place its take)."
     )
     view = flow.follow(sent.job_id, timeout=follow_seconds)

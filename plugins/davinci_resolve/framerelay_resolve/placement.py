@@ -276,7 +276,8 @@ def choose_source(
     if not under:
         how = "Select the clip, or move" if timeline.capabilities.selection else "Move"
         raise NoClip(
-            f"no clip under the playhead ({timeline.current_timecode}) on an enabled video track of '{timeline.name}'.",
+            f"no clip under the playhead ({timeline.current_timecode}) on an enabled video "
+            f"track of '{timeline.name}'.",
             f"{how} the playhead over the clip to send.",
         )
     return under[0], "playhead"
@@ -313,7 +314,8 @@ def plan_send(timeline: Timeline, item: Item) -> SendPlan:
         )
     if item.start < timeline.start_frame:
         raise ClipRefused(
-            f"'{item.name}' starts at frame {item.start}, before the timeline's start ({timeline.start_frame})."
+            f"'{item.name}' starts at frame {item.start}, before the timeline's start "
+            f"({timeline.start_frame})."
         )
     source_in = round(item.left_offset)
     if abs(item.left_offset - source_in) > 1e-6:
@@ -325,7 +327,8 @@ def plan_send(timeline: Timeline, item: Item) -> SendPlan:
     check_speed(item, media.fps, count)
     if media.frames is not None and source_in + count > media.frames:
         raise ClipRefused(
-            f"'{item.name}' uses frames {source_in} to {source_in + count - 1} of {media.path}, which has {media.frames}.",
+            f"'{item.name}' uses frames {source_in} to {source_in + count - 1} of "
+            f"{media.path}, which has {media.frames}.",
             "Trim the clip's tail in Resolve, then send it again.",
         )
     record = SendRecord(
@@ -361,7 +364,8 @@ def check_speed(item: Item, media_fps: Fraction, count: int) -> None:
     span = (item.source_end_time - item.source_start_time) * float(media_fps)
     if abs(span - count) > 1.5:
         raise ClipRefused(
-            f"'{item.name}' plays {span:.0f} source frames over {item.duration} timeline frames: its speed is not "
+            f"'{item.name}' plays {span:.0f} source frames over {item.duration} timeline "
+            "frames: its speed is not "
             "100%.",
             "Set the clip's speed to 100% (Change Clip Speed), or render the retimed clip "
             "and send that.",
@@ -451,7 +455,8 @@ def plan_take(
         # The round trip edited a later frame: the take starts there.
         if record.media_fps != record.timeline_fps:
             raise PlacementFailed(
-                f"the take of '{record.clip}' starts {shift} frames into the clip, which framerelay cannot "
+                f"the take of '{record.clip}' starts {shift} frames into the clip, which "
+                "framerelay cannot "
                 "place exactly on a timeline of another frame rate.",
                 f"Import it from the 'framerelay' bin and place it by hand: {path}",
             )
@@ -465,7 +470,8 @@ def plan_take(
         )
     if record_frame < timeline.start_frame:
         raise PlacementFailed(
-            f"the take of '{record.clip}' belongs at frame {record_frame}, before the timeline's start ({timeline.start_frame}).",
+            f"the take of '{record.clip}' belongs at frame {record_frame}, before the "
+            f"timeline's start ({timeline.start_frame}).",
             "Check the timeline's start timecode: it changed since the clip was sent.",
         )
     source_track = source_now.track if source_now and source_now.track else record.track
@@ -517,7 +523,8 @@ def check_imported(plan: TakePlan, facts: Mapping[str, Any]) -> None:
         )
     if media.frames is not None and media.frames < plan.source_frames:
         raise PlacementFailed(
-            f"the take {plan.path} has {media.frames} frames in Resolve; {plan.source_frames} are needed."
+            f"the take {plan.path} has {media.frames} frames in Resolve; "
+            f"{plan.source_frames} are needed."
         )
 
 

@@ -79,7 +79,8 @@ def source_frames_for(record_frames: int, media_fps: Fraction, timeline_fps: Fra
         if count > 0 and placed_duration(count, media_fps, timeline_fps) == record_frames:
             return count
     raise ClipRefused(
-        f"a {record_frames}-frame clip of {display_rate(media_fps)} fps media on a {display_rate(timeline_fps)} fps timeline has no exact length in source "
+        f"a {record_frames}-frame clip of {display_rate(media_fps)} fps media on a "
+        f"{display_rate(timeline_fps)} fps timeline has no exact length in source "
         "frames: its take would land one frame short or long.",
         "Trim the clip by one frame, or set the clip's frame rate to the timeline's "
         "(Clip Attributes), then send it again.",

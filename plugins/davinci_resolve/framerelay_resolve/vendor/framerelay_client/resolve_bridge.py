@@ -507,7 +507,7 @@ class BridgeClient:
     def call(
         self, op: str, args: Mapping[str, Any] | None = None, timeout: float | None = None
     ) -> Any:
-        """Perform `op` in Resolve; its result (JSON values), or `BridgeError`/`BridgeNotRunning`."""
+        """Perform `op` in Resolve: its result (JSON values), or BridgeError/BridgeNotRunning."""
         timeout = self.timeout if timeout is None else timeout
         request_id = uuid.uuid4().hex
         body = {"v": PROTOCOL, "id": request_id, "created": int(time.time()), "op": op}
