@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from fractions import Fraction
 
 import pytest
@@ -271,6 +272,9 @@ def test_pending_and_failed_jobs_are_reported_and_nothing_is_placed(tmp_path):
         waiting = flow.send()
         report = flow.place_finished()
         assert report.pending == [(waiting.job_id, "awaiting the edit")]
+        started = time.monotonic()
+        view = flow.follow(waiting.job_id, timeout=1.0)  # nobody saves: the deadline holds
+        assert view.awaiting_edit and not view.ended and time.monotonic() - started < 10
         job = scene.finish_round_trip(waiting.job_id)
         assert job["state"] == "JOB_STATE_FAILED"
         view = flow.follow(waiting.job_id)

@@ -38,6 +38,7 @@ CANCELLED = "JOB_STATE_CANCELLED"
 ENDED = (FINISHED, FAILED, CANCELLED)
 
 Log = Callable[[str], None]
+POLL_SECONDS = 30.0
 
 
 @dataclasses.dataclass
@@ -175,20 +176,27 @@ class Flow:
     # --- following ---
 
     def follow(self, job_id: str, timeout: float | None = None) -> events.JobView:
-        """Report the job's progress until it ends (or `timeout` seconds pass)."""
+        """Report the job's progress until it ends or `timeout` seconds pass (long polls, so the
+        deadline holds however quiet the job is: a round trip may wait hours for its edit)."""
         view = events.JobView.from_job(self.client.get_job(job_id))
-        said = ""
+        said = self._progress_line(view)
+        self.log(said)
         deadline = None if timeout is None else time.monotonic() + timeout
-        if view.ended:
-            return view
-        for event in self.client.watch(job_id, view.last_seq):
-            view = events.reduce(view, event)
-            line = self._progress_line(view)
-            if line != said:
-                self.log(line)
-                said = line
-            if view.ended or (deadline is not None and time.monotonic() > deadline):
+        while not view.ended:
+            wait = (
+                POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - time.monotonic())
+            )
+            if wait <= 0:
                 break
+            reply = self.client.poll(job_id, view.last_seq, wait_seconds=wait)
+            for event in reply.get("events") or []:
+                view = events.reduce(view, event)
+                line = self._progress_line(view)
+                if line != said:
+                    self.log(line)
+                    said = line
+            if reply.get("ended") and not view.ended:
+                view = events.JobView.from_job(self.client.get_job(job_id))
         return view
 
     def _progress_line(self, view: events.JobView) -> str:
