@@ -27,3 +27,9 @@ def tiny_model_dir(tmp_path_factory):
     from framerelay.engine.tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-svd")
+
+
+# No test may import a real DaVinci Resolve scripting module (tests/fake_resolve/guard.py).
+from tests.fake_resolve import guard as _resolve_guard  # noqa: E402
+
+_resolve_guard.install()

@@ -4,9 +4,11 @@ scripting module; and the window renders jobs in every state."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -142,10 +144,18 @@ def clean_imports(monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delenv("RESOLVE_SCRIPT_API", raising=False)
     monkeypatch.delenv(resolve_actions.PLUGIN_DIR_ENV, raising=False)
+    for name in resolve_modules():  # put back afterwards: other tests hold their classes
+        monkeypatch.delitem(sys.modules, name)
     yield
-    for name in list(sys.modules):
-        if name.startswith(("framerelay_resolve", "DaVinciResolveScript")):
-            del sys.modules[name]
+    for name in resolve_modules():  # what this test imported
+        del sys.modules[name]
+
+
+def resolve_modules() -> list[str]:
+    return [name for name in sys.modules if name.startswith(RESOLVE_MODULES)]
+
+
+RESOLVE_MODULES = ("framerelay_resolve", "DaVinciResolveScript")
 
 
 def write_integration(folder: Path) -> None:
@@ -155,11 +165,14 @@ def write_integration(folder: Path) -> None:
     (package / "external.py").write_text(EXTERNAL)
 
 
-def write_resolve_scripting(folder: Path) -> None:
-    (folder / "Modules").mkdir(parents=True)
-    (folder / "Modules" / "DaVinciResolveScript.py").write_text(
-        "def scriptapp(name): return None\n"
-    )
+def fake_resolve_scripting(monkeypatch) -> None:
+    """Resolve Studio's scripting module, as the fake (tests/fake_resolve/guard.py refuses the real
+    one, wherever it is installed)."""
+    module = types.ModuleType("DaVinciResolveScript")
+    module.__spec__ = importlib.machinery.ModuleSpec("DaVinciResolveScript", None)
+    module.FAKE = True
+    module.scriptapp = lambda name: None
+    monkeypatch.setitem(sys.modules, "DaVinciResolveScript", module)
 
 
 def menu_texts(tray: Tray) -> list[str]:
@@ -183,9 +196,8 @@ def test_the_integration_alone_is_not_enough(tmp_path, clean_imports, monkeypatc
 
 def test_the_resolve_entries_call_the_integration(tmp_path, clean_imports, monkeypatch):
     write_integration(tmp_path / "plugin")
-    write_resolve_scripting(tmp_path / "resolve")
+    fake_resolve_scripting(monkeypatch)
     monkeypatch.setenv(resolve_actions.PLUGIN_DIR_ENV, str(tmp_path / "plugin"))
-    monkeypatch.setenv("RESOLVE_SCRIPT_API", str(tmp_path / "resolve"))
     with running_daemon(tmp_path), tray_app(tmp_path, resolve=True) as app:
         pump(lambda: app.status is not None)
         tray = Tray(app)

@@ -65,10 +65,13 @@ def plugin_dirs() -> list[Path]:
     return dirs
 
 
-def _add_to_path(folders: list[Path]) -> None:
-    for folder in folders:
-        if folder.is_dir() and str(folder) not in sys.path:
-            sys.path.append(str(folder))
+def _add_to_path(folders: list[Path], first: bool = False) -> None:
+    """Appends the folders to sys.path; `first`: puts them before everything, in their order."""
+    found = [str(folder) for folder in folders if folder.is_dir()]
+    if first:
+        sys.path[:] = found + [entry for entry in sys.path if entry not in found]
+        return
+    sys.path.extend(folder for folder in found if folder not in sys.path)
 
 
 def scripting_available() -> bool:
@@ -81,7 +84,7 @@ def scripting_available() -> bool:
 
 def load_external() -> ModuleType | None:
     """The integration's module when it and Resolve Studio's scripting module are there."""
-    _add_to_path(plugin_dirs())
+    _add_to_path(plugin_dirs(), first=True)  # the user's override wins over a checkout
     try:
         module = importlib.import_module(MODULE)
     except Exception as error:  # absent, or broken: either way the entries stay hidden

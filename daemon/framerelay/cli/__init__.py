@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "editor",
     "control",
     "defaults",
+    "resolve",
+    "install_resolve",
 )
 
 

@@ -1,0 +1,1 @@
+"""Vendored copies (see scripts/vendor-client): the daemon's client package, standard library only."""
