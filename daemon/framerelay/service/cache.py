@@ -71,7 +71,9 @@ class DirectoryCache:
         if not self.root.is_dir():
             return CacheInfo(0, 0, self.root)
         sizes = [(entry.name, tree_size(entry)) for entry in self.root.iterdir()]
-        return CacheInfo(len(sizes), sum(size for _, size in sizes), self.root, clips=by_clip(sizes))
+        return CacheInfo(
+            len(sizes), sum(size for _, size in sizes), self.root, clips=by_clip(sizes)
+        )
 
     def clear(self) -> int:
         return self.gc(0)
