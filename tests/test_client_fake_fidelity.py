@@ -31,11 +31,14 @@ from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.jobs.store import SESSION_KEY, JobStore
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2, specs_pb2
 from framerelay.roundtrip import export
+from framerelay.service.app import DaemonThread
+from framerelay.service.config import DaemonConfig
 from framerelay_client import (
     Busy,
     Client,
     ClientError,
     DaemonApi,
+    DiskFull,
     FakeDaemon,
     OutOfMemory,
     Script,
@@ -48,6 +51,7 @@ from framerelay_client import fake as fake_module
 from framerelay_client.protojson import ENUMS, MESSAGES, OPTIONAL
 from framerelay_client.spec import PARAMS
 from tests.daemon_harness import make_config, make_media, running_daemon, wait_for
+from tests.small_disk import fill, small_disk
 
 SCALARS = {
     FieldDescriptor.TYPE_STRING: "string",
@@ -540,6 +544,86 @@ def fill_cache(cache: ArtifactCache, entries: tuple[tuple[str, int], ...], unfin
     checkpoint = cache.root / "checkpoints" / ("c" * 64) / "step-50"
     checkpoint.mkdir(parents=True)
     (checkpoint / "adapter.safetensors").write_bytes(b"c" * unfinished)
+
+
+def test_a_full_data_disk_goes_the_same(tmp_path, media):
+    """The real daemon's data folder on a small tmpfs that the test fills (skipped where none
+    can be mounted); the fake's fill_data_disk. Outputs go next to the source, off that disk."""
+    source, edited = media
+    folder = str(source.parent)
+
+    def plain() -> dict:
+        return job_spec(str(source), [str(edited)], in_frame=0, out_frame=6, fps=24)
+
+    def scenario(api: DaemonApi, full: Callable[[], None], room: Callable[[], None]) -> Any:
+        running = api.submit(plain())["job"]["id"]
+        until(api, lambda: last_seq(api, running) >= 3)  # loaded, held before its first step
+        waiting = api.submit(plain())["job"]["id"]
+        trip = api.submit(job_spec(str(source), roundtrip={}))["job"]["id"]
+        full()
+        refused = [
+            refusal(call, DiskFull)
+            for call in (
+                lambda: api.submit(plain()),
+                lambda: api.submit(job_spec(str(source), roundtrip={})),
+                lambda: api.move(waiting, 1),
+                lambda: api.cancel(running),
+                api.pause_queue,
+                lambda: api.attach_edit(trip, edited),
+            )
+        ]
+        answered = (api.resume_queue(), api.status(), api.get_job(running)["state"])
+        gate.set()  # the job's next report meets the full disk
+        until(api, lambda: api.get_job(running)["state"] == "JOB_STATE_FAILED")
+        full()
+        last = api.poll(running)["events"][-1:]
+        held = (api.status(), api.get_job(waiting), api.get_job(running), last)
+        room()
+        ended = list(api.watch(waiting))[-1]
+        after = api.status()
+        api.cancel(trip)
+        return refused, answered, held, ended, after
+
+    gate = threading.Event()
+    state = tmp_path / "real"
+    with small_disk(tmp_path / "disk", 24) as disk:
+        config = DaemonConfig(
+            config_dir=state / "config",
+            data_dir=disk / "data",
+            log_dir=state / "log",
+            cache_dir=state / "cache",
+            progress_interval_s=0.0,
+            output_roots=(state,),
+            no_open=True,
+        )
+        fillers: list[Path] = []
+        with DaemonThread(config, serve_executor(gate=gate)) as daemon:
+            real = Client(daemon.discovery.http_url, daemon.discovery.token)
+            outcome = scenario(
+                real,
+                lambda: fillers.append(fill(disk, f"filler-{len(fillers)}")),
+                lambda: [path.unlink() for path in fillers],
+            )
+    results = {"real": Placeholders(tmp_path / "disk")(outcome)}
+    gate.clear()
+    fake = FakeDaemon(root=tmp_path / "fakedisk", no_open=True, output_roots=(folder,))
+    fake.add_clip(source, 12)
+    results["fake"] = Placeholders(tmp_path / "fakedisk")(
+        scenario(fake, fake.fill_data_disk, fake.free_data_disk)
+    )
+    assert_same(results)
+    refused, answered, held, ended, after = results["real"]
+    assert all(r["code"] == "ERROR_CODE_DISK_FULL" for r in refused)
+    assert "No space left on the disk to write <root>/data/edits/" in refused[1]["message"]
+    assert answered[0] == {} and "waitingOn" not in answered[1]  # no failure met yet
+    status, waiting, running, [last] = held
+    assert status["waitingOn"]["message"] == (
+        "the disk holding the daemon's data folder <root>/data is full."
+    )
+    assert status["queueLength"] == 1 and waiting["state"] == "JOB_STATE_QUEUED"
+    assert running["error"] == last["failed"]["error"] and running["attempt"] == 1
+    assert last["failed"]["error"]["message"].startswith("the job stopped: the disk holding")
+    assert "finished" in ended and "waitingOn" not in after
 
 
 def test_restarts_keep_the_pause_and_a_job_at_two_crashes_is_failed_the_same(tmp_path, media):

@@ -54,6 +54,7 @@ from .errors import (
     ClientError,
     DaemonNotRunning,
     DaemonUnreachable,
+    DiskFull,
     EditUnreadable,
     Internal,
     InvalidSpec,
@@ -260,6 +261,8 @@ class FakeDaemon(DaemonApi):
         self._failures: dict[str, list[ClientError]] = {}
         self._running: str | None = None
         self._paused = False  # PauseQueue; kept across restart()
+        self._disk_full = False  # the data folder's disk (fill_data_disk)
+        self._waiting_on: JsonDict | None = None  # GetStatus.waitingOn: the worker holds
         self._loaded = False
         self._clock_phase = ""  # the worker's PhaseClock: ETAs restart with each phase
         self._lock = threading.RLock()
@@ -296,6 +299,22 @@ class FakeDaemon(DaemonApi):
         (serve --fake's jobs make none; the engine makes one per window of a clip.)"""
         with self._lock:
             self.cache.append(CacheEntry(os.fspath(clip), size))
+
+    def fill_data_disk(self) -> None:
+        """The disk of the daemon's data folder (its job database, round-trip frames) is full,
+        as a daemon meets it: what would store something is refused with DISK_FULL (submit,
+        cancel, move, pause, resume of a pause, attach, a save in the editor); reads are
+        answered. The running job stops with DISK_FULL at its next report (its end is stored
+        from the daemon's reserve) and the worker holds the queue: `status()["waitingOn"]`.
+        Queued jobs keep their place and run once `free_data_disk()` is called."""
+        with self._lock:
+            self._disk_full = True
+
+    def free_data_disk(self) -> None:
+        """There is room again: the queue goes on by itself."""
+        with self._lock:
+            self._disk_full, self._waiting_on = False, None
+            self._changed.notify_all()
 
     def fail_next(self, method: str, error: ClientError) -> None:
         """The next call of `method` ("SubmitJob", "ClearCache"…) raises `error`."""
@@ -338,8 +357,8 @@ class FakeDaemon(DaemonApi):
         with self._lock:
             job = self._job(job_id)
             round_trip = job.round_trip
-            if round_trip is None or round_trip.closed:
-                return
+            if round_trip is None or round_trip.closed or self._disk_full:
+                return  # a full disk takes neither the copy nor an event
             current = self._job(round_trip.job_id)
             if round_trip.started and not round_trip.follow_saves:
                 name = Path(path).name
@@ -455,6 +474,8 @@ class FakeDaemon(DaemonApi):
             response = {"job": self._job_json(job)}
             exported = (job.edit or {}).get("exportedPath")
             return {**response, "exportedPath": exported} if exported else response
+        if existing is None:
+            self._refuse_on_a_full_disk()
         job = existing or self._enqueue_new(spec, "QUEUED_REASON_SUBMITTED")
         return {"job": self._job_json(job)}
 
@@ -478,6 +499,8 @@ class FakeDaemon(DaemonApi):
 
     def _cancel_job(self, request: JsonDict) -> JsonDict:
         job = self._job(request.get("jobId", ""))
+        if not job.is_ended:
+            self._refuse_on_a_full_disk()  # a cancel is stored before it is acted on
         if job.state in ("queued", "awaiting_edit"):
             self._record(job, "cancelled", self._cancelled_payload(job, "DEQUEUED"))
             outcome = "CANCEL_OUTCOME_DEQUEUED"
@@ -500,6 +523,7 @@ class FakeDaemon(DaemonApi):
                 f"job {job_id} is {job.state}; only queued jobs move.",
                 "List the queue with `framerelay jobs`.",
             )
+        self._refuse_on_a_full_disk()
         order = [j for j in self._queued() if j.id != job_id]
         order.insert(min(position - 1, len(order)), job)
         for rank, queued in enumerate(order, start=1):
@@ -595,11 +619,14 @@ class FakeDaemon(DaemonApi):
         response["pid"] = os.getpid()
         if self._paused:
             response["queuePaused"] = True
+        if self._waiting_on is not None:
+            response["waitingOn"] = dict(self._waiting_on)
         return {k: response[k] for k in STATUS_ORDER if k in response}
 
     # --- queue control, model and defaults ---
 
     def _pause_queue(self, request: JsonDict) -> JsonDict:
+        self._refuse_on_a_full_disk()  # the pause is stored first
         self._paused = True
         response: JsonDict = {"paused": True}
         if request.get("interruptRunning") and self._running is not None:
@@ -609,6 +636,8 @@ class FakeDaemon(DaemonApi):
         return response
 
     def _resume_queue(self, request: JsonDict) -> JsonDict:
+        if self._paused:  # removing the stored pause (none stored: nothing to write)
+            self._refuse_on_a_full_disk()
         was_paused, self._paused = self._paused, False
         self._changed.notify_all()
         return {"wasPaused": True} if was_paused else {}
@@ -723,6 +752,8 @@ class FakeDaemon(DaemonApi):
                 f"job {job.id} has started; it keeps its edited frame.",
                 "Submit a new job with this frame, or ask for 'follow saves' in the round trip.",
             )
+        copy = Path(round_trip.folder) / "edits" / f"edit_v{round_trip.version + 1:03d}.png"
+        self._refuse_on_a_full_disk(str(copy))
         taker, version = self._accept_edit(job, path)
         return {"job": self._job_json(taker), "version": version}
 
@@ -886,8 +917,8 @@ class FakeDaemon(DaemonApi):
             return [str(folder / name.replace(".", "_")) for name in names]
         return [str(folder / f"{name}.{ext}") for name in names]
 
-    def _new_job(self, spec: JsonDict, state: str) -> _Job:
-        job_id = uuid.uuid4().hex
+    def _new_job(self, spec: JsonDict, state: str, job_id: str = "") -> _Job:
+        job_id = job_id or uuid.uuid4().hex
         outputs = self._plan_outputs(spec, job_id)
         overwrite = bool(spec.get("output", {}).get("overwrite", False))
         self._check_outputs(outputs, spec["sourcePath"], overwrite)
@@ -964,10 +995,12 @@ class FakeDaemon(DaemonApi):
             session.pop("frameIndex", None)
             spec["editSession"] = session
             spec = echo_spec(spec)
-        job = self._new_job(spec, "awaiting_edit")
+        job_id = uuid.uuid4().hex
         suffix = "tiff" if session.get("sixteenBit") else "png"
-        folder = str(self.data_dir / "edits" / job.id)
+        folder = str(self.data_dir / "edits" / job_id)
         exported = str(Path(folder) / f"{EXPORT_STEM}.{suffix}")
+        self._refuse_on_a_full_disk(exported)  # the frame is written first
+        job = self._new_job(spec, "awaiting_edit", job_id)
         job.round_trip = _RoundTrip(folder, bool(session.get("followSaves")), job.id, [job.id])
         message = f"Exported the frame ({clip.width}×{clip.height}) to {Path(exported).name}."
         self._record(
@@ -1050,6 +1083,8 @@ class FakeDaemon(DaemonApi):
 
     def _tick(self) -> bool:
         """One step of the worker; False when there was nothing to do."""
+        if self._disk_full:
+            return self._stop_for_the_full_disk()
         if self._running is None:
             queued = [] if self._paused else self._queued()
             if not queued:
@@ -1079,6 +1114,40 @@ class FakeDaemon(DaemonApi):
         else:
             self._record(job, kind, payload)
         return True
+
+    def _stop_for_the_full_disk(self) -> bool:
+        """The worker on a full data disk: the running job's next report cannot be stored, so
+        it stops with DISK_FULL; a queued job cannot be started. Either way the queue is held."""
+        stored = self._full_disk_error()
+        if self._running is not None:
+            job = self._jobs[self._running]
+            stopped = DiskFull(
+                f"the job stopped: {stored.message}",
+                "Free space on that disk, then submit the job again. Queued jobs run by "
+                "themselves once there is room.",
+            )
+            self._end(job, "failed", {"error": stopped.to_dict()})
+            self._waiting_on = stored.to_dict()
+            return True
+        if self._queued() and not self._paused:
+            self._waiting_on = stored.to_dict()
+        return False
+
+    def _full_disk_error(self) -> DiskFull:
+        return DiskFull(
+            f"the disk holding the daemon's data folder {self.data_dir} is full.",
+            "Free space on that disk. The daemon goes on by itself once there is room; queued "
+            "jobs keep their place.",
+        )
+
+    def _refuse_on_a_full_disk(self, writing: str = "") -> None:
+        """A call that stores something fails on a full data disk: the job database's error, or
+        the file's (`writing`)."""
+        if not self._disk_full:
+            return
+        if writing:
+            raise DiskFull(f"No space left on the disk to write {writing}.")
+        raise self._full_disk_error()
 
     def _end(self, job: _Job, kind: str, payload: JsonDict) -> None:
         self._running = None
