@@ -402,7 +402,6 @@ class FakeDaemon(DaemonApi):
                     self._record(job, "edit", _edit_event("WATCH_RESUMED", message))
             if running is not None and running.state == "running":
                 if running.crashes >= MAX_CRASHES:
-                    running.done_phases = []  # the worker removes its work folder
                     self._record(running, "failed", {"error": crash_loop_error(running.crashes)})
                 else:
                     self._requeue_first(running, "QUEUED_REASON_RECOVERED")
