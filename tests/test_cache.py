@@ -519,3 +519,21 @@ def test_cli_start_up_imports_no_torch():
         timeout=120,
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_gc_keeps_lora_checkpoints_and_clear_removes_them(tmp_path):
+    """An interrupted job (a pause, a restart) resumes its LoRA training from checkpoints in the
+    cache folder: trimming the cache keeps them; only clear removes them."""
+    cache = ArtifactCache(tmp_path)
+    cache.put(make_key("a"), write_files({"f": b"x" * 1000}), {"kind": "window"})
+    checkpoint = tmp_path / "checkpoints" / make_key("b") / "step-50"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "adapter.safetensors").write_bytes(b"w" * 300)
+    (tmp_path / "stray.txt").write_bytes(b"s" * 20)
+
+    assert cache.gc(max_bytes=10**9) == 0
+    assert cache.gc(max_bytes=0) == 1000 and cache.ls() == []
+    assert (checkpoint / "adapter.safetensors").exists()
+    assert cache.unfinished_bytes() == 320
+    assert cache.clear() == 320
+    assert not (tmp_path / "checkpoints").exists() and cache.unfinished_bytes() == 0

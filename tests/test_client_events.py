@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import json_format
 
 from framerelay.proto.v1 import daemon_pb2
-from framerelay.service.convert import spec_from_proto
-from framerelay_client import FakeDaemon, InvalidSpec, JobView, job_spec, reduce
+from framerelay.service.convert import defaults_from_proto, spec_from_proto
+from framerelay_client import FakeDaemon, InvalidSpec, JobView, job_defaults, job_spec, reduce
 from framerelay_client.events import (
     describe,
     overall_progress,
@@ -132,6 +132,47 @@ def test_failures_cancellations_and_round_trips():
     assert reduce(view, event(4, edit=follow)).edit_version == 2  # the follow job took it
 
 
+def test_a_job_interrupted_by_a_pause_and_its_cached_phases():
+    view = reduce_all(
+        JobView.empty(JOB),
+        [
+            event(1, queued={"position": 1, "reason": "QUEUED_REASON_SUBMITTED"}),
+            event(2, started={"attempt": 1}),
+            progress(3, "decode", 2, 2),
+            progress(4, "lora", 2, 4, eta=3.0),
+            event(5, queued={"position": 1, "reason": "QUEUED_REASON_PAUSED"}),
+        ],
+    )
+    assert (view.state, view.queued_reason, view.progress, view.phase) == (
+        "JOB_STATE_QUEUED",
+        "QUEUED_REASON_PAUSED",
+        0.0,
+        "",
+    )
+    assert describe(view) == "Queued (1) · stopped by a pause"
+    view = reduce(view, event(6, started={"attempt": 2}))
+    cached = {"phase": "decode", "clip": 1, "clips": 1, "step": 2, "total": 2, "message": "cached"}
+    view = reduce(view, event(7, progress=cached))
+    assert view.cached and view.message == "cached" and describe(view) == "decode cached"
+    assert view.progress == pytest.approx(0.05) and view.attempt == 2
+    view = reduce(view, progress(8, "lora", 1, 4))
+    assert not view.cached and describe(view) == "lora 1/4"
+    moved = reduce(view, event(9, queued={"position": 2, "reason": "QUEUED_REASON_MOVED"}))
+    assert describe(moved) == "Queued (2)" and not moved.cached
+
+
+def test_the_preset_auto_chose_is_the_views_once_finished():
+    spec = {"params": {"preset": "PRESET_AUTO"}}
+    queued = JobView.from_job({"id": JOB, "spec": spec, "state": "JOB_STATE_QUEUED"})
+    assert queued.preset == "auto"
+    done = {"outputPaths": ["/o.mov"], "preset": "style"}
+    assert reduce(queued, event(1, finished=done)).preset == "style"
+    job = {"id": JOB, "spec": spec, "state": "JOB_STATE_FINISHED", "result": done}
+    assert JobView.from_job(job).preset == "style"  # GetJob agrees with the events
+    failed = {"id": JOB, "spec": spec, "state": "JOB_STATE_FAILED", "error": {"code": "X"}}
+    assert JobView.from_job(failed).preset == "auto"
+
+
 def test_a_queue_stream_gives_every_job_a_view():
     views: dict[str, JobView] = {}
     views = reduce_queue(views, event(1, queued={"position": 1}))
@@ -201,6 +242,35 @@ def test_job_spec_builds_what_the_daemon_parses(tmp_path):
         "/models/svd",
     )
     assert parsed.mask == Path("/edits/mask.png") and parsed.output_folder == Path("/renders")
+
+
+def test_job_spec_leaves_to_the_job_defaults_what_it_is_not_given():
+    spec = job_spec("/clips/a.mov", ["/e.png"], preset=None)
+    assert "params" not in spec and "output" not in spec
+    request = json_format.ParseDict({"spec": spec}, daemon_pb2.SubmitJobRequest())
+    assert request.spec.params.preset == 0 and request.spec.output.format == 0  # UNSPECIFIED
+    assert job_spec("/clips/a.mov", ["/e.png"], preset=None, params={"seed": 3})["params"] == {
+        "seed": 3
+    }
+
+
+def test_job_defaults_builds_what_the_daemon_parses():
+    built = job_defaults("Style", ".mp4", Path("/renders"))
+    assert built == {
+        "preset": "PRESET_STYLE",
+        "outputFormat": "OUTPUT_FORMAT_MP4",
+        "outputFolder": "/renders",
+    }
+    request = json_format.ParseDict({"defaults": built}, daemon_pb2.SetDefaultsRequest())
+    parsed = defaults_from_proto(request.defaults)
+    assert (parsed.preset, parsed.output_format, parsed.output_folder) == (
+        "style",
+        "mp4",
+        Path("/renders"),
+    )
+    assert job_defaults() == {}
+    with pytest.raises(InvalidSpec, match="unknown preset"):
+        job_defaults(preset="fancy")
 
 
 def test_job_spec_builds_a_round_trip():

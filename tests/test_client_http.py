@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ import pytest
 from framerelay.jobs.fake_executor import FakeExecutor
 from framerelay.service import http_facade
 from framerelay_client import Client, DaemonUnreachable, InvalidSpec, NotFound, job_spec
+from framerelay_client import http as client_http
 from tests.daemon_harness import make_media, running_daemon, start_serve, stop_serve, wait_for
 
 Reply = Callable[["ScriptedHandler", dict], None]
@@ -180,6 +182,28 @@ def test_refused_and_silent_daemons_are_unreachable():
         client = Client(f"http://127.0.0.1:{silent.getsockname()[1]}", "token", timeout=0.3)
         with pytest.raises(DaemonUnreachable, match="timed out"):
             client.status()
+
+
+def test_calls_that_may_take_long_wait_longer(monkeypatch):
+    """Freeing the GPU or deleting cache files can take a while: those calls get SLOW_SECONDS."""
+    monkeypatch.setattr(client_http, "SLOW_SECONDS", 1.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        client = Client(f"http://127.0.0.1:{silent.getsockname()[1]}", "token", timeout=0.2)
+        waited = {}
+        for name, call in (
+            ("status", client.status),
+            ("unload_model", client.unload_model),
+            ("gc_cache", lambda: client.gc_cache(0)),
+            ("clear_cache", client.clear_cache),
+        ):
+            start = time.monotonic()
+            with pytest.raises(DaemonUnreachable, match="timed out"):
+                call()
+            waited[name] = time.monotonic() - start
+    assert waited.pop("status") < 1.0
+    assert all(seconds >= 1.1 for seconds in waited.values()), waited
 
 
 def test_keep_alives_keep_a_quiet_stream_open(tmp_path, monkeypatch):

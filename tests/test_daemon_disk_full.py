@@ -94,6 +94,10 @@ def test_a_full_data_disk_stops_the_job_keeps_serving_and_recovers_by_itself(tmp
                 assert code == 507 and refused["error"]["code"] == "ERROR_CODE_DISK_FULL"
                 with pytest.raises(DiskFullError):
                     client.submit(spec)
+                with pytest.raises(DiskFullError) as unkept:  # a pause it could not keep
+                    client.pause()
+                assert str(disk / "data") in unkept.value.message
+                assert not client.status().queue_paused
                 grown = written(disk, stderr) - before
                 assert grown < 16 * 1024, f"{grown} bytes of log while the disk was full"
 
@@ -214,3 +218,33 @@ def test_a_disk_that_takes_no_write_is_not_retried_in_a_loop(tmp_path):
     tries, held, final = asyncio.run(scenario())
     assert 1 <= tries <= 6, f"{tries} tries in 2 s"
     assert held is JobState.queued and final is JobState.finished
+
+
+class UnwritableSettings(JobStore):
+    """A job store whose settings cannot be written, as on a full disk."""
+
+    full = False
+
+    def set_setting(self, key, value):
+        if self.full:
+            raise self.disk_full()
+        super().set_setting(key, value)
+
+
+def test_a_pause_or_resume_that_cannot_be_stored_is_refused_and_changes_nothing(tmp_path):
+    async def scenario():
+        store = UnwritableSettings(tmp_path / "jobs.sqlite3")
+        queue = JobQueue(store, tmp_path / "outputs", policy=OutputPolicy(tmp_path / "outputs"))
+        store.full = True
+        with pytest.raises(DiskFullError):
+            queue.pause()
+        unpaused = queue.paused
+        store.full = False
+        queue.pause()
+        store.full = True
+        with pytest.raises(DiskFullError):
+            queue.resume()
+        return unpaused, queue.paused, store.setting("queue_paused")
+
+    unpaused, still_paused, stored = asyncio.run(scenario())
+    assert not unpaused and still_paused and stored == "1"

@@ -35,6 +35,10 @@ from .errors import (
 
 T = TypeVar("T")
 KEEPALIVE_SECONDS = 15.0  # the daemon writes a blank line this often on a quiet stream
+# Calls that may take long: the daemon reads and checks an image, deletes cache files or frees
+# the GPU's memory. They get at least SLOW_SECONDS.
+SLOW_METHODS = ("AttachEdit", "ClearCache", "GcCache", "UnloadModel")
+SLOW_SECONDS = 60.0
 
 
 class Client(DaemonApi):
@@ -110,8 +114,8 @@ class Client(DaemonApi):
         if method == "PollJob":  # the daemon holds the answer up to waitSeconds
             wait = float(request.get("waitSeconds", 0.0) or 0.0)
             timeout += min(max(wait, 0.0), MAX_POLL_SECONDS)
-        elif method == "AttachEdit":  # the daemon reads and checks the image
-            timeout = max(timeout, 60.0)
+        elif method in SLOW_METHODS:
+            timeout = max(timeout, SLOW_SECONDS)
         return self._unary(method, request, timeout)
 
     # --- transport ---

@@ -6,6 +6,9 @@ Layout under the root:
     .tmp-<random>/                         an entry being written (or left by a killed writer)
     .del-<random>/                         an entry being removed
 
+Anything else under the root (the engine's LoRA checkpoints of unfinished training, which an
+interrupted job resumes from) is unfinished work: gc keeps it, clear removes it.
+
 A directory without a valid meta.json is never returned. "Last used" is the modification time of
 meta.json, set explicitly with os.utime on every put and get, so it is reliable on noatime mounts.
 """
@@ -40,6 +43,7 @@ DELETE_PREFIX = ".del-"
 STALE_TMP_SECONDS = 30 * 60  # a writer untouched this long is dead
 RESERVED_META = frozenset({"key", "kind", "bytes", "created", "version"})
 _KEY = re.compile(r"[0-9a-f]{64}")
+_SHARD = re.compile(r"[0-9a-f]{2}")  # key[:2]
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -156,11 +160,28 @@ class ArtifactCache:
         return freed
 
     def clear(self) -> int:
-        """Delete every entry and all garbage (a temp dir of a live writer is kept); bytes freed."""
+        """Delete every entry, all garbage and the unfinished work (a temp dir of a live writer
+        is kept); bytes freed."""
         freed = self._collect_garbage()
         for entry in self.ls():
             self._delete_dir(entry.path)
             freed += entry.bytes
+        return freed + self._remove_unfinished()
+
+    def _remove_unfinished(self) -> int:
+        """Delete what lies outside the shards and the temp dirs: LoRA checkpoints."""
+        freed = 0
+        if self.root.is_dir():
+            for path in self.root.iterdir():
+                if path.name.startswith(".") or _SHARD.fullmatch(path.name):
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    freed += _tree_bytes(path)
+                    self._delete_dir(path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        freed += path.lstat().st_size
+                        path.unlink()
         return freed
 
     def _commit(self, tmp: Path, key: str) -> Entry:
@@ -213,7 +234,7 @@ class ArtifactCache:
         if not self.root.is_dir():
             return
         for shard in sorted(self.root.iterdir()):
-            if shard.name.startswith(".") or not shard.is_dir():
+            if not _SHARD.fullmatch(shard.name) or not shard.is_dir():
                 continue
             yield from sorted(p for p in shard.iterdir() if p.is_dir())
 

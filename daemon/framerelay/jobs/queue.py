@@ -229,8 +229,8 @@ class JobQueue:
     def pause(self, interrupt_running: bool = False) -> str | None:
         """Stops starting queued jobs; with `interrupt_running`, the running job stops at its next
         step and is queued first again. Returns that job's id."""
+        self.store.set_setting(PAUSED_KEY, "1")  # first: a pause it cannot keep is refused
         self._paused = True
-        self.store.set_setting(PAUSED_KEY, "1")
         running = self.running_job_id()
         log.info("queue paused%s", f"; interrupting job {running}" if interrupt_running else "")
         if not interrupt_running or running is None:
@@ -241,8 +241,8 @@ class JobQueue:
 
     def resume(self) -> bool:
         """Starts queued jobs again; returns whether the queue was paused."""
-        was_paused, self._paused = self._paused, False
         self.store.set_setting(PAUSED_KEY, None)
+        was_paused, self._paused = self._paused, False
         self._wakeup.set()
         log.info("queue resumed")
         return was_paused

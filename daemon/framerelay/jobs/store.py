@@ -249,11 +249,12 @@ class JobStore:
         return row[0] if row else None
 
     def set_setting(self, key: str, value: str | None) -> None:
-        """Stores `value` under `key`; None removes it."""
-        if value is None:
-            self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
-        else:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        """Stores `value` under `key`; None removes it. DiskFullError on a full disk."""
+        with self._transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def begin_session(self) -> bool:
         """Marks a daemon as running on this store; True when the previous one never ended

@@ -35,13 +35,14 @@ from .errors import (
     error_from_reply,
 )
 from .events import JobView, describe, reduce
-from .fake import FakeDaemon, Script, Stalled
+from .fake import CacheEntry, FakeDaemon, Script, Stalled
 from .http import Client
-from .spec import job_spec
+from .spec import job_defaults, job_spec
 
 __version__ = "0.1.0"
 __all__ = [
     "Busy",
+    "CacheEntry",
     "Cancelled",
     "Client",
     "ClientError",
@@ -68,6 +69,7 @@ __all__ = [
     "describe",
     "error_from_reply",
     "is_terminal",
+    "job_defaults",
     "job_spec",
     "read_discovery",
     "reduce",

@@ -60,7 +60,9 @@ class DaemonApi(ABC):
     # --- unary ---
 
     def status(self) -> JsonDict:
-        """GetStatus: version, device, modelLoaded, queueLength, runningJobId, pid…"""
+        """GetStatus: version, device, modelLoaded, queueLength, runningJobId, pid, queuePaused
+        (PauseQueue holds the queue), waitingOn (an ErrorInfo while the worker waits for a
+        problem to clear by itself, e.g. a full data disk)…"""
         return self.call("GetStatus")
 
     def submit(self, spec: Mapping[str, Any]) -> JsonDict:
@@ -114,21 +116,66 @@ class DaemonApi(ABC):
         return self.call("AttachEdit", {"jobId": job_id, "path": fspath(path)})
 
     def get_editor_config(self) -> JsonDict:
-        """`{"config": {...}, "configPath": "…", "noOpen": true}` (noOpen absent when false)."""
+        """`{"config": {...}, "configPath": "…", "noOpen": true, "detected": [...],
+        "readOnly": true}` (booleans absent when false): `detected` lists the image editors
+        found on the daemon's machine (`{"name", "label", "path"}`), the only applications
+        `set_editor_config` may choose besides "" (the system default)."""
         return self.call("GetEditorConfig")
 
     def set_editor_config(self, config: Mapping[str, Any]) -> JsonDict:
-        """Replaces the [editor] settings (`application`, `arguments`, `openEditor`,
-        `pollSaves`); answers like `get_editor_config`."""
+        """Replaces the [editor] settings (`application`, `openEditor`, `pollSaves`); answers
+        with `config`, `configPath` and `noOpen`. Forbidden for an application that is not a
+        detected editor, for new `arguments` (config.toml only) and on a daemon run with
+        --allow-remote (`readOnly`)."""
         return self.call("SetEditorConfig", {"config": dict(config)})
 
     def cache_info(self) -> JsonDict:
-        """`{"entries": "n", "bytes": "n", "root": "…"}` (64-bit counts are strings; absent: 0)."""
+        """`{"entries": "n", "bytes": "n", "root": "…", "unfinishedBytes": "n", "clips": [...]}`
+        (64-bit counts are strings; absent: 0). `bytes` is everything in the cache folder,
+        `unfinishedBytes` the part no finished entry holds (checkpoints of LoRA training an
+        interrupted job resumes from); `clips` groups the entries by source clip, largest first:
+        `{"sourcePath": "…", "entries": "n", "bytes": "n"}`."""
         return self.call("GetCacheInfo")
 
     def clear_cache(self) -> JsonDict:
-        """`{"freedBytes": "n"}`; raises Busy while a job runs."""
+        """`{"freedBytes": "n"}`: empties the cache; raises Busy while a job runs."""
         return self.call("ClearCache")
+
+    def gc_cache(self, max_bytes: int) -> JsonDict:
+        """`{"freedBytes": "n", "entries": "n", "bytes": "n"}` (what is left): removes least
+        recently used entries until the entries hold at most `max_bytes`; Busy while a job runs."""
+        return self.call("GcCache", {"maxBytes": str(max_bytes)})
+
+    # --- queue control, model and job defaults ---
+
+    def pause_queue(self, interrupt_running: bool = False) -> JsonDict:
+        """`{"paused": true, "interruptedJobId": "…"}`: no queued job starts until
+        `resume_queue` (the pause outlives a daemon restart). The running job finishes, or with
+        `interrupt_running` stops at its next step and goes back to the front of the queue
+        (a `queued` event, reason QUEUED_REASON_PAUSED), to resume from its caches."""
+        body: JsonDict = {"interruptRunning": True} if interrupt_running else {}
+        return self.call("PauseQueue", body)
+
+    def resume_queue(self) -> JsonDict:
+        """`{"wasPaused": true}` (absent: it was not paused): queued jobs start again."""
+        return self.call("ResumeQueue")
+
+    def unload_model(self) -> JsonDict:
+        """`{"wasLoaded": true}` (absent: nothing was loaded): frees the model and its GPU memory
+        now; the next job loads it again. Busy while a job runs (pause, interrupting it, first)."""
+        return self.call("UnloadModel")
+
+    def get_defaults(self) -> JsonDict:
+        """`{"defaults": {"preset": "PRESET_AUTO", "outputFormat": "OUTPUT_FORMAT_MOV",
+        "outputFolder": "…"}, "configPath": "…"}`: what a job that leaves its preset, output
+        format or output folder unset gets (outputFolder absent: the daemon's data folder)."""
+        return self.call("GetDefaults")
+
+    def set_defaults(self, defaults: Mapping[str, Any]) -> JsonDict:
+        """Replaces the job defaults (a JobDefaults dict: build it with
+        `framerelay_client.spec.job_defaults`; a key left out takes the built-in default) and
+        answers like `get_defaults`. The folder must lie under the daemon's output roots."""
+        return self.call("SetDefaults", {"defaults": dict(defaults)})
 
     # --- streams ---
 

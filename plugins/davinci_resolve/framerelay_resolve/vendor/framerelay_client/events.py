@@ -2,8 +2,13 @@
 
 `reduce(view, event)` is pure and ignores events of other jobs and events it has seen (a seq at or
 below `view.last_seq`), so a host may feed it a resumed stream, a poll and a queue stream alike.
-States, error codes and edit kinds keep the API's names ("JOB_STATE_RUNNING"…); the preset is the
-short name ("local").
+States, error codes, queued reasons and edit kinds keep the API's names ("JOB_STATE_RUNNING"…);
+the preset is the short name ("local"): the one asked for, then, once finished, the one used (what
+`auto` chose; one per output, comma-separated, when they differ).
+
+A job that a pause interrupted is queued again with reason QUEUED_REASON_PAUSED; when it runs
+again, the phases it had finished come back at once as progress with the message "cached" (as do
+phases the engine finds in its cache): `cached` says so for the current phase.
 
 `progress` (0..1) is an estimate over the whole job: loading and decoding take the first 5 %, then
 each window of the clip an equal share, split over its phases by their usual cost (LoRA training
@@ -26,6 +31,8 @@ FAILED = "JOB_STATE_FAILED"
 CANCELLED = "JOB_STATE_CANCELLED"
 AWAITING_EDIT = "JOB_STATE_AWAITING_EDIT"
 ENDED_STATES = (FINISHED, FAILED, CANCELLED)
+PAUSED = "QUEUED_REASON_PAUSED"
+CACHED = "cached"  # the message of a phase that came from the cache
 
 PREPARE_PHASES = ("load", "decode")
 PREPARE_SHARE = 0.05
@@ -48,6 +55,7 @@ class JobView:
     window: int = 0  # 1-based window of the clip being processed
     windows: int = 0
     eta_seconds: float | None = None  # left in the current phase, as the daemon estimates it
+    cached: bool = False  # the current phase came from the cache (or an interrupted run)
     message: str = ""  # the latest progress or round-trip message
     hint: str = ""  # how to fix the problem a round-trip message reports
     progress: float = 0.0  # overall, 0..1
@@ -61,6 +69,7 @@ class JobView:
     exported_path: str = ""
     ended: bool = False
     position: int = 0  # 1-based queue position when queued (others' moves shift it silently)
+    queued_reason: str = ""  # of the latest queued event: "QUEUED_REASON_PAUSED"…
     attempt: int = 0
     edit_version: int = 0  # accepted edits of a round trip
     started_at: float | None = None  # unix seconds of the latest start
@@ -85,7 +94,7 @@ class JobView:
             position=int(job.get("position", 0)),
             attempt=int(job.get("attempt", 0)),
             last_seq=int(job.get("lastSeq", 0)),
-            preset=preset_name(str(params.get("preset", ""))),
+            preset=preset_name(str(result.get("preset") or params.get("preset", ""))),
             output_paths=tuple(result.get("outputPaths") or job.get("outputPaths") or ()),
             error_code=str(error.get("code", "")),
             error_message=str(error.get("message", "")),
@@ -116,6 +125,7 @@ def reduce(view: JobView, event: Mapping[str, Any]) -> JobView:
             view,
             state=QUEUED,
             position=int(queued.get("position", 0)),
+            queued_reason=str(queued.get("reason", "")),
             awaiting_edit=False,
             phase="",
             step=0,
@@ -123,6 +133,7 @@ def reduce(view: JobView, event: Mapping[str, Any]) -> JobView:
             window=0,
             windows=0,
             eta_seconds=None,
+            cached=False,
             progress=0.0,
         )
     if "started" in event:
@@ -177,7 +188,8 @@ def reduce_queue(views: Mapping[str, JobView], event: Mapping[str, Any]) -> dict
 def describe(view: JobView) -> str:
     """One line for a status bar: "Queued (2)", "edit 3/4 · window 1/2 · 12 s left"…"""
     if view.state == QUEUED:
-        return f"Queued ({view.position})" if view.position else "Queued"
+        text = f"Queued ({view.position})" if view.position else "Queued"
+        return f"{text} · stopped by a pause" if view.queued_reason == PAUSED else text
     if view.state == AWAITING_EDIT:
         return view.message or f"Waiting for the edited frame: {view.exported_path}"
     if view.state == FINISHED:
@@ -186,7 +198,12 @@ def describe(view: JobView) -> str:
         word = "Failed" if view.state == FAILED else "Cancelled"
         return f"{word}: {view.error_message}" if view.error_message else word
     if view.state == RUNNING:
-        parts = [f"{view.phase} {view.step}/{view.total}" if view.phase else "Starting"]
+        if not view.phase:
+            parts = ["Starting"]
+        elif view.cached:
+            parts = [f"{view.phase} cached"]
+        else:
+            parts = [f"{view.phase} {view.step}/{view.total}"]
         if view.windows > 1:
             parts.append(f"window {view.window}/{view.windows}")
         if view.eta_seconds is not None and view.eta_seconds >= 1:
@@ -252,6 +269,7 @@ def _with_progress(view: JobView, progress: Mapping[str, Any]) -> JobView:
         window=window,
         windows=windows,
         eta_seconds=float(eta) if eta is not None else None,
+        cached=progress.get("message") == CACHED,
         message=str(progress.get("message", "")),
         hint="",
         progress=view.progress if estimate is None else max(view.progress, estimate),

@@ -5,9 +5,17 @@ ranges, output roots, existing outputs), the same queue (positions, move, "cance
 "interrupt running" as two outcomes), the same event log (seq 1, 2, 3… per job, a daemon-wide
 cursor) and the same event sequence, field for field in proto3 JSON: queued → started →
 progress (load once per model load; decode 2, lora 4, invert 3, edit 4, encode 2 steps; no ETA on a
-phase's first step) → finished / failed / cancelled; round trips: exported → editor opened (or
-open skipped) → edit received → queued → … The real daemon reports at most 10 progress events a
-second; the fake reports every step, as a daemon with `progress_interval_s = 0` does.
+phase's first step; a preview of 64×64 after the edit phase) → finished (naming the preset `auto`
+chose: local) / failed / cancelled; round trips: exported → editor opened (or open skipped) → edit
+received → queued → … The real daemon reports at most 10 progress events a second; the fake
+reports every step, as a daemon with `progress_interval_s = 0` does.
+
+Queue control as the daemon does it: a paused queue starts nothing until resumed (the pause
+outlives `restart()`); a pause that interrupts stops the running job at its next step and queues it
+first again (reason QUEUED_REASON_PAUSED), and its next run reports the phases it had finished as
+"cached"; unloading the model is refused (BUSY) while a job runs; job defaults fill a submitted
+spec's unset preset, output format and folder; a job running at two crashes (`restart(crashed=
+True)`) is failed instead of run again.
 
 Time does not pass by itself. `advance()` moves the worker one step; a blocking call (`watch`,
 `watch_queue`, `poll` with a wait) advances the fake itself until it has something to return,
@@ -46,6 +54,7 @@ from .errors import (
     ClientError,
     DaemonNotRunning,
     DaemonUnreachable,
+    DiskFull,
     EditUnreadable,
     Internal,
     InvalidSpec,
@@ -54,7 +63,7 @@ from .errors import (
     Unauthenticated,
     error_for_code,
 )
-from .protojson import drop_zeros, echo_spec, parse_message, rational, rfc3339
+from .protojson import drop_zeros, echo_spec, normal_path, parse_message, rational, rfc3339
 
 VERSION = "0.1.0"
 DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
@@ -74,6 +83,9 @@ MAX_REQUEST_ID_LENGTH = 256
 MAX_HOST_CONTEXT_ENTRIES = 64
 MAX_HOST_CONTEXT_TEXT = 4096
 JOB_ID = re.compile(r"[0-9a-f]{1,32}")
+MAX_CRASHES = 2  # a job running at this many daemon crashes is failed instead of run again
+PREVIEW_SIZE = (64, 64)  # serve --fake's frames, whatever the clip
+BUILT_IN_DEFAULTS: JsonDict = {"preset": "PRESET_AUTO", "outputFormat": "OUTPUT_FORMAT_MOV"}
 ABSOLUTE_HINT = "Send absolute paths: the daemon does not share the client's working directory."
 
 
@@ -88,6 +100,8 @@ STATUS_ORDER = (
     "runningJobId",
     "uptimeSeconds",
     "pid",
+    "queuePaused",
+    "waitingOn",
 )
 
 
@@ -113,8 +127,12 @@ class Script:
     a `ClientError`, or a catalogue code such as "out_of_memory" (default: an internal error, as
     any unexpected exception in the engine gives). "cancelled" interrupts it there, as a cancel
     from another client would. `windows` > 1 runs lora/invert/edit/encode once per window, as the
-    engine does for long clips (serve --fake always runs one). `output_writer(path, job)` is called
-    for each output just before the job finishes, to write whatever file a host test needs there.
+    engine does for long clips (serve --fake always runs one). `preview_phase`: a preview follows
+    the last step of that phase (serve --fake: "edit"; None: no previews). `cached_phases`: these
+    phases come from the cache (one progress report at total, message "cached"), as the engine
+    reports lora and invert for a clip an earlier job made them for. `output_writer(path, job)` is
+    called for each output just before the job finishes, to write whatever file a host test needs
+    there.
     """
 
     job_outcome: Literal["finished", "failed", "cancelled"] = "finished"
@@ -122,7 +140,8 @@ class Script:
     error: ClientError | str | None = None
     fail_phase: str = "edit"
     windows: int = 1
-    preview_phase: str | None = None
+    preview_phase: str | None = "edit"
+    cached_phases: tuple[str, ...] = ()
     output_writer: Callable[[str, JsonDict], None] | None = None
 
     def failure(self) -> ClientError:
@@ -144,6 +163,15 @@ SCRIPTED_MESSAGES = {  # what the worker says for the engine's usual failures
 
 class _Interrupted(Exception):
     pass
+
+
+@dataclass
+class CacheEntry:
+    """One finished artifact of the fake's cache (the daemon's are a window's LoRA and
+    inversion); the cache lists them least recently used first."""
+
+    clip: str
+    bytes: int
 
 
 @dataclass
@@ -170,6 +198,8 @@ class _Job:
     ended: float | None = None
     attempt: int = 0
     cancel_requested: bool = False
+    pause_requested: bool = False  # a pause interrupts it: it goes back to the queue
+    crashes: int = 0  # daemon crashes while it ran
     progress: JsonDict | None = None
     result: JsonDict | None = None
     error: JsonDict | None = None
@@ -212,8 +242,11 @@ class FakeDaemon(DaemonApi):
         self.down = False  # True: every call fails as with a daemon that is not there
         self.down_reason: Literal["unreachable", "not_running"] = "unreachable"
         self.token_ok = True  # False: every call is refused as with a wrong token
-        self.cache_entries = 0
-        self.cache_bytes = 0
+        # The cache's entries, least recently used first (`add_cache_entry`), and the bytes of
+        # unfinished work in it (LoRA checkpoints an interrupted job resumes from).
+        self.cache: list[CacheEntry] = []
+        self.cache_unfinished_bytes = 0
+        self.defaults: JsonDict = dict(BUILT_IN_DEFAULTS)  # a JobDefaults dict, as GetDefaults
         self.editor: JsonDict = {"openEditor": True}
         # The image editors "installed" on the fake's machine (DetectedEditor dicts: name, label,
         # path); over the API only these (or the system default) may be chosen, as on the daemon.
@@ -227,6 +260,9 @@ class FakeDaemon(DaemonApi):
         self._clips: dict[str, FakeClip] = {}
         self._failures: dict[str, list[ClientError]] = {}
         self._running: str | None = None
+        self._paused = False  # PauseQueue; kept across restart()
+        self._disk_full = False  # the data folder's disk (fill_data_disk)
+        self._waiting_on: JsonDict | None = None  # GetStatus.waitingOn: the worker holds
         self._loaded = False
         self._clock_phase = ""  # the worker's PhaseClock: ETAs restart with each phase
         self._lock = threading.RLock()
@@ -257,6 +293,28 @@ class FakeDaemon(DaemonApi):
         """What the clip at `path` holds: frame ranges beyond its end are refused, as the daemon
         does after reading the clip's header."""
         self._clips[str(Path(path))] = FakeClip(frame_count, Fraction(fps), width, height)
+
+    def add_cache_entry(self, clip: str | os.PathLike[str], size: int) -> None:
+        """A finished cache entry of `size` bytes made from the clip at `clip`, used just now.
+        (serve --fake's jobs make none; the engine makes one per window of a clip.)"""
+        with self._lock:
+            self.cache.append(CacheEntry(os.fspath(clip), size))
+
+    def fill_data_disk(self) -> None:
+        """The disk of the daemon's data folder (its job database, round-trip frames) is full,
+        as a daemon meets it: what would store something is refused with DISK_FULL (submit,
+        cancel, move, pause, resume of a pause, attach, a save in the editor); reads are
+        answered. The running job stops with DISK_FULL at its next report (its end is stored
+        from the daemon's reserve) and the worker holds the queue: `status()["waitingOn"]`.
+        Queued jobs keep their place and run once `free_data_disk()` is called."""
+        with self._lock:
+            self._disk_full = True
+
+    def free_data_disk(self) -> None:
+        """There is room again: the queue goes on by itself."""
+        with self._lock:
+            self._disk_full, self._waiting_on = False, None
+            self._changed.notify_all()
 
     def fail_next(self, method: str, error: ClientError) -> None:
         """The next call of `method` ("SubmitJob", "ClearCache"…) raises `error`."""
@@ -299,8 +357,8 @@ class FakeDaemon(DaemonApi):
         with self._lock:
             job = self._job(job_id)
             round_trip = job.round_trip
-            if round_trip is None or round_trip.closed:
-                return
+            if round_trip is None or round_trip.closed or self._disk_full:
+                return  # a full disk takes neither the copy nor an event
             current = self._job(round_trip.job_id)
             if round_trip.started and not round_trip.follow_saves:
                 name = Path(path).name
@@ -317,18 +375,23 @@ class FakeDaemon(DaemonApi):
                 return
             self._accept_edit(current, os.fspath(path))
 
-    def restart(self) -> None:
+    def restart(self, crashed: bool = False) -> None:
         """The daemon stops and starts again: a running job is interrupted and queued again first
-        (it re-runs, skipping its finished phases), the model is unloaded, and round trips that
-        have not ended watch their folders again."""
+        (it re-runs, skipping its finished phases), the model is unloaded, a pause holds, and
+        round trips that have not ended watch their folders again. `crashed`: the daemon died
+        (killed, out of memory) instead of stopping; a job running at its second such death is
+        failed instead of run again (the crash-loop guard)."""
         with self._lock:
             running = self._jobs.get(self._running or "")
             self._running = None
             if running is not None:
                 running.run = None
+                running.pause_requested = False  # the interrupting pause lived in memory
                 if running.cancel_requested:
                     payload = self._cancelled_payload(running, "INTERRUPTED")
                     self._record(running, "cancelled", payload)
+                elif crashed:
+                    running.crashes += 1
             self._loaded = False
             self._clock_phase = ""
             self._started_at = self._clock()
@@ -338,11 +401,10 @@ class FakeDaemon(DaemonApi):
                     message = f"The daemon restarted; watching {round_trip.folder} for saves again."
                     self._record(job, "edit", _edit_event("WATCH_RESUMED", message))
             if running is not None and running.state == "running":
-                ranks = [j.rank for j in self._queued()]
-                running.rank = min(ranks) - 1 if ranks else 1.0
-                self._record(
-                    running, "queued", {"position": 1, "reason": "QUEUED_REASON_RECOVERED"}
-                )
+                if running.crashes >= MAX_CRASHES:
+                    self._record(running, "failed", {"error": crash_loop_error(running.crashes)})
+                else:
+                    self._requeue_first(running, "QUEUED_REASON_RECOVERED")
 
     # --- the primitives ---
 
@@ -389,10 +451,16 @@ class FakeDaemon(DaemonApi):
             "AttachEdit": self._attach_edit,
             "GetEditorConfig": self._get_editor_config,
             "SetEditorConfig": self._set_editor_config,
+            "PauseQueue": self._pause_queue,
+            "ResumeQueue": self._resume_queue,
+            "UnloadModel": self._unload_model,
+            "GcCache": self._gc_cache,
+            "GetDefaults": self._get_defaults,
+            "SetDefaults": self._set_defaults,
         }
 
     def _submit_job(self, request: JsonDict) -> JsonDict:
-        spec = echo_spec(request.get("spec", {}))
+        spec = echo_spec(self._with_defaults(request.get("spec", {})))
         self._validate(spec)
         existing = self._by_request_id(spec)
         if "editSession" in spec:
@@ -405,6 +473,8 @@ class FakeDaemon(DaemonApi):
             response = {"job": self._job_json(job)}
             exported = (job.edit or {}).get("exportedPath")
             return {**response, "exportedPath": exported} if exported else response
+        if existing is None:
+            self._refuse_on_a_full_disk()
         job = existing or self._enqueue_new(spec, "QUEUED_REASON_SUBMITTED")
         return {"job": self._job_json(job)}
 
@@ -428,6 +498,8 @@ class FakeDaemon(DaemonApi):
 
     def _cancel_job(self, request: JsonDict) -> JsonDict:
         job = self._job(request.get("jobId", ""))
+        if not job.is_ended:
+            self._refuse_on_a_full_disk()  # a cancel is stored before it is acted on
         if job.state in ("queued", "awaiting_edit"):
             self._record(job, "cancelled", self._cancelled_payload(job, "DEQUEUED"))
             outcome = "CANCEL_OUTCOME_DEQUEUED"
@@ -450,6 +522,7 @@ class FakeDaemon(DaemonApi):
                 f"job {job_id} is {job.state}; only queued jobs move.",
                 "List the queue with `framerelay jobs`.",
             )
+        self._refuse_on_a_full_disk()
         order = [j for j in self._queued() if j.id != job_id]
         order.insert(min(position - 1, len(order)), job)
         for rank, queued in enumerate(order, start=1):
@@ -478,19 +551,55 @@ class FakeDaemon(DaemonApi):
         return response
 
     def _get_cache_info(self, request: JsonDict) -> JsonDict:
-        response: JsonDict = {}
-        if self.cache_entries:
-            response["entries"] = str(self.cache_entries)
-        if self.cache_bytes:
-            response["bytes"] = str(self.cache_bytes)
+        clips: dict[str, list[int]] = {}
+        for entry in self.cache:
+            clips.setdefault(entry.clip, []).append(entry.bytes)
+        usage = sorted(clips.items(), key=lambda item: (-sum(item[1]), item[0]))
+        response = self._cache_counts()
         response["root"] = str(self.cache_dir)
+        if self.cache_unfinished_bytes:
+            response["unfinishedBytes"] = str(self.cache_unfinished_bytes)
+        if usage:
+            response["clips"] = [
+                drop_zeros(
+                    {"sourcePath": clip, "entries": str(len(sizes)), "bytes": str(sum(sizes))}
+                )
+                for clip, sizes in usage
+            ]
         return response
 
+    def _cache_counts(self) -> JsonDict:
+        """`entries` and `bytes` (the entries and the unfinished bytes) as GetCacheInfo says."""
+        total = sum(entry.bytes for entry in self.cache) + self.cache_unfinished_bytes
+        counts: JsonDict = {}
+        if self.cache:
+            counts["entries"] = str(len(self.cache))
+        if total:
+            counts["bytes"] = str(total)
+        return counts
+
     def _clear_cache(self, request: JsonDict) -> JsonDict:
-        if self._running is not None:
-            raise Busy(f"job {self._running} is running and may be using the cache.")
-        freed, self.cache_entries, self.cache_bytes = self.cache_bytes, 0, 0
+        self._refuse_while_running("and may be using the cache.")
+        freed = sum(entry.bytes for entry in self.cache) + self.cache_unfinished_bytes
+        self.cache, self.cache_unfinished_bytes = [], 0
         return {"freedBytes": str(freed)} if freed else {}
+
+    def _gc_cache(self, request: JsonDict) -> JsonDict:
+        self._refuse_while_running("and may be using the cache.")
+        limit = int(request.get("maxBytes", 0))
+        total = sum(entry.bytes for entry in self.cache)
+        freed = 0
+        while self.cache and total > limit:
+            oldest = self.cache.pop(0)
+            total -= oldest.bytes
+            freed += oldest.bytes
+        response: JsonDict = {"freedBytes": str(freed)} if freed else {}
+        return {**response, **self._cache_counts()}
+
+    def _refuse_while_running(self, why: str, hint: str | None = None) -> None:
+        if self._running is not None:
+            message = f"job {self._running} is running {why}"
+            raise Busy(message) if hint is None else Busy(message, hint)
 
     def _get_status(self, request: JsonDict) -> JsonDict:
         queued = len(self._queued())
@@ -507,7 +616,74 @@ class FakeDaemon(DaemonApi):
             response["runningJobId"] = self._running
         response["uptimeSeconds"] = max(self._clock() - self._started_at, 0.0)
         response["pid"] = os.getpid()
+        if self._paused:
+            response["queuePaused"] = True
+        if self._waiting_on is not None:
+            response["waitingOn"] = dict(self._waiting_on)
         return {k: response[k] for k in STATUS_ORDER if k in response}
+
+    # --- queue control, model and defaults ---
+
+    def _pause_queue(self, request: JsonDict) -> JsonDict:
+        self._refuse_on_a_full_disk()  # the pause is stored first
+        self._paused = True
+        response: JsonDict = {"paused": True}
+        if request.get("interruptRunning") and self._running is not None:
+            self._jobs[self._running].pause_requested = True
+            response["interruptedJobId"] = self._running
+        self._changed.notify_all()
+        return response
+
+    def _resume_queue(self, request: JsonDict) -> JsonDict:
+        if self._paused:  # removing the stored pause (none stored: nothing to write)
+            self._refuse_on_a_full_disk()
+        was_paused, self._paused = self._paused, False
+        self._changed.notify_all()
+        return {"wasPaused": True} if was_paused else {}
+
+    def _unload_model(self, request: JsonDict) -> JsonDict:
+        self._refuse_while_running(
+            "on the model.",
+            "Pause the queue, interrupting the running job, then unload; or wait for it.",
+        )
+        was_loaded, self._loaded = self._loaded, False
+        return {"wasLoaded": True} if was_loaded else {}
+
+    def _get_defaults(self, request: JsonDict) -> JsonDict:
+        return self._defaults_response()
+
+    def _set_defaults(self, request: JsonDict) -> JsonDict:
+        given = request.get("defaults", {})
+        defaults = {
+            "preset": _named(given.get("preset"), BUILT_IN_DEFAULTS["preset"]),
+            "outputFormat": _named(given.get("outputFormat"), BUILT_IN_DEFAULTS["outputFormat"]),
+        }
+        folder = given.get("outputFolder", "")
+        if folder:
+            _check_texts({"output": {"folder": folder}})
+            _check_absolute(folder, "output folder")
+            if self.check_files and os.path.exists(folder) and not os.path.isdir(folder):
+                raise InvalidSpec(f"the output folder {folder!r} is a file.")
+            self._check_folder(folder, None)  # a default applies to every clip
+            defaults["outputFolder"] = normal_path(folder)
+        self.defaults = defaults
+        return self._defaults_response()
+
+    def _defaults_response(self) -> JsonDict:
+        return {"defaults": dict(self.defaults), "configPath": self._config_path()}
+
+    def _config_path(self) -> str:
+        return str(self.config_dir / "config.toml")
+
+    def _with_defaults(self, spec: JsonDict) -> JsonDict:
+        """The spec with the job defaults in its unset preset, output format and folder."""
+        params = dict(spec.get("params", {}))
+        output = dict(spec.get("output", {}))
+        params["preset"] = _named(params.get("preset"), self.defaults["preset"])
+        output["format"] = _named(output.get("format"), self.defaults["outputFormat"])
+        if not output.get("folder") and self.defaults.get("outputFolder"):
+            output["folder"] = self.defaults["outputFolder"]
+        return {**spec, "params": params, "output": output}
 
     def _get_editor_config(self, request: JsonDict) -> JsonDict:
         return self._editor_response()
@@ -552,13 +728,11 @@ class FakeDaemon(DaemonApi):
         if given.get("pollSaves"):
             config["pollSaves"] = True
         self.editor = config
-        return self._editor_response()
+        response: JsonDict = {"config": dict(self.editor), "configPath": self._config_path()}
+        return {**response, "noOpen": True} if self.no_open else response
 
     def _editor_response(self) -> JsonDict:
-        response: JsonDict = {
-            "config": dict(self.editor),
-            "configPath": str(self.config_dir / "config.toml"),
-        }
+        response: JsonDict = {"config": dict(self.editor), "configPath": self._config_path()}
         if self.no_open:
             response["noOpen"] = True
         if self.detected_editors:
@@ -577,6 +751,8 @@ class FakeDaemon(DaemonApi):
                 f"job {job.id} has started; it keeps its edited frame.",
                 "Submit a new job with this frame, or ask for 'follow saves' in the round trip.",
             )
+        copy = Path(round_trip.folder) / "edits" / f"edit_v{round_trip.version + 1:03d}.png"
+        self._refuse_on_a_full_disk(str(copy))
         taker, version = self._accept_edit(job, path)
         return {"job": self._job_json(taker), "version": version}
 
@@ -702,13 +878,14 @@ class FakeDaemon(DaemonApi):
                 "in and out points.",
             )
 
-    def _roots(self, source: str) -> list[str]:
+    def _roots(self, source: str | None) -> list[str]:
+        """The output roots for a job on `source`; None: for every clip (job defaults)."""
         roots = [self.data_dir / "outputs", *self.output_roots]
-        if self.outputs_next_to_source:
+        if self.outputs_next_to_source and source is not None:
             roots.append(Path(source).parent)
         return [os.path.realpath(r) for r in roots]
 
-    def _check_folder(self, folder: str, source: str) -> None:
+    def _check_folder(self, folder: str, source: str | None) -> None:
         target = os.path.realpath(folder)
         roots = self._roots(source)
         if not any(target == r or PurePath(target).is_relative_to(r) for r in roots):
@@ -739,8 +916,8 @@ class FakeDaemon(DaemonApi):
             return [str(folder / name.replace(".", "_")) for name in names]
         return [str(folder / f"{name}.{ext}") for name in names]
 
-    def _new_job(self, spec: JsonDict, state: str) -> _Job:
-        job_id = uuid.uuid4().hex
+    def _new_job(self, spec: JsonDict, state: str, job_id: str = "") -> _Job:
+        job_id = job_id or uuid.uuid4().hex
         outputs = self._plan_outputs(spec, job_id)
         overwrite = bool(spec.get("output", {}).get("overwrite", False))
         self._check_outputs(outputs, spec["sourcePath"], overwrite)
@@ -817,10 +994,12 @@ class FakeDaemon(DaemonApi):
             session.pop("frameIndex", None)
             spec["editSession"] = session
             spec = echo_spec(spec)
-        job = self._new_job(spec, "awaiting_edit")
+        job_id = uuid.uuid4().hex
         suffix = "tiff" if session.get("sixteenBit") else "png"
-        folder = str(self.data_dir / "edits" / job.id)
+        folder = str(self.data_dir / "edits" / job_id)
         exported = str(Path(folder) / f"{EXPORT_STEM}.{suffix}")
+        self._refuse_on_a_full_disk(exported)  # the frame is written first
+        job = self._new_job(spec, "awaiting_edit", job_id)
         job.round_trip = _RoundTrip(folder, bool(session.get("followSaves")), job.id, [job.id])
         message = f"Exported the frame ({clip.width}×{clip.height}) to {Path(exported).name}."
         self._record(
@@ -903,8 +1082,10 @@ class FakeDaemon(DaemonApi):
 
     def _tick(self) -> bool:
         """One step of the worker; False when there was nothing to do."""
+        if self._disk_full:
+            return self._stop_for_the_full_disk()
         if self._running is None:
-            queued = self._queued()
+            queued = [] if self._paused else self._queued()
             if not queued:
                 return False
             job = queued[0]
@@ -922,17 +1103,62 @@ class FakeDaemon(DaemonApi):
         except StopIteration as done:
             self._end(job, "finished", done.value)
         except _Interrupted:
-            self._end(job, "cancelled", self._cancelled_payload(job, "INTERRUPTED"))
+            if job.pause_requested and not job.cancel_requested:
+                self._running, job.run = None, None
+                self._requeue_first(job, "QUEUED_REASON_PAUSED")  # keeps its finished phases
+            else:
+                self._end(job, "cancelled", self._cancelled_payload(job, "INTERRUPTED"))
         except ClientError as error:
             self._end(job, "failed", {"error": error.to_dict()})
         else:
             self._record(job, kind, payload)
         return True
 
+    def _stop_for_the_full_disk(self) -> bool:
+        """The worker on a full data disk: the running job's next report cannot be stored, so
+        it stops with DISK_FULL; a queued job cannot be started. Either way the queue is held."""
+        stored = self._full_disk_error()
+        if self._running is not None:
+            job = self._jobs[self._running]
+            stopped = DiskFull(
+                f"the job stopped: {stored.message}",
+                "Free space on that disk, then submit the job again. Queued jobs run by "
+                "themselves once there is room.",
+            )
+            self._end(job, "failed", {"error": stopped.to_dict()})
+            self._waiting_on = stored.to_dict()
+            return True
+        if self._queued() and not self._paused:
+            self._waiting_on = stored.to_dict()
+        return False
+
+    def _full_disk_error(self) -> DiskFull:
+        return DiskFull(
+            f"the disk holding the daemon's data folder {self.data_dir} is full.",
+            "Free space on that disk. The daemon goes on by itself once there is room; queued "
+            "jobs keep their place.",
+        )
+
+    def _refuse_on_a_full_disk(self, writing: str = "") -> None:
+        """A call that stores something fails on a full data disk: the job database's error, or
+        the file's (`writing`)."""
+        if not self._disk_full:
+            return
+        if writing:
+            raise DiskFull(f"No space left on the disk to write {writing}.")
+        raise self._full_disk_error()
+
     def _end(self, job: _Job, kind: str, payload: JsonDict) -> None:
         self._running = None
         job.run = None
         self._record(job, kind, payload)
+
+    def _requeue_first(self, job: _Job, reason: str) -> None:
+        """A job that was running goes back to the front of the queue."""
+        job.pause_requested = False
+        ranks = [j.rank for j in self._queued()]
+        job.rank = min(ranks) - 1 if ranks else 1.0
+        self._record(job, "queued", {"position": 1, "reason": reason})
 
     def _execution(self, job: _Job) -> Generator[tuple[str, JsonDict], None, JsonDict]:
         """FakeExecutor.execute, a step per `next`: checks before each step whether the job was
@@ -941,17 +1167,17 @@ class FakeDaemon(DaemonApi):
         overwrite = bool(job.spec.get("output", {}).get("overwrite")) or job.attempt > 1
         self._check_outputs(job.outputs, job.spec["sourcePath"], overwrite)
         if not self._loaded:
-            if job.cancel_requested:
+            if job.cancel_requested or job.pause_requested:
                 raise _Interrupted
             self._loaded = True
             yield "progress", self._progress("load", 1, 1, 1, 1)
         for phase, total, window, windows in _plan(script):
             key = phase if windows == 1 else f"{phase}#{window}"
-            if key in job.done_phases:
+            if key in job.done_phases or phase in script.cached_phases:
                 yield "progress", self._progress(phase, total, total, window, windows, "cached")
                 continue
             for step in range(1, total + 1):
-                if job.cancel_requested:
+                if job.cancel_requested or job.pause_requested:
                     raise _Interrupted
                 if step == 1 and window == 1 and phase == script.fail_phase:
                     if script.job_outcome == "failed":
@@ -961,7 +1187,9 @@ class FakeDaemon(DaemonApi):
                         raise _Interrupted
                 yield "progress", self._progress(phase, step, total, window, windows)
             if phase == script.preview_phase:
-                yield "preview", {"png": _preview_png(), "width": 64, "height": 64, "phase": phase}
+                width, height = PREVIEW_SIZE
+                preview = {"png": _preview_png(PREVIEW_SIZE), "width": width, "height": height}
+                yield "preview", {**preview, "phase": phase}
             job.done_phases.append(key)
         return self._finished(job)
 
@@ -987,12 +1215,15 @@ class FakeDaemon(DaemonApi):
         if writer is not None:
             for output in job.outputs:
                 writer(output, self._job_json(job))
+        asked = job.spec["params"]["preset"]
         return {
             "outputPaths": list(job.outputs),
             "frameCount": frames,
             "fps": dict(fps),
             "width": 64,
             "height": 64,
+            # The engine picks auto's preset from the pictures; the fake, without any, picks local.
+            "preset": "local" if asked == "PRESET_AUTO" else asked.removeprefix("PRESET_").lower(),
         }
 
     def _cancelled_payload(self, job: _Job, reason: str) -> JsonDict:
@@ -1106,7 +1337,8 @@ class FakeDaemon(DaemonApi):
         state = job.state if job else "unknown"
         return (
             f"job {job_id} is {state} and nothing in the fake can move it on (a round trip "
-            "waits for attach_edit or save_edit; a queue waits for a job)."
+            "waits for attach_edit or save_edit; a queue waits for a job; a paused queue for "
+            "resume_queue)."
         )
 
 
@@ -1257,12 +1489,17 @@ def _check_range(frame_range: JsonDict | None, fps: JsonDict | None) -> None:
         )
 
 
-def _preview_png(
-    size: tuple[int, int] = (64, 64), rgb: tuple[int, int, int] = (40, 120, 200)
-) -> str:
-    """A small solid PNG, base64 (what serve --fake's preview shows), made with zlib."""
+def _preview_png(size: tuple[int, int]) -> str:
+    """serve --fake's preview, base64: frame 0 of its test pattern (a diagonal gradient, each
+    channel a third of the way round from the last), as a PNG made with zlib."""
     width, height = size
-    row = b"\x00" + bytes(rgb) * width
+
+    def row(y: int) -> bytes:
+        pixels = bytearray(b"\x00")  # filter type: none
+        for x in range(width):
+            base = (x + y) * 2 % 256
+            pixels += bytes((base, (base + 85) % 256, (base + 170) % 256))
+        return bytes(pixels)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -1272,7 +1509,21 @@ def _preview_png(
     png = (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IDAT", zlib.compress(b"".join(row(y) for y in range(height))))
         + chunk(b"IEND", b"")
     )
     return base64.b64encode(png).decode("ascii")
+
+
+def _named(value: str | None, default: str) -> str:
+    """An enum name, with `default` for an unset one (absent, or ..._UNSPECIFIED)."""
+    return default if value is None or value.endswith("_UNSPECIFIED") else value
+
+
+def crash_loop_error(crashes: int) -> JsonDict:
+    return Internal(
+        f"the daemon stopped unexpectedly {crashes} times while running this job (it may have "
+        "run out of memory), so it is not run again.",
+        "Free GPU memory (close other GPU programs, `framerelay unload`) or make the job smaller "
+        "(--width/--height, --window), then retry it; the daemon's log tells more.",
+    ).to_dict()

@@ -80,6 +80,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "AttachEditRequest": {"jobId": "string", "path": "string"},
     "GetEditorConfigRequest": {},
     "SetEditorConfigRequest": {"config": "message:EditorConfig"},
+    "JobDefaults": {
+        "preset": "enum:Preset",
+        "outputFormat": "enum:OutputFormat",
+        "outputFolder": "string",
+    },
+    "PauseQueueRequest": {"interruptRunning": "bool"},
+    "ResumeQueueRequest": {},
+    "UnloadModelRequest": {},
+    "GcCacheRequest": {"maxBytes": "uint64"},
+    "GetDefaultsRequest": {},
+    "SetDefaultsRequest": {"defaults": "message:JobDefaults"},
 }
 # proto3 `optional` fields: present even when they hold the default value.
 OPTIONAL = {("EditParams", camel(name)) for name in PARAMS} | {

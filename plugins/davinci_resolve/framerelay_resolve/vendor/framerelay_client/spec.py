@@ -52,7 +52,7 @@ def job_spec(
     out_frame: int | None = None,
     fps: Fraction | str | float | int | None = None,
     mask: PathText | None = None,
-    preset: str = "auto",
+    preset: str | None = "auto",
     params: Mapping[str, Any] | None = None,
     output_format: str | None = None,
     output_folder: PathText | None = None,
@@ -70,6 +70,8 @@ def job_spec(
     their snake_case (or lowerCamelCase) names. `roundtrip`: {"frame_index", "sixteen_bit",
     "open_editor", "follow_saves"} asks the daemon to export the frame and wait for the edit
     (leave `edited_frames` empty). `host_context` comes back untouched with the job.
+    `preset`, `output_format` and `output_folder` None: the daemon's job defaults
+    (`get_defaults`).
     """
     spec: dict[str, Any] = {"sourcePath": fspath(source)}
     if in_frame is not None or out_frame is not None:
@@ -85,7 +87,9 @@ def job_spec(
         spec["editedFramePaths"] = [fspath(p) for p in edited_frames]
     if mask is not None:
         spec["maskPath"] = fspath(mask)
-    spec["params"] = edit_params(preset, params or {})
+    edit = edit_params(preset, params or {})
+    if edit:
+        spec["params"] = edit
     output = output_spec(output_format, output_folder, overwrite)
     if output:
         spec["output"] = output
@@ -114,11 +118,34 @@ def frame_range(in_frame: int | None, out_frame: int | None) -> dict[str, int]:
     return {"inFrame": in_frame, "outFrame": out_frame}
 
 
-def edit_params(preset: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def job_defaults(
+    preset: str | None = None,
+    output_format: str | None = None,
+    output_folder: PathText | None = None,
+) -> dict[str, Any]:
+    """The JobDefaults dict for `set_defaults`; None: the built-in default (auto, mov, the
+    daemon's data folder)."""
+    defaults: dict[str, Any] = {}
+    if preset is not None:
+        defaults["preset"] = preset_value(preset)
+    output = output_spec(output_format, output_folder, False)
+    if "format" in output:
+        defaults["outputFormat"] = output["format"]
+    if "folder" in output:
+        defaults["outputFolder"] = output["folder"]
+    return defaults
+
+
+def preset_value(preset: str) -> str:
+    """ "local" or "PRESET_LOCAL" -> "PRESET_LOCAL"."""
     name = preset.lower().removeprefix("preset_")
     if name not in PRESETS:
         raise InvalidSpec(f"unknown preset {preset!r}.", f"Choose one of {', '.join(PRESETS)}.")
-    result: dict[str, Any] = {"preset": f"PRESET_{name.upper()}"}
+    return f"PRESET_{name.upper()}"
+
+
+def edit_params(preset: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {} if preset is None else {"preset": preset_value(preset)}
     result.update(_options(params, PARAMS, "parameter"))
     return result
 
