@@ -157,6 +157,19 @@ def test_submit_get_and_list_give_the_job_as_the_api_does(backend):
     assert "jobs" not in api.list_jobs(states=["JOB_STATE_QUEUED", "awaiting_edit"])
 
 
+def test_footage_options_travel_with_the_spec(backend, tmp_path):
+    api = backend.api
+    lut = tmp_path / "log_to_video.cube"
+    lut.write_text("LUT_1D_SIZE 2\n0 0 0\n1 1 1\n")
+    spec = backend.spec(input_lut=lut, keep_unedited=False, copy_audio=False)
+    job = api.submit(spec)["job"]
+    assert job["spec"]["inputLutPath"] == str(lut)
+    assert job["spec"]["keepUnedited"] is False and job["spec"]["copyAudio"] is False
+    assert api.get_job(job["id"])["spec"] == job["spec"]
+    with pytest.raises(EditUnreadable, match="input LUT"):
+        api.submit(backend.spec(input_lut=tmp_path / "missing.cube"))
+
+
 def test_jobs_are_listed_running_queued_awaiting_then_ended_latest_first(backend):
     api = backend.api
     ended = [api.submit(backend.spec(frames=2))["job"]["id"] for _ in range(3)]

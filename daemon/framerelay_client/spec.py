@@ -62,6 +62,10 @@ def job_spec(
     label: str = "",
     roundtrip: Mapping[str, Any] | None = None,
     model: str = "",
+    input_lut: PathText | None = None,
+    keep_unedited: bool = True,
+    copy_audio: bool = True,
+    sequence_fps: Fraction | str | float | int | None = None,
 ) -> dict[str, Any]:
     """The JobSpec dict for `Client.submit`.
 
@@ -70,6 +74,9 @@ def job_spec(
     their snake_case (or lowerCamelCase) names. `roundtrip`: {"frame_index", "sixteen_bit",
     "open_editor", "follow_saves"} asks the daemon to export the frame and wait for the edit
     (leave `edited_frames` empty). `host_context` comes back untouched with the job.
+    `input_lut`: a 1D `.cube` for log footage; `keep_unedited=False` takes every pixel from the
+    model; `copy_audio=False` drops the source's audio; `sequence_fps`: the rate of an image
+    sequence source (a folder or a `####` pattern).
     `preset`, `output_format` and `output_folder` None: the daemon's job defaults
     (`get_defaults`).
     """
@@ -103,6 +110,15 @@ def job_spec(
         spec["requestId"] = request_id
     if roundtrip is not None:
         spec["editSession"] = _options(roundtrip, ROUNDTRIP_OPTIONS, "round-trip option")
+    if input_lut is not None:
+        spec["inputLutPath"] = fspath(input_lut)
+    if not keep_unedited:
+        spec["keepUnedited"] = False
+    if not copy_audio:
+        spec["copyAudio"] = False
+    if sequence_fps is not None:
+        rate = parse_fps(sequence_fps)
+        spec["sequenceFps"] = {"num": rate.numerator, "den": rate.denominator}
     return spec
 
 

@@ -848,6 +848,8 @@ class FakeDaemon(DaemonApi):
             self._check_readable(path, "edited frame")
         if "maskPath" in spec:
             self._check_readable(spec["maskPath"], "mask")
+        if spec.get("inputLutPath"):
+            self._check_readable(spec["inputLutPath"], "input LUT")
         _check_range(frame_range, spec.get("sourceFps"))
         folder = spec.get("output", {}).get("folder")
         if folder:

@@ -41,6 +41,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "hostContext": "map",
         "model": "string",
         "editSession": "message:EditSessionSpec",
+        "sequenceFps": "message:Rational",
+        "inputLutPath": "string",
+        "keepUnedited": "bool",
+        "copyAudio": "bool",
     },
     "FrameRange": {"inFrame": "uint32", "outFrame": "uint32"},
     "Rational": {"num": "int32", "den": "int32"},
@@ -97,6 +101,8 @@ OPTIONAL = {("EditParams", camel(name)) for name in PARAMS} | {
     ("EditSessionSpec", "openEditor"),
     ("EditorConfig", "openEditor"),
     ("WatchQueueRequest", "afterCursor"),
+    ("JobSpec", "keepUnedited"),
+    ("JobSpec", "copyAudio"),
 }
 _INT_RANGES = {"uint32": (0, 2**32 - 1), "int32": (-(2**31), 2**31 - 1), "uint64": (0, 2**64 - 1)}
 
@@ -235,6 +241,14 @@ def echo_spec(spec: Mapping[str, Any]) -> JsonDict:
     for key in ("hostContext", "model"):
         if spec.get(key):
             echo[key] = spec[key]
+    sequence_fps = spec.get("sequenceFps")
+    if sequence_fps is not None:
+        echo["sequenceFps"] = rational(Fraction(sequence_fps["num"], sequence_fps["den"]))
+    if spec.get("inputLutPath"):
+        echo["inputLutPath"] = normal_path(spec["inputLutPath"])
+    for key in ("keepUnedited", "copyAudio"):
+        if spec.get(key) is False:
+            echo[key] = False
     if "editSession" in spec:
         echo["editSession"] = {
             k: v for k, v in spec["editSession"].items() if v or k == "openEditor"
