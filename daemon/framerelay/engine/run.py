@@ -90,6 +90,16 @@ class Engine:
         if self.placement.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressSink = ignore_progress,
+        cancel: CancelToken | None = None,
+        preview: Callable[[np.ndarray], None] | None = None,
+    ) -> EditResult:
+        """`run_edit` with this engine's model, loaded once and kept."""
+        return run_edit(request, progress, cancel, engine=self, preview=preview)
+
 
 @dataclass
 class _Edit:
