@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from framerelay.errors import InvalidSpecError
-from framerelay.roundtrip.files import write_atomic
+from framerelay.files import write_atomic
 
 EXPORT_STEM = "frame_edit"
 _SRGB_PERCEPTUAL = b"\x00"

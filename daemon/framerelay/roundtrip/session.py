@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from framerelay.errors import EditUnreadableError, FramerelayError, InvalidSpecError
+from framerelay.files import write_atomic
 from framerelay.roundtrip.editor import EditorConfig, LaunchResult, open_in_editor
 from framerelay.roundtrip.export import EXPORT_STEM, ExportedFrame, export_frame
-from framerelay.roundtrip.files import write_atomic
 from framerelay.roundtrip.validate import EditedFrame, read_edited_frame
 from framerelay.roundtrip.watch import SaveWatcher
 
