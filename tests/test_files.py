@@ -75,7 +75,7 @@ def test_an_error_while_staging_keeps_the_old_file_and_removes_the_staging(tmp_p
 
 def test_a_full_disk_is_disk_full_error_naming_the_file(tmp_path):
     target = tmp_path / "edit_v001.png"
-    with pytest.raises(DiskFullError, match="edit_v001.png"), files.replacing(target) as staged:
+    with pytest.raises(DiskFullError, match=r"edit_v001\.png"), files.replacing(target) as staged:
         staged.write_bytes(b"x")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
