@@ -172,6 +172,9 @@ class LaunchResult:
     pid: int | None = None
 
 
+Launcher = Callable[..., LaunchResult]  # open_in_editor, or a test's stand-in
+
+
 def open_in_editor(
     path: Path,
     config: EditorConfig,
