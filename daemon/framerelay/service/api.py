@@ -36,8 +36,8 @@ from framerelay.service.convert import (
     status_to_proto,
     with_defaults,
 )
-from framerelay.service.edit_sessions import EditSessions
 from framerelay.service.job_defaults import DefaultsSettings, JobDefaults
+from framerelay.service.round_trips import EditSessions
 
 MAX_POLL_SECONDS = 60.0
 CANCEL_OUTCOMES = {
