@@ -194,6 +194,7 @@ def write_test_video(
         codec, pix_fmt = CODECS[output_format]
         with av.open(str(tmp), "w", format=output_format) as container:
             stream = container.add_stream(codec, rate=fps)
+            assert isinstance(stream, av.VideoStream)
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             for n in range(frames):
                 frame = av.VideoFrame.from_ndarray(picture(n), format="rgb24")
