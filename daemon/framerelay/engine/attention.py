@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from framerelay.engine import fused_mask
+
 SPATIAL = "spatial"
 TEMPORAL = "temporal"
 LOW_RESOLUTION_FACTOR = 4  # stage 2 keeps source temporal maps at layers downscaled >= 4x
@@ -89,6 +91,7 @@ class MatchingConfig:
     spatial: bool = True
     temporal: bool = True
     max_chunk_elements: int = 1 << 26  # probabilities held at once by the spatial mask
+    mask_backend: str = "auto"  # fused_mask.BACKENDS: the fused kernel on CUDA, else the reference
 
 
 class SourceAttentionStore:
@@ -382,8 +385,14 @@ class MatchingProcessor:
         if self.layer.kind == SPATIAL and ctl.config.spatial:
             q_src, k_src = self._source_qk(attn, rows, q, k, hidden_states)
             ctl.observe("use", self.layer.name, lambda: attention_probs(q_src, k_src, attn.scale))
-            mask = spatial_change_mask(
-                q_src, k_src, q[cond], k[cond], attn.scale, ctl.config.max_chunk_elements
+            mask = fused_mask.change_mask(
+                q_src,
+                k_src,
+                q[cond],
+                k[cond],
+                attn.scale,
+                ctl.config.mask_backend,
+                ctl.config.max_chunk_elements,
             )
             mask = threshold_mask(mask, ctl.frame_thresholds(mask.device))
             region = ctl.region_tokens(mask.shape[1], mask.device)
