@@ -23,7 +23,9 @@ def _public(config: dict) -> dict:
 def real_unet(num_frames: int = 14):
     from diffusers import UNetSpatioTemporalConditionModel
 
-    return UNetSpatioTemporalConditionModel(**{**_public(CONFIGS["unet"]), "num_frames": num_frames})
+    return UNetSpatioTemporalConditionModel(
+        **{**_public(CONFIGS["unet"]), "num_frames": num_frames}
+    )
 
 
 def real_vae():
@@ -63,13 +65,15 @@ class Components:
 def real_components(dtype: torch.dtype, num_frames: int = 14) -> Components:
     """Random-weight real-size components in `dtype` on the current default device, placed as
     framerelay's loader places them (an fp16 VAE is upcast to fp32: SVD's VAE overflows in fp16)."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
     from framerelay.engine.tiny import svd_scheduler
 
+    with unset_fake_temporarily():  # the scheduler computes its tables with real data
+        scheduler = svd_scheduler()
     torch.manual_seed(0)
     unet = real_unet(num_frames).to(dtype).eval()
     vae_dtype = torch.float32 if dtype == torch.float16 else dtype
     vae = real_vae().to(vae_dtype).eval()
     clip = real_image_encoder().to(dtype).eval()
-    return Components(
-        unet, vae, clip, svd_scheduler(), FeatureExtractor(**CONFIGS["feature_extractor"])
-    )
+    return Components(unet, vae, clip, scheduler, FeatureExtractor(**CONFIGS["feature_extractor"]))

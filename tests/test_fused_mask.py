@@ -85,7 +85,9 @@ def test_a_matched_edit_with_the_fused_mask_matches_the_reference(tiny_pipe):
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(4, 3, 64, 64, generator=g) * 2 - 1
     source = encode_condition(tiny_pipe, frames[:1], params, torch.Generator().manual_seed(1))
-    edited = encode_condition(tiny_pipe, frames[:1].flip(-1), params, torch.Generator().manual_seed(2))
+    edited = encode_condition(
+        tiny_pipe, frames[:1].flip(-1), params, torch.Generator().manual_seed(2)
+    )
     latents = encode_video_latents(tiny_pipe, frames, 8)
     outputs = {}
     for backend in ("reference", "fused"):
@@ -111,4 +113,9 @@ def test_triton_kernel_in_the_interpreter_matches_the_reference():
     reference = A.spatial_change_mask(q_src, k_src, q_edit, k_edit, 0.25)
     M._kernel.cache_clear()
     got = M._triton_change_mask(q_src, k_src, q_edit, k_edit, 0.25)
+    torch.testing.assert_close(got, reference, atol=2e-5, rtol=1e-4)
+    # the layout the processors pass: heads split from (n, L, heads*d) as a strided view
+    views = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q_src, k_src, q_edit, k_edit)]
+    assert views[0].stride(1) != views[0].shape[2] * views[0].shape[3]
+    got = M._triton_change_mask(*views, 0.25)
     torch.testing.assert_close(got, reference, atol=2e-5, rtol=1e-4)

@@ -62,7 +62,12 @@ def register(commands) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--min-guidance", type=float, default=1.0)
     parser.add_argument("--max-guidance", type=float, default=2.0)
-    parser.add_argument("--memory-budget", type=int, default=4096, metavar="MB")
+    parser.add_argument(
+        "--memory-budget",
+        type=int,
+        metavar="MB",
+        help="memory for the source attention store (default: sized from free memory)",
+    )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -54,9 +54,9 @@ def tiled_change_mask(
             for start, end in key_tiles:
                 s = scores(q, k, start, end)
                 new_peak = torch.maximum(peak, s.amax(dim=-1))
-                total = total * torch.exp(peak - new_peak) + torch.exp(
-                    s - new_peak[..., None]
-                ).sum(dim=-1)
+                total = total * torch.exp(peak - new_peak) + torch.exp(s - new_peak[..., None]).sum(
+                    dim=-1
+                )
                 peak = new_peak
             lse.append(peak + torch.log(total))
         # 2. sum over key tiles of |P_src - P_edit|
@@ -71,7 +71,11 @@ def tiled_change_mask(
 
 @torch.library.custom_op("framerelay::change_mask", mutates_args=())
 def change_mask_op(
-    q_src: torch.Tensor, k_src: torch.Tensor, q_edit: torch.Tensor, k_edit: torch.Tensor, scale: float
+    q_src: torch.Tensor,
+    k_src: torch.Tensor,
+    q_edit: torch.Tensor,
+    k_edit: torch.Tensor,
+    scale: float,
 ) -> torch.Tensor:
     if q_edit.is_cuda and triton_available():
         return _triton_change_mask(q_src, k_src, q_edit, k_edit, scale)
@@ -132,7 +136,9 @@ def change_mask(
 def _triton_change_mask(q_src, k_src, q_edit, k_edit, scale: float) -> torch.Tensor:
     n, heads, length, dim = q_edit.shape
     keys = k_edit.shape[2]
-    if dim not in (16, 32, 64, 128) or any(t.stride(-1) != 1 for t in (q_src, k_src, q_edit, k_edit)):
+    if dim not in (16, 32, 64, 128) or any(
+        t.stride(-1) != 1 for t in (q_src, k_src, q_edit, k_edit)
+    ):
         return tiled_change_mask(q_src, k_src, q_edit, k_edit, scale, 1024, 1024)
     kernel = _kernel()
     out = torch.empty(n, heads, length, dtype=torch.float32, device=q_edit.device)
@@ -191,8 +197,12 @@ def _kernel():
             key_ok = key < LK
             ka = tl.load(ka_base + key[None, :] * ska_l, mask=key_ok[None, :], other=0.0)
             kb = tl.load(kb_base + key[None, :] * skb_l, mask=key_ok[None, :], other=0.0)
-            sa = tl.where(key_ok[None, :], tl.dot(qa, ka, input_precision=PRECISION) * scale, float("-inf"))
-            sb = tl.where(key_ok[None, :], tl.dot(qb, kb, input_precision=PRECISION) * scale, float("-inf"))
+            sa = tl.where(
+                key_ok[None, :], tl.dot(qa, ka, input_precision=PRECISION) * scale, float("-inf")
+            )
+            sb = tl.where(
+                key_ok[None, :], tl.dot(qb, kb, input_precision=PRECISION) * scale, float("-inf")
+            )
             new_a = tl.maximum(peak_a, tl.max(sa, 1))
             new_b = tl.maximum(peak_b, tl.max(sb, 1))
             total_a = total_a * tl.exp(peak_a - new_a) + tl.sum(tl.exp(sa - new_a[:, None]), 1)

@@ -33,6 +33,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from framerelay.engine.memory import checkpoint_temporal_blocks, lora_in_compute_dtype
 from framerelay.errors import InternalError, OutOfMemoryError
 from framerelay.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
@@ -396,7 +397,10 @@ def denoising_loss(
     condition = condition.unsqueeze(1).expand(-1, batch.frames, -1, -1, -1)
     sample = torch.cat([c_in * x_sigma, condition], dim=2)
     c_noise = 0.25 * torch.log(sigma.to(x0.device, torch.float32)).reshape(-1)
-    with _autocast(x0.device, autocast_dtype):
+    with (
+        _autocast(x0.device, autocast_dtype),
+        lora_in_compute_dtype(unet, torch.is_autocast_enabled(x0.device.type)),
+    ):
         v = unet(
             sample,
             c_noise,
@@ -565,7 +569,7 @@ def _training_mode(unet: torch.nn.Module, gradient_checkpointing: bool) -> Itera
         unet.disable_gradient_checkpointing()
     unet.train()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), checkpoint_temporal_blocks(unet, gradient_checkpointing):
             yield
     finally:
         unet.train(was_training)

@@ -20,13 +20,12 @@ log = logging.getLogger(__name__)
 
 GIB = 2**30
 
-# VAE decode at 576x1024 keeps about this many activation bytes per decoded frame and per byte of
-# the VAE's dtype (bench/real_size.py: 9.9 GB for 8 frames in bf16 = 0.62 GB per frame-byte;
-# rounded up). Scales with the pixel count.
+# Activation peaks (weights excluded) that bench/real_size.py measured at 576x1024x14 in bf16:
+# VAE decode of 8 frames 9.8 GB; an inline matched edit call 7.0 GB; a skip-interval capture (the
+# anchor's replayed call plus its K/V, kept for the window's own call) 11.4 GB. With ~6 % headroom,
+# per decoded pixel-frame and byte of the VAE dtype, and per latent element of one branch in bf16:
 DECODE_BYTES_PER_PIXEL_FRAME = 0.65e9 / (576 * 1024)
-# What a matched edit call at 576x1024x14 (batch 3, the source inline) needs on the device besides
-# the weights and the store (bench/real_size.py), per latent element of one branch, rounded up.
-EDIT_CALL_BYTES_PER_LATENT = 6.0e9 / (14 * 4 * 72 * 128)
+EDIT_CALL_BYTES_PER_LATENT = 12.1e9 / (14 * 4 * 72 * 128)
 # Host memory a source store leaves to everything else (the OS, the decoder, other programs).
 HOST_RESERVE_FRACTION = 0.25
 HOST_RESERVE_MIN = 4 * GIB
@@ -139,7 +138,8 @@ def host_available_bytes() -> int:
 
 
 def edit_call_bytes(frames: int, latent_height: int, latent_width: int, dtype: torch.dtype) -> int:
-    """Estimated device memory an edit call needs for its activations (batch 3: source inline)."""
+    """Estimated device memory the editing calls need for activations (the largest: a skip-interval
+    capture followed by the window's own call)."""
     size = torch.empty((), dtype=dtype).element_size() / 2  # calibrated in bf16
     return int(EDIT_CALL_BYTES_PER_LATENT * frames * 4 * latent_height * latent_width * size)
 

@@ -73,7 +73,9 @@ class EngineParams:
     sarp_threshold: float = 0.001
     sarp_alpha: float = 0.005
     decode_chunk_size: int = 8
-    source_memory_budget_mb: int = 4096  # RAM for source-branch attention; the rest is recomputed
+    # Memory for the source branch's attention data (device first, then host), MB; None: sized
+    # from the machine's free memory. Steps that do not fit are recomputed inline.
+    source_memory_budget_mb: int | None = None
     matching: MatchingParams = field(default_factory=MatchingParams)
     lora: MotionLoraParams = field(default_factory=MotionLoraParams)
 
@@ -89,12 +91,13 @@ class EngineParams:
         check_int("seed", self.seed, 0, MAX_SEED)
         check_guidance(self.min_guidance, self.max_guidance)
         check_conditioning(self)
-        check_int(
-            "the source memory budget (MB)",
-            self.source_memory_budget_mb,
-            0,
-            MAX_MEMORY_BUDGET_MB,
-        )
+        if self.source_memory_budget_mb is not None:
+            check_int(
+                "the source memory budget (MB)",
+                self.source_memory_budget_mb,
+                0,
+                MAX_MEMORY_BUDGET_MB,
+            )
         check_matching(self.matching)
         return self
 

@@ -20,7 +20,7 @@ import torch
 
 from framerelay import limits
 from framerelay.cache import ArtifactCache, hash_frames
-from framerelay.engine import artifacts, attention, lora
+from framerelay.engine import artifacts, attention, lora, source_store
 from framerelay.engine.anchor import Anchor, AnchorEdit, capture_edit_kv, capture_source_kv
 from framerelay.engine.conditioning import (
     Condition,
@@ -309,6 +309,10 @@ def _invert_window(
         pipe, latents, condition, params.steps, recording, progress, cancel, before_call
     )
     controller.kv_mode = None
+    if recording is not None and isinstance(controller.store, source_store.TieredSourceStore):
+        message = controller.store.summary(params.steps)
+        log.info("window %d: %s", window.index + 1, message)
+        progress(Progress("invert", params.steps, params.steps, message=message))
     return inversion
 
 
@@ -449,8 +453,13 @@ def run_edit(
             window = _Window(index, frames)
             entry = cache.get(key) if cache is not None else None
             hits += entry is not None
-            controller.store = attention.SourceAttentionStore(
-                params.source_memory_budget_mb * 2**20, device="cpu"
+            controller.store = source_store.window_store(
+                params.source_memory_budget_mb,
+                device,
+                len(span),
+                (params.height // pipe.vae_scale_factor, params.width // pipe.vae_scale_factor),
+                pipe.unet.dtype,
+                params.decode_chunk_size,
             )
 
             adapters.reset()

@@ -1,0 +1,168 @@
+"""A source-branch store sized to the machine: on the device while it has room, then in (pinned)
+host memory, streamed back layer by layer ahead of use.
+
+Same interface as `attention.SourceAttentionStore` (the controller and processors do not know the
+difference): a step is kept whole or not at all, and a step that is not kept is recomputed inline.
+The default budget comes from the machine's free memory (`memory.default_store_budget`), so a
+default run keeps all steps wherever RAM allows (about 22 GB at 576x1024x14).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from framerelay.engine.attention import SourceAttentionStore
+from framerelay.engine.memory import StoreBudget, default_store_budget, steps_message
+
+log = logging.getLogger(__name__)
+
+DEVICE_TIER, HOST_TIER = "device", "host"
+PREFETCH_LAYERS = 2  # host-tier layers copied ahead of the one in use
+
+
+class TieredSourceStore(SourceAttentionStore):
+    def __init__(
+        self,
+        budget: StoreBudget,
+        device: torch.device | str,
+        host_device: torch.device | str = "cpu",
+        prefetch: int = PREFETCH_LAYERS,
+    ):
+        super().__init__(budget.total, device=host_device)
+        self.budget = budget
+        self.compute_device = torch.device(device)
+        self.host_device = torch.device(host_device)
+        self.prefetch = prefetch
+        self.device_nbytes = 0
+        self.host_nbytes = 0
+        self._tier: dict[str, str] = {}
+        self._step_size: int | None = None
+        self._pending_tier: str | None = None
+        self._order: list[str] = []
+        self._index: dict[str, int] = {}
+        self._inflight: dict[tuple[str, str], tuple[torch.Tensor, object]] = {}
+        self._copy_stream = None
+        self.full = budget.total <= 0
+        if self.compute_device == self.host_device:  # CPU: one memory, one tier
+            self.budget = StoreBudget(0, budget.total)
+
+    # -- recording ----------------------------------------------------------------------------
+    def _choose_tier(self, size: int) -> str | None:
+        if self.device_nbytes + size <= self.budget.device_bytes:
+            return DEVICE_TIER
+        if self.host_nbytes + size <= self.budget.host_bytes:
+            return HOST_TIER
+        return None
+
+    def begin(self, sigma: float) -> None:
+        self._pending_key = self.key(sigma)
+        if self.full:
+            self._pending, self._pending_tier = None, None
+            return
+        size = self._step_size
+        tier = self._choose_tier(size) if size is not None else None
+        if size is None:  # the first step: its size is not known yet
+            tier = DEVICE_TIER if self.budget.device_bytes > 0 else HOST_TIER
+        if tier is None:
+            self.full = True
+            self._pending = None
+            return
+        self._pending, self._pending_tier = {}, tier
+
+    def put(self, layer: str, tensor: torch.Tensor) -> None:
+        if self._pending is None:
+            return
+        if layer not in self._index:
+            self._index[layer] = len(self._order)
+            self._order.append(layer)
+        if self._pending_tier == DEVICE_TIER:
+            self._pending[layer] = tensor.detach().clone()
+        else:
+            self._pending[layer] = self._to_host(tensor.detach())
+
+    def _to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.compute_device.type == "cuda" and self.host_device.type == "cpu":
+            pinned = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            return pinned.copy_(tensor)
+        return tensor.to(self.host_device, copy=True)
+
+    def end(self) -> None:
+        if self._pending is None:
+            return
+        size = sum(t.numel() * t.element_size() for t in self._pending.values())
+        self._step_size = size
+        tier = self._pending_tier
+        if tier == DEVICE_TIER and self.device_nbytes + size > self.budget.device_bytes:
+            tier = HOST_TIER if self.host_nbytes + size <= self.budget.host_bytes else None
+            if tier == HOST_TIER:
+                self._pending = {k: self._to_host(v) for k, v in self._pending.items()}
+        elif tier == HOST_TIER and self.host_nbytes + size > self.budget.host_bytes:
+            tier = None
+        if tier is None:
+            self.full = True
+        else:
+            key = self._pending_key
+            self._steps[key] = self._pending
+            self._tier[key] = tier
+            if tier == DEVICE_TIER:
+                self.device_nbytes += size
+            else:
+                self.host_nbytes += size
+            self.nbytes += size
+        self._pending = None
+
+    # -- use ----------------------------------------------------------------------------------
+    def get(self, sigma: float, layer: str) -> torch.Tensor:
+        key = self.key(sigma)
+        tensor = self._steps[key][layer]
+        if self._tier[key] == DEVICE_TIER or self.compute_device.type != "cuda":
+            return tensor
+        return self._streamed(key, layer)
+
+    def _streamed(self, key: str, layer: str) -> torch.Tensor:
+        """The host tensor on the device; the next layers' copies start on a side stream."""
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.compute_device)
+        index = self._index[layer]
+        for ahead in self._order[index : index + 1 + self.prefetch]:
+            if (key, ahead) not in self._inflight and ahead in self._steps[key]:
+                self._inflight[(key, ahead)] = self._copy(self._steps[key][ahead])
+        tensor, event = self._inflight.pop((key, layer))
+        current = torch.cuda.current_stream(self.compute_device)
+        current.wait_event(event)
+        tensor.record_stream(current)
+        return tensor
+
+    def _copy(self, host: torch.Tensor):
+        stream = self._copy_stream
+        stream.wait_stream(torch.cuda.current_stream(self.compute_device))
+        with torch.cuda.stream(stream):
+            tensor = host.to(self.compute_device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(stream)
+        return tensor, event
+
+    def summary(self, steps: int) -> str:
+        return steps_message(len(self), steps, self.nbytes, self.budget)
+
+
+def window_store(
+    budget_mb: int | None,
+    device: torch.device,
+    frames: int,
+    latent_hw: tuple[int, int],
+    dtype: torch.dtype,
+    decode_chunk: int,
+) -> TieredSourceStore:
+    """The store for one window: an explicit budget (MB, device first) or the machine's default."""
+    if budget_mb is None:
+        budget = default_store_budget(device, frames, *latent_hw, dtype, decode_chunk)
+    else:
+        auto = default_store_budget(device, frames, *latent_hw, dtype, decode_chunk)
+        total = budget_mb * 2**20
+        on_device = min(total, auto.device_bytes)
+        budget = StoreBudget(on_device, total - on_device)
+    log.debug("source store budget: %s", budget.describe())
+    return TieredSourceStore(budget, device=device, host_device="cpu")
