@@ -34,7 +34,7 @@ def tiled_change_mask(
     block_k: int = 256,
 ) -> torch.Tensor:
     """The two-pass algorithm in torch. Inputs (n, heads, L, d); output (n, L) float32 in [0, 1]."""
-    n, heads, length, _ = q_edit.shape
+    n, _, length, _ = q_edit.shape
     keys = k_edit.shape[2]
     out = torch.empty(n, length, dtype=torch.float32, device=q_edit.device)
     key_tiles = [(s, min(keys, s + block_k)) for s in range(0, keys, block_k)]
