@@ -301,9 +301,15 @@ def _is_view(func) -> bool:
 # -- CUDA autocast, emulated on CPU autocast ---------------------------------------------------
 
 
-class _CudaAutocastLists:
+class CudaAutocastLists:
     """Registers fp32 kernels for the ops that CUDA's autocast runs in fp32 but CPU's does not
     (group_norm, layer_norm, softmax), for the lifetime of the object."""
+
+    ops = (
+        ("group_norm", aten.group_norm.default),
+        ("layer_norm", aten.layer_norm.default),
+        ("softmax.int", aten.softmax.int),
+    )
 
     def __init__(self):
         self.library = torch.library.Library("aten", "IMPL")
@@ -317,11 +323,7 @@ class _CudaAutocastLists:
 
             return kernel
 
-        for name, op in (
-            ("group_norm", aten.group_norm.default),
-            ("layer_norm", aten.layer_norm.default),
-            ("softmax.int", aten.softmax.int),
-        ):
+        for name, op in self.ops:
             self.library.impl(name, fp32(op), "AutocastCPU")
 
     def close(self) -> None:
@@ -341,7 +343,7 @@ def _to_float32(tree):
 
 @contextlib.contextmanager
 def cuda_like_autocast(dtype: torch.dtype) -> Iterator[None]:
-    lists = _CudaAutocastLists()
+    lists = CudaAutocastLists()
     try:
         with torch.autocast("cpu", dtype=dtype):
             yield

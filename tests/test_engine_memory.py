@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -215,3 +216,47 @@ def test_the_run_says_how_many_steps_the_store_kept(tmp_path, tiny_model_dir):
     run.run_edit(request, progress=events.append, engine=run.Engine(str(tiny_model_dir), "cpu"))
     messages = [e.message for e in events if e.phase == "invert" and e.message]
     assert messages and messages[-1].startswith("source attention kept for all 3 steps")
+
+
+def test_a_re_edit_by_a_warm_engine_reuses_the_source_store(tmp_path, tiny_model_dir):
+    from framerelay.engine import run
+    from framerelay.engine.params import MotionLoraParams
+    from framerelay.engine.request import EditRequest
+    from framerelay.media.video import read_clip
+    from tests.media_factory import make_clip, pattern_frame, write_image
+
+    source = make_clip(tmp_path / "clip.mp4", n=4, width=128, height=64)
+    shifted = np.stack([pattern_frame(i + 7, 128, 64) for i in range(4)])
+    other = make_clip(tmp_path / "other.mp4", n=4, width=128, height=64, frames=shifted)
+    edit = write_image(tmp_path / "edit.png", pattern_frame(0, 128, 64)[:, ::-1].copy())
+    engine = run.Engine(str(tiny_model_dir), "cpu")
+
+    def edit_clip(clip, name):
+        events: list[Progress] = []
+        request = EditRequest(
+            source=clip,
+            edited_frames=(edit,),
+            outputs=(tmp_path / name,),
+            device="cpu",
+            params=EngineParams(
+                height=64, width=128, steps=3, window=4, lora=MotionLoraParams(steps=0)
+            ),
+            cache_dir=tmp_path / "cache",
+        )
+        result = run.run_edit(request, progress=events.append, engine=engine)
+        messages = [e.message for e in events if e.phase == "invert" and e.message]
+        return result, messages
+
+    first, messages = edit_clip(source, "a.mp4")
+    assert first.cache_hits == 0 and not messages[-1].startswith("source attention from")
+    assert len(engine.stores) == 1
+    again, messages = edit_clip(source, "b.mp4")
+    assert again.cache_hits == 1
+    assert len(messages) == 1 and messages[0].startswith(
+        "source attention from the previous job: source attention kept for all 3 steps"
+    )
+    assert np.array_equal(
+        read_clip(tmp_path / "a.mp4").frames, read_clip(tmp_path / "b.mp4").frames
+    )
+    edit_clip(other, "c.mp4")  # another clip: the kept store is released, the new one kept
+    assert len(engine.stores) == 1 and not engine.stores._previous

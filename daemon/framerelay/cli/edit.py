@@ -58,6 +58,9 @@ def register(commands) -> None:
         "--lora-steps", type=int, default=250, help="motion LoRA steps per window (0: skip)"
     )
     parser.add_argument("--lora-rank", type=int, default=32)
+    parser.add_argument(
+        "--draft", action="store_true", help="quick look: 12 steps and no motion LoRA"
+    )
     parser.add_argument("--cache-dir", type=Path, help="artifact cache (default: user cache dir)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--min-guidance", type=float, default=1.0)
@@ -104,6 +107,8 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         source_memory_budget_mb=args.memory_budget,
         matching=matching,
     )
+    if args.draft:
+        params = params.draft()
     return EditRequest(
         source=args.source,
         edited_frames=tuple(args.edited),

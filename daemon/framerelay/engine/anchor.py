@@ -36,6 +36,7 @@ _STATE = (
     "num_frames",
     "_inline",
     "_temporal_source",
+    "_source",
     "config",
     "store",
     "kv_mode",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -142,6 +142,11 @@ class SourceAttentionStore:
     def get(self, sigma: float, layer: str) -> torch.Tensor:
         return self._steps[self.key(sigma)][layer]
 
+    def step(self, sigma: float) -> Mapping[str, torch.Tensor] | None:
+        """One step's tensors by layer (looked up once per UNet call, not per layer, so that a
+        compiled UNet does not specialise on sigma)."""
+        return self._steps.get(self.key(sigma))
+
     def __len__(self) -> int:
         return len(self._steps)
 
@@ -170,6 +175,7 @@ class AttentionController:
         self.num_frames = 1
         self.observer: Observer | None = None  # tests watch the source attention here
         self._temporal_source: set[str] = set()
+        self._source: Mapping[str, torch.Tensor] | None = None  # this edit step's stored data
         # Skip-interval cross-attention: "capture" keeps each temporal layer's K/V (the anchor
         # clip's pass); "prepend" puts the captured K/V before the current clip's own.
         self.kv_mode: str | None = None
@@ -192,6 +198,7 @@ class AttentionController:
         first when `inline`, the conditional edit branch last."""
         self.mode, self.step, self.steps, self.sigma = "edit", step, steps, sigma
         self.num_frames, self.branches, self._inline = num_frames, branches, inline
+        self._source = None if inline else self.store.step(sigma)
         stage = temporal_stage(step, steps, self.config.beta1, self.config.beta2)
         enabled = self.config.temporal
         self._temporal_source = (
@@ -212,6 +219,10 @@ class AttentionController:
     @property
     def source_inline(self) -> bool:
         return self._inline
+
+    def source(self, layer: str) -> torch.Tensor:
+        """The stored source tensor of a layer at the current edit step."""
+        return self._source[layer]
 
     def takes_temporal_source(self, layer: str) -> bool:
         return layer in self._temporal_source
@@ -374,7 +385,7 @@ class MatchingProcessor:
         ctl = self.controller
         if ctl.source_inline:
             return q[:rows], k[:rows]
-        stored = ctl.store.get(ctl.sigma, self.layer.name).to(hidden_states.device)
+        stored = ctl.source(self.layer.name).to(hidden_states.device)
         q_src, k_src, _ = _project(attn, stored.to(hidden_states.dtype))
         return q_src, k_src
 
@@ -406,7 +417,7 @@ class MatchingProcessor:
             if ctl.source_inline:
                 probs = attention_probs(q[:rows], k[:rows], attn.scale)
             else:
-                probs = ctl.store.get(ctl.sigma, self.layer.name).to(q.device, torch.float32)
+                probs = ctl.source(self.layer.name).to(q.device, torch.float32)
             ctl.observe("use", self.layer.name, lambda: probs)
             out = out.clone()
             out[cond] = (probs @ v[cond].float()).to(out.dtype)

@@ -463,7 +463,10 @@ def train_motion_lora(
         start = _restore_checkpoint(checkpoint, unet, state) if checkpoint is not None else 0
         progress(Progress("lora", start, params.steps, message=_start_message(start)))
 
-        with _training_mode(unet, params.gradient_checkpointing), _out_of_memory_as_error(batch):
+        with (
+            _training_mode(unet, params.gradient_checkpointing, autocast_dtype is not None),
+            _out_of_memory_as_error(batch),
+        ):
             for step in range(start + 1, params.steps + 1):
                 cancel.raise_if_cancelled()
                 loss = _train_step(unet, batch, params, state, autocast_dtype, before_step)
@@ -560,7 +563,9 @@ def _adapter_for_training(
 
 
 @contextlib.contextmanager
-def _training_mode(unet: torch.nn.Module, gradient_checkpointing: bool) -> Iterator[None]:
+def _training_mode(
+    unet: torch.nn.Module, gradient_checkpointing: bool, autocast: bool = False
+) -> Iterator[None]:
     was_training = unet.training
     was_checkpointing = bool(getattr(unet, "is_gradient_checkpointing", False))
     if gradient_checkpointing and not was_checkpointing:
@@ -569,7 +574,11 @@ def _training_mode(unet: torch.nn.Module, gradient_checkpointing: bool) -> Itera
         unet.disable_gradient_checkpointing()
     unet.train()
     try:
-        with torch.enable_grad(), checkpoint_temporal_blocks(unet, gradient_checkpointing):
+        with (
+            torch.enable_grad(),
+            checkpoint_temporal_blocks(unet, gradient_checkpointing),
+            lora_in_compute_dtype(unet, autocast),  # also while blocks are replayed in backward
+        ):
             yield
     finally:
         unet.train(was_training)

@@ -21,6 +21,7 @@ PRESETS: dict[str, tuple[float, float]] = {
     "shape": (0.4, 0.5),
 }
 PRESET_NAMES = (*PRESETS, "auto")
+DRAFT_STEPS = 12  # the draft mode's sampling steps (and no LoRA)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class EngineParams:
     source_memory_budget_mb: int | None = None
     matching: MatchingParams = field(default_factory=MatchingParams)
     lora: MotionLoraParams = field(default_factory=MotionLoraParams)
+
+    def draft(self) -> EngineParams:
+        """The draft mode: DRAFT_STEPS steps and no motion LoRA (a quick look at an edit; its cost
+        is in bench/RESULTS.md). The motion then comes from the temporal attention matching only."""
+        return replace(self, steps=min(self.steps, DRAFT_STEPS), lora=replace(self.lora, steps=0))
 
     def with_overrides(self, **changes) -> EngineParams:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

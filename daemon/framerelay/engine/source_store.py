@@ -166,3 +166,61 @@ def window_store(
         budget = StoreBudget(on_device, total - on_device)
     log.debug("source store budget: %s", budget.describe())
     return TieredSourceStore(budget, device=device, host_device="cpu")
+
+
+class StoreKeeper:
+    """Keeps a job's complete source stores for a re-edit of the same clip by a warm engine.
+
+    A re-edit finds the motion LoRA and the inversion in the artifact cache; with the window's
+    store kept as well, its editing pass needs no source branch at all (about 1.1x plain sampling
+    instead of 1.6x). A store is kept only while the memory would still hold another one as large
+    (so keeping never costs the current job steps), and stores of an earlier job are released as
+    soon as a window of the current job is not among them.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[str, TieredSourceStore] = {}
+        self._previous: dict[str, TieredSourceStore] = {}
+
+    def begin_job(self) -> None:
+        self._previous, self._kept = self._kept, {}
+
+    def take(self, key: str, steps: int, usable: bool = True) -> TieredSourceStore | None:
+        """The store kept for this window key, if complete and `usable` (the window's inversion
+        comes from the cache); a miss releases the earlier job's stores."""
+        store = self._previous.pop(key, None)
+        if usable and store is not None and len(store) >= steps:
+            return store
+        self._previous.clear()
+        return None
+
+    def keep(self, key: str, store, steps: int, has_room) -> bool:
+        if not isinstance(store, TieredSourceStore) or len(store) < steps:
+            return False
+        if not has_room(store.nbytes):
+            log.debug("not keeping the source store of %s: no room for another", key)
+            return False
+        self._kept[key] = store
+        return True
+
+    def end_job(self) -> None:
+        self._previous.clear()
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self._previous.clear()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+def room_for(
+    device: torch.device,
+    frames: int,
+    latent_hw: tuple[int, int],
+    dtype: torch.dtype,
+    decode_chunk: int,
+    nbytes: int,
+) -> bool:
+    """Whether the default budget, computed now, would still hold `nbytes` more."""
+    return default_store_budget(device, frames, *latent_hw, dtype, decode_chunk).total >= nbytes
