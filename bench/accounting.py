@@ -108,6 +108,8 @@ class Tally:
     host_peak_bytes: int = 0
     ops: int = 0
     top: Counter = field(default_factory=Counter)  # bytes by op name
+    largest_bytes: int = 0  # the largest single device allocation made during the phase
+    largest_shape: tuple = ()
 
     @property
     def total_flops(self) -> int:
@@ -207,6 +209,9 @@ class Accountant(TorchDispatchMode):
             kind = tensor.device.type
             size = storage.nbytes()
             self.live[kind] += size
+            tally = self.tally
+            if tally is not None and kind == DEVICE.type and size > tally.largest_bytes:
+                tally.largest_bytes, tally.largest_shape = size, tuple(tensor.shape)
             self._tracked[key] = (weakref.ref(storage, self._freed(key, kind, size)), kind, size)
         self._update_peak()
 
@@ -245,6 +250,9 @@ class Accountant(TorchDispatchMode):
                 previous.ops += tally.ops
                 previous.top.update(tally.top)
                 previous.peak_bytes = max(previous.peak_bytes, tally.peak_bytes)
+                if tally.largest_bytes > previous.largest_bytes:
+                    previous.largest_bytes = tally.largest_bytes
+                    previous.largest_shape = tally.largest_shape
                 previous.host_peak_bytes = max(previous.host_peak_bytes, tally.host_peak_bytes)
 
     # -- dispatch -----------------------------------------------------------------------------

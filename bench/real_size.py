@@ -44,6 +44,7 @@ from framerelay.engine.conditioning import (
 from framerelay.engine.denoiser import predict_v
 from framerelay.engine.edm import denoising_sigmas, init_noise_sigma
 from framerelay.engine.inversion import Inversion
+from framerelay.engine.params import DRAFT_STEPS
 from framerelay.engine.source_store import TieredSourceStore
 
 GB = 1e9
@@ -319,7 +320,13 @@ def _cuda_autocast() -> Iterator[None]:
 
 
 def measure_lora_step(
-    world: World, label: str, height: int, width: int, checkpointing: bool, autocast: bool
+    world: World,
+    label: str,
+    height: int,
+    width: int,
+    checkpointing: bool,
+    autocast: bool,
+    offload: bool = False,
 ) -> None:
     """One motion-LoRA training step (forward, backward, AdamW update), steady state."""
     s, unet = world.setup, world.comp.unet
@@ -359,7 +366,9 @@ def measure_lora_step(
             for p in parameters:
                 p.grad = None
 
-        world.measure(label, step)
+        unused = (world.comp.vae, world.comp.image_encoder)
+        with memory.off_device(unused, offload, host=acct.host_device()):
+            world.measure(label, step)
     finally:
         lora.remove_motion_lora(unet)
 
@@ -376,7 +385,13 @@ def measure_lora(world: World) -> None:
                 )
     for height, width in sizes:
         measure_lora_step(
-            world, f"new: LoRA step {height}x{width}, temporal ckpt", height, width, True, True
+            world,
+            f"new: LoRA step {height}x{width}, temporal ckpt",
+            height,
+            width,
+            True,
+            True,
+            offload=True,
         )
 
 
@@ -392,11 +407,13 @@ def _kept_steps(step_bytes: int, budget: int, steps: int) -> int:
     return min(steps, budget // step_bytes) if step_bytes else 0
 
 
-def clip_totals(world: World, label: str, budget_bytes: int) -> dict[str, acct.Tally]:
+def clip_totals(
+    world: World, label: str, budget_bytes: int, steps: int | None = None
+) -> dict[str, acct.Tally]:
     """Whole-clip tallies for one setting; which steps the store keeps follows the inversion order
-    (the lowest sigmas first, i.e. the last denoising steps)."""
+    (the lowest sigmas first, i.e. the last denoising steps). LoRA training is not included."""
     r, s = world.results, world.setup
-    steps = s.steps
+    steps = steps or s.steps
     kept = _kept_steps(world.store_step_bytes[label], budget_bytes, steps)
     host_steps = 0
     if label == "new":
@@ -471,13 +488,16 @@ def report(world: World) -> dict:
         "no allocator slack or CUDA context"
     )
     print()
-    print("| phase | TFLOP | of it fp32 | TB moved | link GB | store GB/step | peak GB | H100 s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| phase | TFLOP | of it fp32 | TB moved | link GB | store GB/step | peak GB | H100 s "
+        "| largest tensor GB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, tally in world.results.items():
         store = ""
         if name.endswith("inversion call (record)"):
             store = f"{world.store_step_bytes[name.split(':')[0]] / GB:.2f}"
-        print(_row(name, tally, store))
+        print(_row(name, tally, store) + f" {tally.largest_bytes / GB:.2f} |")
     summary = {"setup": {k: str(v) for k, v in vars(s).items()}, "phases": {}, "clips": {}}
     for name, tally in world.results.items():
         summary["phases"][name] = {
@@ -487,6 +507,8 @@ def report(world: World) -> dict:
             "link_gb": tally.link_bytes / GB,
             "peak_gb": tally.peak_bytes / GB,
             "h100_s": tally.seconds,
+            "largest_gb": tally.largest_bytes / GB,
+            "largest_shape": list(tally.largest_shape),
         }
     step_bytes = world.store_step_bytes
     budgets = {
@@ -497,6 +519,9 @@ def report(world: World) -> dict:
         totals = clip_totals(world, label, budgets[label])
         kept = totals.pop("_kept").name
         plain = totals["plain sampling"]
+        if label == "new":
+            draft = clip_totals(world, label, budgets[label], DRAFT_STEPS)
+            totals[f"draft ({DRAFT_STEPS} steps, no LoRA): invert + edit"] = draft["invert + edit"]
         print()
         print(
             f"### Per clip, {label} ({step_bytes[label] / GB:.2f} GB per step in the store; "

@@ -260,3 +260,24 @@ def test_a_re_edit_by_a_warm_engine_reuses_the_source_store(tmp_path, tiny_model
     )
     edit_clip(other, "c.mp4")  # another clip: the kept store is released, the new one kept
     assert len(engine.stores) == 1 and not engine.stores._previous
+
+
+def test_leaner_reference_mask_and_source_projection_keep_every_bit(tiny_pipe):
+    """The CPU default computes exactly what the landed code did: the mask with its temporaries
+    reused in place, and the source branch projected without its unused V."""
+    g = torch.Generator().manual_seed(4)
+    q1, k1, q2, k2 = (torch.randn(3, 2, 40, 8, generator=g) for _ in range(4))
+
+    def landed_mask(q_src, k_src, q_edit, k_edit, scale):
+        def probs(q, k):
+            return ((q.float() @ k.float().transpose(-1, -2)) * scale).softmax(dim=-1)
+
+        difference = (probs(q_src, k_src) - probs(q_edit, k_edit)).abs()
+        return (difference.mean(dim=1).sum(dim=-1) / 2).clamp_(0.0, 1.0)
+
+    assert torch.equal(A.spatial_change_mask(q1, k1, q2, k2, 0.3), landed_mask(q1, k1, q2, k2, 0.3))
+    attn = tiny_pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    hidden = torch.randn(2, 16, attn.to_q.in_features, generator=g)
+    q, k, _ = A._project(attn, hidden)
+    q_only, k_only = A._project_qk(attn, hidden)
+    assert torch.equal(q, q_only) and torch.equal(k, k_only)

@@ -276,8 +276,20 @@ def _project(attn, hidden_states: torch.Tensor):
     return q, k, v
 
 
+def _project_qk(attn, hidden_states: torch.Tensor):
+    """Q and K only (the source branch's V is never used)."""
+    q = _split_heads(attn.to_q(hidden_states), attn.heads)
+    k = _split_heads(attn.to_k(hidden_states), attn.heads)
+    if attn.norm_q is not None:
+        q = attn.norm_q(q)
+    if attn.norm_k is not None:
+        k = attn.norm_k(k)
+    return q, k
+
+
 def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    return ((q.float() @ k.float().transpose(-1, -2)) * scale).softmax(dim=-1)
+    # in place where a temporary is made anyway: the same values, one probability matrix fewer
+    return (q.float() @ k.float().transpose(-1, -2)).mul_(scale).softmax(dim=-1)
 
 
 def spatial_change_mask(
@@ -301,7 +313,7 @@ def spatial_change_mask(
             frames = slice(start, min(n, start + group))
             p_src = attention_probs(q_src[frames], k_src[frames], scale)
             p_edit = attention_probs(q_edit[frames], k_edit[frames], scale)
-            mask[frames] = (p_src - p_edit).abs().mean(dim=1).sum(dim=-1) / 2
+            mask[frames] = p_src.sub_(p_edit).abs_().mean(dim=1).sum(dim=-1) / 2
         return mask.clamp_(0.0, 1.0)
     rows = max(1, max_chunk_elements // (heads * k_edit.shape[2]))
     for frame in range(n):
@@ -309,7 +321,7 @@ def spatial_change_mask(
             end = min(length, start + rows)
             p_src = attention_probs(q_src[frame, :, start:end], k_src[frame], scale)
             p_edit = attention_probs(q_edit[frame, :, start:end], k_edit[frame], scale)
-            mask[frame, start:end] = (p_src - p_edit).abs().mean(dim=0).sum(dim=-1) / 2
+            mask[frame, start:end] = p_src.sub_(p_edit).abs_().mean(dim=0).sum(dim=-1) / 2
     return mask.clamp_(0.0, 1.0)
 
 
@@ -386,8 +398,7 @@ class MatchingProcessor:
         if ctl.source_inline:
             return q[:rows], k[:rows]
         stored = ctl.source(self.layer.name).to(hidden_states.device)
-        q_src, k_src, _ = _project(attn, stored.to(hidden_states.dtype))
-        return q_src, k_src
+        return _project_qk(attn, stored.to(hidden_states.dtype))
 
     def _match(self, attn, hidden_states, q, k, v, out):
         ctl = self.controller
@@ -411,7 +422,6 @@ class MatchingProcessor:
                 mask = mask * region
             weight = mask[:, None, :, None].to(out.dtype)
             source_out = F.scaled_dot_product_attention(q_src, k_src, v[cond])
-            out = out.clone()
             out[cond] = (1 - weight) * source_out + weight * out[cond]
         elif self.layer.kind == TEMPORAL and ctl.takes_temporal_source(self.layer.name):
             if ctl.source_inline:
@@ -419,7 +429,6 @@ class MatchingProcessor:
             else:
                 probs = ctl.source(self.layer.name).to(q.device, torch.float32)
             ctl.observe("use", self.layer.name, lambda: probs)
-            out = out.clone()
             out[cond] = (probs @ v[cond].float()).to(out.dtype)
         return out
 

@@ -90,6 +90,25 @@ def lora_in_compute_dtype(unet: torch.nn.Module, active: bool) -> Iterator[None]
         yield
 
 
+@contextlib.contextmanager
+def off_device(
+    modules, active: bool = True, host: torch.device | str = "cpu"
+) -> Iterator[None]:
+    """Move modules a phase does not use (the VAE and CLIP while the LoRA trains: 1.5 GB in bf16)
+    to host memory, and back afterwards."""
+    if not active:
+        yield
+        return
+    places = [(module, next(module.parameters()).device) for module in modules]
+    for module, _ in places:
+        module.to(host)
+    try:
+        yield
+    finally:
+        for module, device in places:
+            module.to(device)
+
+
 # -- VAE decode -----------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ import torch
 
 from framerelay import limits
 from framerelay.cache import ArtifactCache, hash_frames
-from framerelay.engine import artifacts, attention, lora, source_store, speed
+from framerelay.engine import artifacts, attention, lora, memory, source_store, speed
 from framerelay.engine.anchor import Anchor, AnchorEdit, capture_edit_kv, capture_source_kv
 from framerelay.engine.conditioning import (
     Condition,
@@ -271,16 +271,18 @@ def _train_lora(
             nearest = float(sigmas[(sigmas.log() - np.log(sigma)).abs().argmin()])
             capture_source_kv(pipe, anchor, controller, nearest)
 
-    result = lora.train_motion_lora(
-        pipe.unet,
-        batch,
-        training,
-        checkpoints,
-        progress=progress,
-        cancel=cancel,
-        autocast_dtype=autocast,
-        before_step=before_step,
-    )
+    unused = (pipe.vae, pipe.image_encoder)
+    with memory.off_device(unused, active=pipe.unet.device.type == "cuda"):
+        result = lora.train_motion_lora(
+            pipe.unet,
+            batch,
+            training,
+            checkpoints,
+            progress=progress,
+            cancel=cancel,
+            autocast_dtype=autocast,
+            before_step=before_step,
+        )
     controller.kv_mode = None
     pipe.unet.eval()
     return result.steps_run
