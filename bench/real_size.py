@@ -77,6 +77,7 @@ class World:
     acc: acct.Accountant
     results: dict[str, acct.Tally] = field(default_factory=dict)
     store_step_bytes: dict[str, int] = field(default_factory=dict)
+    decode_chunk: int = 8  # what run.py would use on the GPU the store is sized to
 
     def measure(self, name: str, fn: Callable[[], object]) -> acct.Tally:
         started = time.perf_counter()
@@ -144,6 +145,7 @@ def new_store(world: World) -> TieredSourceStore:
         s.decode_chunk,
         host_available=s.host_bytes,
         device_free=s.gpu_bytes - weights - CUDA_CONTEXT,
+        decode_dtype=world.comp.vae.dtype,
     )
     return TieredSourceStore(budget, device=acct.device(), host_device=acct.host_device())
 
@@ -162,9 +164,11 @@ def measure_conditioning(world: World) -> None:
         lambda: encode_video_latents(comp, frames, s.decode_chunk),
     )
     latents = _latents(world)
+    free = s.gpu_bytes - world.acc.live[acct.DEVICE.type] - CUDA_CONTEXT
+    chunk = memory.decode_chunk_that_fits(s.decode_chunk, s.height, s.width, comp.vae.dtype, free)
+    world.decode_chunk = chunk
     world.measure(
-        f"VAE decode, chunks of {s.decode_chunk}",
-        lambda: decode_video_latents(comp, latents, s.decode_chunk),
+        f"VAE decode, chunks of {chunk}", lambda: decode_video_latents(comp, latents, chunk)
     )
 
 
@@ -426,7 +430,7 @@ def clip_totals(
             link_bytes=streamed.link_bytes - r[f"{label}: edit stage 1, store"].link_bytes,
         )
         streaming.seconds = acct.H100.link_seconds(streaming.link_bytes)
-    decode = r[f"VAE decode, chunks of {s.decode_chunk}"]
+    decode = r[f"VAE decode, chunks of {world.decode_chunk}"]
     conditioning = r["CLIP image embedding"] + r["VAE encode, 1 frame"]
     plain = conditioning + r["plain CFG step (batch 2)"].scaled(steps) + decode
     record = r[f"{label}: inversion call (record)"]

@@ -91,9 +91,7 @@ def lora_in_compute_dtype(unet: torch.nn.Module, active: bool) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def off_device(
-    modules, active: bool = True, host: torch.device | str = "cpu"
-) -> Iterator[None]:
+def off_device(modules, active: bool = True, host: torch.device | str = "cpu") -> Iterator[None]:
     """Move modules a phase does not use (the VAE and CLIP while the LoRA trains: 1.5 GB in bf16)
     to host memory, and back afterwards."""
     if not active:
@@ -187,6 +185,7 @@ def default_store_budget(
     decode_chunk: int,
     host_available: int | None = None,
     device_free: int | None = None,
+    decode_dtype: torch.dtype | None = None,
 ) -> StoreBudget:
     """The default budget, from the machine's free memory rather than a fixed size.
 
@@ -202,7 +201,7 @@ def default_store_budget(
     device_free = device_free_bytes(device) if device_free is None else device_free
     needed = max(
         edit_call_bytes(frames, latent_height, latent_width, dtype),
-        decode_bytes(decode_chunk, latent_height * 8, latent_width * 8, dtype),
+        decode_bytes(decode_chunk, latent_height * 8, latent_width * 8, decode_dtype or dtype),
     )
     margin = GIB  # the allocator's fragmentation and the CUDA context's growth
     return StoreBudget(max(0, (device_free or 0) - needed - margin), host)

@@ -473,6 +473,7 @@ def run_edit(
                 (params.height // pipe.vae_scale_factor, params.width // pipe.vae_scale_factor),
                 pipe.unet.dtype,
                 params.decode_chunk_size,
+                pipe.vae.dtype,
             )
             kept = engine.stores.take(key, params.steps, usable=entry is not None)
             controller.store = kept or source_store.window_store(
@@ -514,7 +515,14 @@ def run_edit(
                 latents = _edit_window(
                     pipe, window, edit, inversion, params, anchor, controller, report, cancel
                 )
-                decoded = decode_video_latents(pipe, latents, params.decode_chunk_size)
+                chunk = memory.decode_chunk_that_fits(
+                    params.decode_chunk_size,
+                    params.height,
+                    params.width,
+                    pipe.vae.dtype,
+                    memory.device_free_bytes(device),
+                )
+                decoded = decode_video_latents(pipe, latents, chunk)
                 restored = fit.from_model(decoded.cpu().numpy())
                 edit.last_frame = torch.from_numpy(fit.to_model(restored[-1:])).to(device)
                 edit.sink.write(restored if index == 0 else restored[params.overlap :])

@@ -155,12 +155,15 @@ def window_store(
     latent_hw: tuple[int, int],
     dtype: torch.dtype,
     decode_chunk: int,
+    decode_dtype: torch.dtype | None = None,
 ) -> TieredSourceStore:
     """The store for one window: an explicit budget (MB, device first) or the machine's default."""
+    auto = default_store_budget(
+        device, frames, *latent_hw, dtype, decode_chunk, decode_dtype=decode_dtype
+    )
     if budget_mb is None:
-        budget = default_store_budget(device, frames, *latent_hw, dtype, decode_chunk)
+        budget = auto
     else:
-        auto = default_store_budget(device, frames, *latent_hw, dtype, decode_chunk)
         total = budget_mb * 2**20
         on_device = min(total, auto.device_bytes)
         budget = StoreBudget(on_device, total - on_device)
@@ -220,7 +223,11 @@ def room_for(
     latent_hw: tuple[int, int],
     dtype: torch.dtype,
     decode_chunk: int,
+    decode_dtype: torch.dtype | None,
     nbytes: int,
 ) -> bool:
     """Whether the default budget, computed now, would still hold `nbytes` more."""
-    return default_store_budget(device, frames, *latent_hw, dtype, decode_chunk).total >= nbytes
+    budget = default_store_budget(
+        device, frames, *latent_hw, dtype, decode_chunk, decode_dtype=decode_dtype
+    )
+    return budget.total >= nbytes
