@@ -281,3 +281,37 @@ def test_leaner_reference_mask_and_source_projection_keep_every_bit(tiny_pipe):
     q, k, _ = A._project(attn, hidden)
     q_only, k_only = A._project_qk(attn, hidden)
     assert torch.equal(q, q_only) and torch.equal(k, k_only)
+
+
+class _RecordingTransfer:
+    """Stands for CudaTransfer: records what is copied ahead and what is used."""
+
+    def __init__(self):
+        self.started, self.finished = [], []
+
+    def start(self, host):
+        self.started.append(float(host[0]))
+        return host
+
+    def finish(self, handle):
+        self.finished.append(float(handle[0]))
+        return handle
+
+
+def test_host_tier_steps_stream_layer_by_layer_ahead_of_use():
+    transfer = _RecordingTransfer()
+    budget = memory.StoreBudget(device_bytes=0, host_bytes=GIB)
+    store = TieredSourceStore(budget, "meta", host_device="cpu", prefetch=2, transfer=transfer)
+    layers = ["a", "b", "c", "d"]
+    store.begin(1.0)
+    for i, name in enumerate(layers):
+        store.put(name, torch.full((4,), float(i)))
+    store.end()
+    assert store.host_nbytes == 64 and store.device_nbytes == 0
+    step = store.step(1.0)
+    got = [float(step[name][0]) for name in ("a", "c", "d")]  # "b" skipped by this call
+    assert got == [0.0, 2.0, 3.0]
+    assert transfer.started == [0.0, 1.0, 2.0, 3.0]  # a, then b and c ahead; d when c is used
+    assert transfer.finished == [0.0, 2.0, 3.0]
+    assert store._inflight == {}  # the skipped layer's copy is dropped, nothing leaks
+    assert store.step(2.0) is None

@@ -10,6 +10,7 @@ default run keeps all steps wherever RAM allows (about 22 GB at 576x1024x14).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import torch
 
@@ -29,6 +30,7 @@ class TieredSourceStore(SourceAttentionStore):
         device: torch.device | str,
         host_device: torch.device | str = "cpu",
         prefetch: int = PREFETCH_LAYERS,
+        transfer=None,
     ):
         super().__init__(budget.total, device=host_device)
         self.budget = budget
@@ -42,8 +44,9 @@ class TieredSourceStore(SourceAttentionStore):
         self._pending_tier: str | None = None
         self._order: list[str] = []
         self._index: dict[str, int] = {}
-        self._inflight: dict[tuple[str, str], tuple[torch.Tensor, object]] = {}
-        self._copy_stream = None
+        self._inflight: dict[tuple[str, str], object] = {}
+        streaming = self.compute_device.type == "cuda" and self.host_device.type == "cpu"
+        self.transfer = transfer or (CudaTransfer(self.compute_device) if streaming else None)
         self.full = budget.total <= 0
         if self.compute_device == self.host_device:  # CPU: one memory, one tier
             self.budget = StoreBudget(0, budget.total)
@@ -117,35 +120,71 @@ class TieredSourceStore(SourceAttentionStore):
     def get(self, sigma: float, layer: str) -> torch.Tensor:
         key = self.key(sigma)
         tensor = self._steps[key][layer]
-        if self._tier[key] == DEVICE_TIER or self.compute_device.type != "cuda":
+        if self._tier[key] == DEVICE_TIER or self.transfer is None:
             return tensor
         return self._streamed(key, layer)
 
+    def step(self, sigma: float):
+        key = self.key(sigma)
+        if key not in self._steps:
+            return None
+        if self._tier[key] == DEVICE_TIER or self.transfer is None:
+            return self._steps[key]
+        return _StreamedStep(self, key)
+
     def _streamed(self, key: str, layer: str) -> torch.Tensor:
-        """The host tensor on the device; the next layers' copies start on a side stream."""
-        if self._copy_stream is None:
-            self._copy_stream = torch.cuda.Stream(self.compute_device)
+        """The host tensor on the device; the next layers' copies start ahead of use."""
         index = self._index[layer]
         for ahead in self._order[index : index + 1 + self.prefetch]:
             if (key, ahead) not in self._inflight and ahead in self._steps[key]:
-                self._inflight[(key, ahead)] = self._copy(self._steps[key][ahead])
-        tensor, event = self._inflight.pop((key, layer))
-        current = torch.cuda.current_stream(self.compute_device)
-        current.wait_event(event)
-        tensor.record_stream(current)
-        return tensor
-
-    def _copy(self, host: torch.Tensor):
-        stream = self._copy_stream
-        stream.wait_stream(torch.cuda.current_stream(self.compute_device))
-        with torch.cuda.stream(stream):
-            tensor = host.to(self.compute_device, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(stream)
-        return tensor, event
+                self._inflight[(key, ahead)] = self.transfer.start(self._steps[key][ahead])
+        handle = self._inflight.pop((key, layer))
+        for stale in [k for k in self._inflight if k[0] != key or self._index[k[1]] < index]:
+            del self._inflight[stale]  # layers this call skipped (e.g. temporal, stage 2)
+        return self.transfer.finish(handle)
 
     def summary(self, steps: int) -> str:
         return steps_message(len(self), steps, self.nbytes, self.budget)
+
+
+class _StreamedStep(Mapping):
+    """One host-tier step, fetched layer by layer as the processors ask for it."""
+
+    def __init__(self, store: TieredSourceStore, key: str):
+        self._store, self._key = store, key
+
+    def __getitem__(self, layer: str) -> torch.Tensor:
+        return self._store._streamed(self._key, layer)
+
+    def __iter__(self):
+        return iter(self._store._steps[self._key])
+
+    def __len__(self) -> int:
+        return len(self._store._steps[self._key])
+
+
+class CudaTransfer:
+    """Host -> device copies on a side stream; the compute stream waits only for the layer it
+    uses, so the copies of the next layers overlap the current layer's compute."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+
+    def start(self, host: torch.Tensor):
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            tensor = host.to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self.stream)
+        return tensor, event
+
+    def finish(self, handle) -> torch.Tensor:
+        tensor, event = handle
+        current = torch.cuda.current_stream(self.device)
+        current.wait_event(event)
+        tensor.record_stream(current)
+        return tensor
 
 
 def window_store(
