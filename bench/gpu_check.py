@@ -138,7 +138,7 @@ def synthetic_clip(frames: int, height: int, width: int, device) -> torch.Tensor
 def run_checks(check: Check, pipe, compile_unet: bool) -> None:
     from PIL import Image
 
-    from framerelay.engine import attention, fused_mask, lora
+    from framerelay.engine import attention, fused_mask, lora, speed
     from framerelay.engine.conditioning import (
         added_time_ids,
         decode_video_latents,
@@ -161,9 +161,6 @@ def run_checks(check: Check, pipe, compile_unet: bool) -> None:
         ((frames[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype("uint8")
     )
     latent_hw = (c.height // pipe.vae_scale_factor, c.width // pipe.vae_scale_factor)
-
-    if compile_unet:
-        pipe.unet = torch.compile(pipe.unet)
 
     def plain(steps: int = c.steps):
         latents = pipe(
@@ -299,6 +296,32 @@ def run_checks(check: Check, pipe, compile_unet: bool) -> None:
         }
 
     c.phase("fused mask vs reference", mask_phase)
+
+    # The faster paths, switched on one after the other (they stay on for the phases after).
+    def matched_pass():
+        store = window_store(None, c.device, c.frames, latent_hw, dtype, params.decode_chunk_size)
+        ctl = attention.AttentionController(layers, config, store)
+        saved = attention.install_processors(pipe.unet, ctl)
+        try:
+            generator = torch.Generator().manual_seed(0)
+            source = encode_condition(pipe, frames[:1], params, generator)
+            latents = encode_video_latents(pipe, frames, params.decode_chunk_size)
+            inversion = invert(pipe, latents, source, c.steps, ctl)
+            condition = encode_condition(pipe, edited, params, generator)
+            return sample_edit(pipe, inversion, condition, 1.0, 2.0, ctl)
+        finally:
+            attention.restore_processors(pipe.unet, saved)
+
+    variants = [("channels-last", speed.Speedups(channels_last=True))]
+    if compile_unet:
+        variants.append(("compiled", speed.Speedups(channels_last=True, compile=True)))
+    for label, speedups in variants:
+        speed.apply(pipe, speedups)
+        if speedups.compile:
+            c.phase("compile (first plain and matched calls, 2 steps)", lambda: plain(2))
+            c.phase("compile (first matched calls)", matched_pass)
+        c.phase(f"plain sampling, {label}", plain)
+        c.phase(f"inversion + matched edit, {label}", matched_pass)
 
     plain_s = c.figures["phases"].get("plain sampling", {}).get("seconds")
     inv = c.figures["phases"].get("inversion (records the source store)", {}).get("seconds")

@@ -27,6 +27,8 @@ def test_dry_run_reports_every_phase(tmp_path):
         "re-edit (store kept)",
         "LoRA training, 3 steps",
         "fused mask vs reference",
+        "plain sampling, channels-last",
+        "inversion + matched edit, channels-last",
     } <= set(phases)
     assert all(entry["seconds"] > 0 and entry["peak_rss_mib"] > 0 for entry in phases.values())
     assert figures["store"]["kept_steps"] == figures["store"]["steps"] == 3
