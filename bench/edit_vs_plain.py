@@ -17,9 +17,11 @@ decode in either).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +93,30 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass(frozen=True)
+class Clock:
+    wall: float
+    cpu: float  # this process's CPU time: on the CPU with one torch thread, what other programs
+    # loading the machine change least (wall time grows with the load average)
+
+    def seconds(self, device: str) -> float:
+        return self.cpu if device == "cpu" else self.wall
+
+    def __add__(self, other: Clock) -> Clock:
+        return Clock(self.wall + other.wall, self.cpu + other.cpu)
+
+    def show(self, device: str) -> str:
+        if device == "cpu":
+            return f"{self.cpu:.2f} s CPU ({self.wall:.2f} s wall)"
+        return f"{self.wall:.2f} s"
+
+
 def timed(device: str, fn):
     sync(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = fn()
     sync(device)
-    return result, time.perf_counter() - start
+    return result, Clock(time.perf_counter() - start, time.process_time() - start_cpu)
 
 
 def peak_memory(device: str) -> str:
@@ -202,9 +222,11 @@ def main() -> None:
 
     plain()  # warm-up
     for repeat in range(args.repeats):
-        _, t_plain = timed(device, plain)
+        _, plain_clock = timed(device, plain)
+        t_plain = plain_clock.seconds(device)
         print(
-            f"[{repeat}] plain diffusers sampling: {t_plain:.2f} s ({peak_memory(device)})",
+            f"[{repeat}] plain diffusers sampling: {plain_clock.show(device)} "
+            f"({peak_memory(device)}); load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
         for label, store in (
@@ -215,15 +237,17 @@ def main() -> None:
             t_inv, t_edit, t_reedit, disk, stored, ram = framerelay(store)
             total = t_inv + t_edit
             print(
-                f"[{repeat}] {label}: invert {t_inv:.2f} s + edit {t_edit:.2f} s = {total:.2f} s, "
-                f"ratio {total / t_plain:.2f}x plain; steps stored {stored} ({ram / 2**20:.1f} MiB); "
-                f"cache bytes per clip {disk / 2**20:.2f} MiB; {peak_memory(device)}",
+                f"[{repeat}] {label}: invert {t_inv.show(device)} + edit {t_edit.show(device)} "
+                f"= {total.show(device)}, ratio {total.seconds(device) / t_plain:.2f}x plain; "
+                f"steps stored {stored} ({ram / 2**20:.1f} MiB); cache bytes per clip "
+                f"{disk / 2**20:.2f} MiB; {peak_memory(device)}; "
+                f"load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
             if t_reedit is not None:
                 print(
-                    f"[{repeat}] {label}, re-edit from the cache (store kept): {t_reedit:.2f} s, "
-                    f"ratio {t_reedit / t_plain:.2f}x plain",
+                    f"[{repeat}] {label}, re-edit from the cache (store kept): "
+                    f"{t_reedit.show(device)}, ratio {t_reedit.seconds(device) / t_plain:.2f}x plain",
                     flush=True,
                 )
 
