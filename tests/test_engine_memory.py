@@ -315,3 +315,18 @@ def test_host_tier_steps_stream_layer_by_layer_ahead_of_use():
     assert transfer.finished == [0.0, 2.0, 3.0]
     assert store._inflight == {}  # the skipped layer's copy is dropped, nothing leaks
     assert store.step(2.0) is None
+
+
+@pytest.mark.parametrize("shape", [(14, 2, 448, 32), (14, 4, 112, 32), (6, 2, 64, 16)])
+def test_cache_sized_frame_groups_give_the_same_mask_bits(shape):
+    """The reference mask works on groups of frames that fit the cache; every frame's rows are
+    computed alike whatever the group, so the CPU default keeps its bits."""
+    g = torch.Generator().manual_seed(1)
+    q1, k1, q2, k2 = (torch.randn(*shape, generator=g) for _ in range(4))
+    scale = shape[-1] ** -0.5
+    one_group = A.spatial_change_mask(q1, k1, q2, k2, scale, group_elements=1 << 40)
+    assert torch.equal(A.spatial_change_mask(q1, k1, q2, k2, scale), one_group)
+    per_frame = shape[1] * shape[2] * shape[2]
+    assert torch.equal(
+        A.spatial_change_mask(q1, k1, q2, k2, scale, group_elements=per_frame), one_group
+    )
