@@ -40,14 +40,21 @@ class Check:
     out: Path
     figures: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    budget_s: float = 480.0  # optional phases are skipped once this much time has passed
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def phase(self, name: str, fn):
+    def phase(self, name: str, fn, optional: bool = False):
         """Run fn, record seconds and peak memory, write the figures so far; errors are recorded,
-        not raised, so that one failing phase does not hide the others."""
+        not raised, so that one failing phase does not hide the others. An optional phase is
+        skipped once the time budget is spent."""
+        if optional and time.perf_counter() - self.started > self.budget_s:
+            self.figures.setdefault("phases", {})[name] = {"skipped": "time budget spent"}
+            self.write()
+            print(f"{name}: skipped (time budget spent)", flush=True)
+            return None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -235,7 +242,7 @@ def run_checks(check: Check, pipe, compile_unet: bool) -> None:
         finally:
             attention.restore_processors(pipe.unet, saved)
 
-    c.phase(f"draft: invert + edit, {c.draft_steps} steps, no LoRA", draft_phase)
+    c.phase(f"draft: invert + edit, {c.draft_steps} steps, no LoRA", draft_phase, optional=True)
 
     def lora_phase():
         autocast = dtype if c.device.type == "cuda" else None
@@ -295,7 +302,7 @@ def run_checks(check: Check, pipe, compile_unet: bool) -> None:
             "fused_s": round(time.perf_counter() - start, 4),
         }
 
-    c.phase("fused mask vs reference", mask_phase)
+    c.phase("fused mask vs reference", mask_phase, optional=True)
 
     # The faster paths, switched on one after the other (they stay on for the phases after).
     def matched_pass():
@@ -318,10 +325,10 @@ def run_checks(check: Check, pipe, compile_unet: bool) -> None:
     for label, speedups in variants:
         speed.apply(pipe, speedups)
         if speedups.compile:
-            c.phase("compile (first plain and matched calls, 2 steps)", lambda: plain(2))
-            c.phase("compile (first matched calls)", matched_pass)
-        c.phase(f"plain sampling, {label}", plain)
-        c.phase(f"inversion + matched edit, {label}", matched_pass)
+            c.phase("compile (first plain calls, 2 steps)", lambda: plain(2), optional=True)
+            c.phase("compile (first matched calls)", matched_pass, optional=True)
+        c.phase(f"plain sampling, {label}", plain, optional=True)
+        c.phase(f"inversion + matched edit, {label}", matched_pass, optional=True)
 
     plain_s = c.figures["phases"].get("plain sampling", {}).get("seconds")
     inv = c.figures["phases"].get("inversion (records the source store)", {}).get("seconds")
@@ -342,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=14)
     parser.add_argument("--compile", action="store_true", help="torch.compile the UNet first")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny models, tiny size")
+    parser.add_argument(
+        "--budget-s", type=float, default=420.0, help="skip optional phases after this long"
+    )
     args = parser.parse_args(argv)
 
     if args.dry_run:
@@ -373,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             "compile": args.compile,
         }
     )
+    check.budget_s = args.budget_s
     run_checks(check, pipe, args.compile)
     print(json.dumps(check.figures, indent=1))
     return 0

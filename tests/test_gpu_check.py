@@ -38,3 +38,17 @@ def test_dry_run_reports_every_phase(tmp_path):
     mask = figures["fused_mask"]
     assert mask["backend"] == "reference" and mask["decisions_differ_away_from_threshold"] == 0
     assert mask["max_abs_diff"] < 1e-4
+
+
+def test_optional_phases_give_way_to_the_time_budget(tmp_path):
+    out = tmp_path / "check.json"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert gpu_check.main(["--dry-run", "--out", str(out), "--budget-s", "0"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    phases = json.loads(out.read_text())["phases"]
+    assert phases["fused mask vs reference"] == {"skipped": "time budget spent"}
+    assert phases["plain sampling, channels-last"] == {"skipped": "time budget spent"}
+    assert "seconds" in phases["plain sampling"] and "seconds" in phases["matched edit"]
