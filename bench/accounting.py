@@ -177,6 +177,14 @@ FLOP_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _flash_cpu_backward_flops,
 }
 _FLASH = int(torch.nn.attention.SDPBackend.FLASH_ATTENTION)
+# Allocations: memory, but no traffic.
+_ALLOCATIONS = {
+    aten.empty.memory_format,
+    aten.empty_strided.default,
+    aten.empty_like.default,
+    aten.new_empty.default,
+    aten.new_empty_strided.default,
+}
 
 
 def _tensors(tree) -> list[torch.Tensor]:
@@ -282,8 +290,8 @@ class Accountant(TorchDispatchMode):
             tally.link_bytes += moved
             tally.seconds += self.machine.link_seconds(moved)
             return out
-        if devices == {HOST.type}:
-            return out  # host-side work (filling the store) does not touch the device
+        if devices == {HOST.type} or func in _ALLOCATIONS:
+            return out  # host-side work (filling the store) and allocations move no bytes
         moved = sum(_nbytes(t) for t in inputs) + sum(_nbytes(t) for t in outputs)
         flops = 0
         dtype = inputs[0].dtype if inputs else torch.float32
@@ -347,16 +355,6 @@ def _to_float32(tree):
         return value
 
     return tree_map(cast, tree)
-
-
-@contextlib.contextmanager
-def cuda_like_autocast(dtype: torch.dtype) -> Iterator[None]:
-    lists = CudaAutocastLists()
-    try:
-        with torch.autocast("cpu", dtype=dtype):
-            yield
-    finally:
-        lists.close()
 
 
 def _apply_overwriting(self, fn, recurse=True):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -217,7 +216,3 @@ def steps_message(kept: int, steps: int, nbytes: int, budget: StoreBudget) -> st
             f"(the other {steps - kept} recompute the source branch)"
         )
     return f"{head}: {nbytes / GIB:.2f} GiB (budget {budget.describe()})"
-
-
-def gib(nbytes: float) -> str:
-    return f"{nbytes / GIB:.2f} GiB" if math.isfinite(nbytes) else "n/a"
