@@ -21,7 +21,8 @@ GIB = 2**30
 
 # Activation peaks (weights excluded) that bench/real_size.py measured at 576x1024x14 in bf16:
 # VAE decode of 8 frames 9.8 GB; an inline matched edit call 7.0 GB; a skip-interval capture (the
-# anchor's replayed call plus its K/V, kept for the window's own call) 11.4 GB. With ~6 % headroom,
+# anchor's replayed call plus its K/V, kept for the window's own call) 11.4 GB (9.9 GB since the
+# capture keeps only the rows the window uses; the reserve keeps the larger figure). With headroom,
 # per decoded pixel-frame and byte of the VAE dtype, and per latent element of one branch in bf16:
 DECODE_BYTES_PER_PIXEL_FRAME = 0.65e9 / (576 * 1024)
 EDIT_CALL_BYTES_PER_LATENT = 12.1e9 / (14 * 4 * 72 * 128)
