@@ -145,7 +145,7 @@ def synthetic_clip(frames: int, height: int, width: int, device) -> torch.Tensor
 def run_checks(check: Check, pipe, compile_unet: bool) -> None:
     from PIL import Image
 
-    from framerelay.engine import attention, fused_mask, lora, speed
+    from framerelay.engine import attention, fused_mask, lora, memory, speed
     from framerelay.engine.conditioning import (
         added_time_ids,
         decode_video_latents,
@@ -260,7 +260,11 @@ def run_checks(check: Check, pipe, compile_unet: bool) -> None:
             stamps.append(time.perf_counter())
 
         training = lora.LoraTrainingParams(steps=c.lora_steps, checkpoint_every=10**6)
-        with tempfile.TemporaryDirectory() as folder:
+        unused = (pipe.vae, pipe.image_encoder)  # off the GPU while the LoRA trains, as run.py
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            memory.off_device(unused, autocast is not None),
+        ):
             lora.train_motion_lora(
                 pipe.unet, batch, training, Path(folder), clock, autocast_dtype=autocast
             )
