@@ -21,6 +21,7 @@ PRESETS: dict[str, tuple[float, float]] = {
     "shape": (0.4, 0.5),
 }
 PRESET_NAMES = (*PRESETS, "auto")
+DRAFT_STEPS = 12  # the draft mode's sampling steps (and no LoRA)
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,16 @@ class EngineParams:
     sarp_threshold: float = 0.001
     sarp_alpha: float = 0.005
     decode_chunk_size: int = 8
-    source_memory_budget_mb: int = 4096  # RAM for source-branch attention; the rest is recomputed
+    # Memory for the source branch's attention data (device first, then host), MB; None: sized
+    # from the machine's free memory. Steps that do not fit are recomputed inline.
+    source_memory_budget_mb: int | None = None
     matching: MatchingParams = field(default_factory=MatchingParams)
     lora: MotionLoraParams = field(default_factory=MotionLoraParams)
+
+    def draft(self) -> EngineParams:
+        """The draft mode: DRAFT_STEPS steps and no motion LoRA (a quick look at an edit; its cost
+        is in bench/RESULTS.md). The motion then comes from the temporal attention matching only."""
+        return replace(self, steps=min(self.steps, DRAFT_STEPS), lora=replace(self.lora, steps=0))
 
     def with_overrides(self, **changes) -> EngineParams:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -89,12 +97,13 @@ class EngineParams:
         check_int("seed", self.seed, 0, MAX_SEED)
         check_guidance(self.min_guidance, self.max_guidance)
         check_conditioning(self)
-        check_int(
-            "the source memory budget (MB)",
-            self.source_memory_budget_mb,
-            0,
-            MAX_MEMORY_BUDGET_MB,
-        )
+        if self.source_memory_budget_mb is not None:
+            check_int(
+                "the source memory budget (MB)",
+                self.source_memory_budget_mb,
+                0,
+                MAX_MEMORY_BUDGET_MB,
+            )
         check_matching(self.matching)
         return self
 
