@@ -224,6 +224,8 @@ class AttentionController:
 
     def source(self, layer: str) -> torch.Tensor:
         """The stored source tensor of a layer at the current edit step."""
+        if self._source is None:
+            raise RuntimeError(f"no stored source for {layer} at this step (sigma {self.sigma})")
         return self._source[layer]
 
     def takes_temporal_source(self, layer: str) -> bool:
