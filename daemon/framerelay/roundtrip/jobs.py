@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from framerelay.errors import EditUnreadableError, FramerelayError, InvalidSpecError
 from framerelay.jobs.events import EditUpdate, JobEvent, Started
@@ -47,6 +47,8 @@ from framerelay.roundtrip.records import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from framerelay.roundtrip.session import EditSession
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class RoundTrip:
 
 @dataclass(frozen=True)
 class FrameToEdit:
-    frame: Any  # np.ndarray, H×W×3 uint8 or uint16
+    frame: np.ndarray  # H×W×3 uint8 or uint16
     source_frame: int  # index in the source file
     spec: JobSpec  # its frame range starts at the edited frame
 
@@ -403,7 +405,7 @@ def update_from(event: EditEvent) -> EditUpdate:
     )
 
 
-def exported_frame(path: Path) -> Any:
+def exported_frame(path: Path) -> np.ndarray | None:
     """The frame a round trip exported (float32 H×W×3), what transparent areas of an edit show;
     None when it is gone."""
     from framerelay.media import image
