@@ -78,6 +78,12 @@ def test_threshold_mask_uses_edit_above_and_soft_weight_below():
     assert out.tolist() == [[pytest.approx(0.1), pytest.approx(0.3), 1.0, 1.0]]
 
 
+def test_threshold_mask_saturates_at_the_threshold_itself_as_the_official_code():
+    mask = torch.tensor([[0.25, 0.5, 0.0]])
+    assert A.threshold_mask(mask, torch.tensor([0.5])).tolist() == [[0.25, 1.0, 0.0]]
+    assert A.threshold_mask(mask, torch.tensor([0.0])).tolist() == [[1.0, 1.0, 1.0]]
+
+
 def _spatial_attention_module():
     torch.manual_seed(0)
     return Attention(query_dim=16, heads=2, dim_head=8)

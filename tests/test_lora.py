@@ -185,6 +185,7 @@ def test_training_changes_only_the_adapter(tmp_path):
     assert all(p.grad is not None for p in motion_lora_parameters(unet))
 
 
+@pytest.mark.slow
 def test_loss_at_fixed_noise_levels_decreases_over_20_steps(tmp_path):
     # Random σ makes single-step losses noisy, so the test measures the loss at fixed σ and fixed
     # noise, without dropout, before and after training. lr is 1e-2 instead of 5e-4: a randomly
@@ -432,6 +433,7 @@ class CancelAt:
             self.token.cancel()
 
 
+@pytest.mark.slow
 def test_resume_after_cancel_ends_where_an_uninterrupted_run_ends(tmp_path):
     # dropout 0.1 is on, so equality needs the RNG state restored from the checkpoint
     params = fast_params(steps=10, checkpoint_every=5, dropout=0.1)

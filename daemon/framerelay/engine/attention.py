@@ -300,8 +300,8 @@ def spatial_change_mask(
 
 
 def threshold_mask(mask: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Above a frame's threshold the edit attention is used whole; below, blended by m."""
-    return torch.where(mask > thresholds[:, None], torch.ones_like(mask), mask)
+    """From a frame's threshold up the edit attention is used whole; below, blended by m."""
+    return torch.where(mask >= thresholds[:, None], torch.ones_like(mask), mask)
 
 
 class MatchingProcessor:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from framerelay.engine.params import EngineParams
+from framerelay.engine.sarp import perturb_smooth_areas
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,17 @@ def encode_condition(
         image_latent=latent.to(unet.device, unet.dtype),
         added_time_ids=added_time_ids(pipe, params),
     )
+
+
+def encode_source_condition(
+    pipe, first_frame: torch.Tensor, params: EngineParams, generator: torch.Generator
+) -> Condition:
+    """The inversion's condition: the window's first frame with its own smooth-area perturbation
+    (as the official inversion perturbs its conditioning frames), then `encode_condition`."""
+    perturbed = perturb_smooth_areas(
+        first_frame, params.sarp_threshold, params.sarp_alpha, generator
+    )
+    return encode_condition(pipe, perturbed, params, generator)
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -29,6 +29,7 @@ from framerelay.engine.conditioning import (
     encode_condition,
     encode_image_embeddings,
     encode_image_latent,
+    encode_source_condition,
     encode_video_latents,
     resize_frames,
 )
@@ -297,7 +298,7 @@ def _invert_window(
     cancel: CancelToken | None,
 ) -> Inversion:
     generator = torch.Generator().manual_seed(params.seed)
-    condition = encode_condition(pipe, window.frames[:1], params, generator)
+    condition = encode_source_condition(pipe, window.frames[:1], params, generator)
     frames = perturb_smooth_areas(
         window.frames, params.sarp_threshold, params.sarp_alpha, generator
     )
