@@ -43,11 +43,12 @@ def test_every_folder_is_inside_this_tests_own_temporary_folder(tmp_path_factory
         assert not any(Path(folder).is_relative_to(real) for real in sealing.REAL_FOLDERS)
 
 
-def test_two_tests_do_not_share_folders(tmp_path_factory):
-    # Each test gets its own: this one's folders differ from a fresh seal's.
-    mine = framerelay_folders()
-    other = sealing.sealed_environment(tmp_path_factory.mktemp("other"))
-    assert mine["config"] != other["FRAMERELAY_CONFIG_DIR"]
+def test_each_test_starts_from_a_fresh_empty_folder():
+    home = Path.home()
+    root = home.parent
+    assert root.name.startswith("user")  # made by tmp_path_factory.mktemp for this test alone
+    assert sorted(p.name for p in root.iterdir()) == ["home", "runtime"]
+    assert not any(home.iterdir()) and not config.config_dir().exists()
 
 
 def test_a_subprocess_sees_the_sealed_folders(tmp_path_factory):
