@@ -150,13 +150,12 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
             [str(good_clip), str(good_edit), "-o", out, "--height", "100"],
             "multiple of 64",
         ),
-        "one step": ([str(good_clip), str(good_edit), "-o", out, "--steps", "1"], "steps must be"),
     }
 
 
 def test_bad_input_gets_one_line_a_hint_and_status_2(tmp_path, tiny_model_dir, capsys):
     for name, (args, mention) in _bad_inputs(tmp_path).items():
-        status = main(["edit", "--model", str(tiny_model_dir), "--quiet", "--steps", "2", *args])
+        status = main(["edit", *args, "--model", str(tiny_model_dir), "--quiet", "--steps", "2"])
         stderr = capsys.readouterr().err
         assert status == 2, (name, stderr)
         lines = stderr.strip().splitlines()

@@ -32,7 +32,7 @@ def matching(**changes) -> dict:
 
 # name: (changes at the edge, changes just beyond it, frames in the clip)
 EDGES: dict[str, tuple[dict, dict, int]] = {
-    "steps-min": ({"steps": 2}, {"steps": 1}, 3),
+    "steps-min": ({"steps": 1}, {"steps": 0}, 3),
     "steps-max": ({"steps": 200, **CHEAP}, {"steps": 201}, 2),
     "height-min": ({"height": 64}, {"height": 0}, 3),
     "height-max": ({"height": MAX_SIZE, **CHEAP}, {"height": MAX_SIZE + 64}, 2),
@@ -130,3 +130,19 @@ def test_the_engine_runs_at_the_edge(name, clips, engine, tmp_path):
     result = run.run_edit(request, engine=engine)
     info = probe(result.outputs[0])
     assert (info.frame_count, info.width, info.height) == (frames, 96, 64)
+
+
+@pytest.mark.slow
+def test_framerelay_edit_runs_one_step(clips, tiny_model_dir, tmp_path, capsys):
+    from framerelay.cli import main
+
+    edit = write_image(tmp_path / "edit.png", pattern_frame(0, 96, 64)[::-1].copy())
+    output = tmp_path / "one-step.mp4"
+    status = main(
+        ["edit", str(clips[3]), str(edit), "-o", str(output), "--model", str(tiny_model_dir),
+         "--device", "cpu", "--quiet", "--steps", "1", "--height", "64", "--width", "64",
+         "--window", "2", "--lora-steps", "1", "--lora-rank", "2",
+         "--cache-dir", str(tmp_path / "cache")]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert probe(output).frame_count == 3

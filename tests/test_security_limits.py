@@ -63,8 +63,8 @@ def setter(field: str, value) -> Change:
 
 
 PARAMETERS: dict[str, tuple[Change, str]] = {
-    "steps-0": (setter("steps", 0), "steps must be 2..200"),
-    "steps-huge": (setter("steps", 10_000), "steps must be 2..200"),
+    "steps-0": (setter("steps", 0), "steps must be 1..200"),
+    "steps-huge": (setter("steps", 10_000), "steps must be 1..200"),
     "height-odd": (setter("height", 100), "multiple of 64"),
     "width-huge": (setter("width", 65_536), "multiple of 64 from 64 to 4096"),
     "window-1": (setter("window", 1), "window must be 2..64"),
