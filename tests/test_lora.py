@@ -251,9 +251,9 @@ def test_training_draws_nothing_from_the_global_rng(tmp_path):
 
 
 def test_a_dropout_mask_is_a_function_of_seed_step_and_layer():
-    from framerelay.engine.lora import SeededDropout, _DropoutClock
+    from framerelay.engine.lora import DropoutClock, SeededDropout
 
-    clock, x = _DropoutClock(23), torch.ones(64, 64)
+    clock, x = DropoutClock(23), torch.ones(64, 64)
     first, other_layer = SeededDropout(0.5, clock, 0), SeededDropout(0.5, clock, 1)
     clock.step = 1
     mask = first(x)

@@ -101,7 +101,7 @@ class SourceAttentionStore:
     editing, so the budget trades memory for a larger editing batch.
     """
 
-    def __init__(self, budget_bytes: int, device: torch.device | str = "cpu"):
+    def __init__(self, budget_bytes: float, device: torch.device | str = "cpu"):
         self.budget_bytes = budget_bytes
         self.device = torch.device(device)
         self.nbytes = 0
