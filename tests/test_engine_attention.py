@@ -322,3 +322,107 @@ def test_skip_interval_prepends_the_anchor_keys_and_values():
     assert seen["anchor_used:off"].shape == (6, 2, 5, 16)  # K and V side by side
     with pytest.raises(ValueError, match="anchor K/V batch"):
         module(current[:3])
+
+
+def _unet_calls(unet, grad=False):
+    """The tiny UNet's output for a batch of two, with the condition of SVD: one image token."""
+    sample, t, emb, ids = _unet_inputs(unet)
+    with torch.set_grad_enabled(grad):
+        return unet(sample, t, encoder_hidden_states=emb, added_time_ids=ids).sample
+
+
+def test_one_token_cross_attention_is_the_default_bit_for_bit(tiny_pipe):
+    unet = tiny_pipe.unet
+    unet.set_attn_processor(AttnProcessor2_0())
+    expected = _unet_calls(unet)
+    controller = A.AttentionController(
+        A.self_attention_layers(unet), A.MatchingConfig(0.5, 0.8), A.SourceAttentionStore(0)
+    )
+    previous = A.install_processors(unet, controller)
+    calls = []
+    try:
+        cross = {
+            p for p in unet.attn_processors.values() if isinstance(p, A.OneTokenCrossAttention)
+        }
+        assert len(cross) == 1
+        shortcut = next(iter(cross))
+        original = shortcut.default.__call__
+        shortcut.default = lambda *a, **k: calls.append(1) or original(*a, **k)
+        got = _unet_calls(unet)
+        assert calls == []  # every cross-attention (spatial and temporal) took the shortcut
+        assert torch.equal(got, expected)
+        with_grad = _unet_calls(unet, grad=True)  # autograd: the default processor, every layer
+        attn2 = [n for n in unet.attn_processors if n.endswith("attn2.processor")]
+        assert len(calls) == len(attn2) > 0
+        assert torch.equal(with_grad.detach(), expected)
+    finally:
+        A.restore_processors(unet, previous)
+    assert not any(isinstance(p, A.OneTokenCrossAttention) for p in unet.attn_processors.values())
+
+
+def test_one_token_cross_attention_falls_back_for_a_longer_context():
+    torch.manual_seed(0)
+    module = Attention(query_dim=16, cross_attention_dim=8, heads=2, dim_head=8)
+    hidden = torch.randn(3, 10, 16)
+    context = torch.randn(3, 4, 8)  # four tokens: a real softmax
+    with torch.no_grad():
+        module.set_processor(AttnProcessor2_0())
+        expected = module(hidden, encoder_hidden_states=context)
+        one = module(hidden, encoder_hidden_states=context[:, :1])
+        module.set_processor(A.OneTokenCrossAttention())
+        assert torch.equal(module(hidden, encoder_hidden_states=context), expected)
+        assert torch.equal(module(hidden, encoder_hidden_states=context[:, :1]), one)
+
+
+@pytest.mark.parametrize(("rows", "heads", "frames", "dim"), [(6, 2, 5, 8), (4, 3, 14, 32)])
+def test_temporal_probabilities_from_fused_attention_equal_the_explicit_ones(
+    rows, heads, frames, dim
+):
+    generator = torch.Generator().manual_seed(6)
+    q, k = (
+        torch.randn(rows, frames, heads, dim, generator=generator).transpose(1, 2) for _ in range(2)
+    )
+    probs = A.temporal_probs(q, k, dim**-0.5)
+    assert probs.is_contiguous() and probs.dtype == torch.float32
+    torch.testing.assert_close(probs, A.attention_probs(q, k, dim**-0.5), atol=1e-6, rtol=1e-5)
+    wide = torch.randn(rows, heads, dim + 3, dim, generator=generator)  # more keys than the width
+    torch.testing.assert_close(
+        A.temporal_probs(q, wide, 0.3), A.attention_probs(q, wide, 0.3), atol=0, rtol=0
+    )
+
+
+@pytest.mark.parametrize("kind", [A.SPATIAL, A.TEMPORAL])
+def test_a_matched_call_leaves_the_other_rows_as_an_unmatched_call_gives_them(kind):
+    """The rows before the conditional branch get their attention on their own: the same bits as
+    when the whole batch goes through one attention call."""
+    module = _spatial_attention_module()
+    name = (
+        "x.transformer_blocks.0.attn1"
+        if kind == A.SPATIAL
+        else "x.temporal_transformer_blocks.0.attn1"
+    )
+    layer = A.SelfAttentionLayer(name, kind, 0)
+    controller = A.AttentionController(
+        [layer], A.MatchingConfig(0.5, 0.8), A.SourceAttentionStore(0)
+    )
+    module.set_processor(A.MatchingProcessor(layer, controller))
+    generator = torch.Generator().manual_seed(5)
+    batch = torch.randn(9, 12, 16, generator=generator)  # [source, uncond, cond], 3 rows each
+    with torch.no_grad():
+        matched = _edit_call(module, batch, controller, 3, True)
+        module.set_processor(AttnProcessor2_0())
+        plain = module(batch)
+    assert torch.equal(matched[:6], plain[:6])
+    assert not torch.allclose(matched[6:], plain[6:], atol=1e-3)  # the edit branch was matched
+
+
+def test_the_inversion_does_not_depend_on_the_processors(tiny_pipe, clip_inputs):
+    """The recording inversion gives the trajectory of plain diffusers attention bit for bit, so
+    what the artifact cache holds does not change with the matching processors."""
+    latents, source, _ = clip_inputs
+    tiny_pipe.unet.set_attn_processor(AttnProcessor2_0())
+    plain = invert(tiny_pipe, latents, source, 4)
+    _, _, recorded = _run(tiny_pipe, clip_inputs, 1 << 30, steps=4)
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.trajectory, recorded.trajectory, strict=True)
+    )

@@ -3,6 +3,11 @@ step), channels-last, the draft mode."""
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -115,3 +120,61 @@ def test_the_cli_draft_flag_and_the_default_memory_budget(tmp_path):
     assert request.params.steps == 25 and request.params.lora.steps == 250
     draft = edit.build_request(parser.parse_args([*base, "--draft"]))
     assert draft.params.steps == DRAFT_STEPS and draft.params.lora.steps == 0
+
+
+def test_loading_tunes_the_host_allocator(monkeypatch):
+    calls = []
+    monkeypatch.setattr(speed, "tune_host_allocator", lambda: calls.append(1) or True)
+
+    class Pipe:
+        unet = tiny_unet(heads=2, num_frames=4)
+
+    speed.apply(Pipe(), speed.Speedups())
+    assert calls == [1]  # always on: it changes no value
+
+
+_MALLOC_CYCLES = """
+import ctypes, resource, sys
+from framerelay.engine.allocator import tune_host_allocator
+if sys.argv[1] == "tuned":
+    assert tune_host_allocator() is True and tune_host_allocator() is True
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 20 * 2**20  # three activations under the 32 MiB mmap threshold, freed after each call
+def call():
+    blocks = [libc.malloc(size) for _ in range(3)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)
+    for block in reversed(blocks):
+        libc.free(block)
+call()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    call()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="glibc's malloc only",
+)
+def test_freed_activations_stay_in_the_process_for_the_next_call():
+    """Five calls that each allocate, touch and free 60 MiB: by default glibc gives the memory
+    back and the kernel faults it in again page by page; tuned, it stays in the process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    faults = {}
+    for mode in ("default", "tuned"):
+        done = subprocess.run(
+            [sys.executable, "-c", _MALLOC_CYCLES, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        faults[mode] = int(done.stdout.split()[-1])
+    pages_per_call = 3 * 20 * 2**20 // 4096
+    assert faults["default"] >= pages_per_call  # at least one call faulted everything again
+    assert faults["tuned"] < pages_per_call // 20

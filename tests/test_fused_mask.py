@@ -1,4 +1,5 @@
-"""The fused spatial mask: the two-pass tiled algorithm against the reference mask."""
+"""The spatial mask without the reference's path: the two-pass tiled algorithm (CUDA's) and the
+explicit blend (the CPU default), each against the reference."""
 
 from __future__ import annotations
 
@@ -64,18 +65,99 @@ def test_the_operator_runs_the_tiled_algorithm_off_cuda():
     torch.testing.assert_close(op, M.tiled_change_mask(q_src, k_src, q_edit, k_edit, 0.35))
 
 
-def test_auto_backend_is_the_reference_on_the_cpu():
-    assert M.resolve_backend("auto", torch.device("cpu")) == "reference"
+def test_auto_backend_is_the_explicit_blend_on_the_cpu():
+    assert M.resolve_backend("auto", torch.device("cpu")) == "explicit"
     assert M.resolve_backend("fused", torch.device("cpu")) == "fused"
+    assert M.resolve_backend("reference", torch.device("cpu")) == "reference"
     with pytest.raises(ValueError, match="unknown mask backend"):
         M.resolve_backend("magic", torch.device("cpu"))
     q_src, k_src, q_edit, k_edit = _inputs(2, 2, 24, 24, 8)
     auto = M.change_mask(q_src, k_src, q_edit, k_edit, 0.35)
     reference = A.spatial_change_mask(q_src, k_src, q_edit, k_edit, 0.35)
-    assert torch.equal(auto, reference)  # bit for bit: the CPU default is unchanged
+    assert torch.equal(auto, reference)  # the mask alone is the reference's on the CPU
 
 
-def test_a_matched_edit_with_the_fused_mask_matches_the_reference(tiny_pipe):
+def _reference_blend(q_src, k_src, q_edit, k_edit, v, scale, thresholds):
+    """The reference path: the mask, then both attentions' outputs blended by it."""
+    mask = A.spatial_change_mask(q_src, k_src, q_edit, k_edit, scale)
+    w = A.threshold_mask(mask, thresholds)[:, None, :, None]
+    source = torch.nn.functional.scaled_dot_product_attention(q_src, k_src, v, scale=scale)
+    edit = torch.nn.functional.scaled_dot_product_attention(q_edit, k_edit, v, scale=scale)
+    return (1 - w) * source + w * edit, mask
+
+
+def _thresholded(thresholds):
+    return lambda mask, frames, rows: A.threshold_mask(mask, thresholds[frames])
+
+
+@pytest.mark.parametrize("shape", [(4, 2, 64, 64, 16), (3, 4, 33, 50, 8), (2, 1, 7, 7, 4)])
+def test_explicit_blend_equals_the_reference_within_tolerance(shape):
+    q_src, k_src, q_edit, k_edit = _inputs(*shape, spread=1.5)
+    v = torch.randn(
+        shape[0], shape[1], shape[3], shape[4], generator=torch.Generator().manual_seed(9)
+    )
+    scale = shape[-1] ** -0.5
+    thresholds = torch.linspace(0.3, 0.6, shape[0])
+    expected, reference = _reference_blend(q_src, k_src, q_edit, k_edit, v, scale, thresholds)
+    out, mask = M.blended_attention(
+        q_src, k_src, q_edit, k_edit, v, scale, _thresholded(thresholds)
+    )
+    assert float(reference.max() - reference.min()) > 0.3  # a real range of masks
+    torch.testing.assert_close(mask, reference, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(out, expected, atol=2e-6, rtol=1e-5)
+    assert out.dtype == v.dtype and out.shape == expected.shape
+
+
+def test_explicit_blend_saturates_where_the_reference_does():
+    q_src, k_src, q_edit, k_edit = _inputs(4, 2, 128, 128, 16, seed=5, spread=1.5)
+    v = torch.randn(4, 2, 128, 16, generator=torch.Generator().manual_seed(3))
+    reference = A.spatial_change_mask(q_src, k_src, q_edit, k_edit, 0.25)
+    for threshold in (0.2, 0.3, 0.35, 0.5):
+        weights = []
+
+        def weight(mask, frames, rows, threshold=threshold, weights=weights):
+            weights.append(A.threshold_mask(mask, torch.full((mask.shape[0],), threshold)))
+            return weights[-1]
+
+        M.blended_attention(q_src, k_src, q_edit, k_edit, v, 0.25, weight)
+        saturated = torch.cat(weights) == 1.0
+        near = (reference - threshold).abs() < 1e-3
+        assert bool((saturated == (reference >= threshold))[~near].all())
+        assert bool(saturated.any()) and not bool(saturated.all())  # both decisions occur
+
+
+def test_explicit_blend_gives_the_same_bits_for_any_group_of_frames():
+    """Every frame's rows are computed alike in a group of any size, so the output does not depend
+    on how many frames a group holds (or on the machine's cache-sized default)."""
+    q_src, k_src, q_edit, k_edit = _inputs(5, 2, 40, 40, 8, seed=2)
+    v = torch.randn(5, 2, 40, 8, generator=torch.Generator().manual_seed(4))
+    weight = _thresholded(torch.full((5,), 0.35))
+    outputs = [
+        M.blended_attention(q_src, k_src, q_edit, k_edit, v, 0.3, weight, group_elements=g)
+        for g in (1, 2 * 40 * 40 * 2, 1 << 20)
+    ]
+    for out, mask in outputs[1:]:
+        assert torch.equal(out, outputs[0][0]) and torch.equal(mask, outputs[0][1])
+    # one frame larger than the chunk: query rows in chunks, the same values
+    out, mask = M.blended_attention(
+        q_src, k_src, q_edit, k_edit, v, 0.3, weight, max_chunk_elements=2 * 40 * 7
+    )
+    torch.testing.assert_close(out, outputs[0][0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(mask, outputs[0][1], atol=1e-6, rtol=1e-6)
+
+
+def test_explicit_blend_with_weight_zero_or_one_is_one_branch():
+    q_src, k_src, q_edit, k_edit = _inputs(2, 2, 24, 24, 8, seed=7)
+    v = torch.randn(2, 2, 24, 8, generator=torch.Generator().manual_seed(8))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    for value, q, k in ((0.0, q_src, k_src), (1.0, q_edit, k_edit)):
+        out, _ = M.blended_attention(
+            q_src, k_src, q_edit, k_edit, v, 8**-0.5, lambda m, f, r, x=value: torch.full_like(m, x)
+        )
+        torch.testing.assert_close(out, sdpa(q, k, v), atol=1e-6, rtol=1e-5)
+
+
+def test_a_matched_edit_with_each_backend_matches_the_reference(tiny_pipe):
     from framerelay.engine.conditioning import encode_condition, encode_video_latents
     from framerelay.engine.editing import sample_edit
     from framerelay.engine.inversion import invert
@@ -90,7 +172,7 @@ def test_a_matched_edit_with_the_fused_mask_matches_the_reference(tiny_pipe):
     )
     latents = encode_video_latents(tiny_pipe, frames, 8)
     outputs = {}
-    for backend in ("reference", "fused"):
+    for backend in ("reference", "fused", "explicit", "auto"):
         layers = A.self_attention_layers(tiny_pipe.unet)
         config = A.MatchingConfig(0.5, 0.8, mask_backend=backend)
         controller = A.AttentionController(layers, config, A.SourceAttentionStore(2**30))
@@ -101,6 +183,9 @@ def test_a_matched_edit_with_the_fused_mask_matches_the_reference(tiny_pipe):
         finally:
             A.restore_processors(tiny_pipe.unet, previous)
     torch.testing.assert_close(outputs["fused"], outputs["reference"], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(outputs["explicit"], outputs["reference"], atol=1e-3, rtol=1e-3)
+    assert torch.equal(outputs["auto"], outputs["explicit"])  # the CPU default
+    assert not torch.equal(outputs["explicit"], outputs["reference"])  # other rounding, stated
 
 
 def test_triton_kernel_in_the_interpreter_matches_the_reference():

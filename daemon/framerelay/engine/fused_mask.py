@@ -10,18 +10,30 @@ before they are compared, so one online-softmax pass cannot give it; two passes 
 Only a tile of scores exists at a time. On CUDA a Triton kernel does both passes in registers
 (`_triton_change_mask`): it reads Q and K of both branches and writes one float per query and head,
 so a step's mask moves megabytes instead of the terabytes of fp32 probabilities. On other devices
-`tiled_change_mask` runs the same algorithm in torch (for tests; the CPU default stays the
-reference). Both are reached through the `framerelay::change_mask` operator, so that the
-accounting (bench/real_size.py) sees one fused op, as the GPU runs it.
+`tiled_change_mask` runs the same algorithm in torch (for tests). Both are reached through the
+`framerelay::change_mask` operator, so that the accounting (bench/real_size.py) sees one fused op,
+as the GPU runs it.
+
+On the CPU the default is `blended_attention` ("explicit"): it holds both branches' fp32
+probabilities for a group of frames anyway, so it blends them *before* the product with V,
+P = P_src + w·(P_edit − P_src), and returns the conditional branch's attention output: one P·V
+product instead of two scaled-dot-product attentions (the edit's and the source's); the row
+distances come from one pass over both matrices (`torch.cdist`, p = 1) and the blend is one `lerp_`
+(docs/engine-notes.md, point 5).
+
+Backends: "reference" (`attention.spatial_change_mask`, then both attentions blended by the
+mask), "fused" (the two-pass mask, then both attentions blended), "explicit" (above); "auto" is
+"fused" on CUDA with Triton, else "explicit".
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 
-BACKENDS = ("auto", "reference", "fused")
+BACKENDS = ("auto", "reference", "fused", "explicit")
 
 
 def tiled_change_mask(
@@ -105,12 +117,12 @@ def triton_available() -> bool:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """'auto' is the fused kernel on CUDA with Triton, else the reference."""
+    """'auto' is the fused kernel on CUDA with Triton, else the explicit blend."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown mask backend {backend!r}; expected one of {BACKENDS}")
     if backend != "auto":
         return backend
-    return "fused" if device.type == "cuda" and triton_available() else "reference"
+    return "fused" if device.type == "cuda" and triton_available() else "explicit"
 
 
 def change_mask(
@@ -122,12 +134,80 @@ def change_mask(
     backend: str = "auto",
     max_chunk_elements: int = 1 << 26,
 ) -> torch.Tensor:
-    """The spatial change mask (n, L) by the chosen backend."""
+    """The spatial change mask (n, L) by the chosen backend ("explicit" computes the mask as the
+    reference does)."""
     if resolve_backend(backend, q_edit.device) == "fused":
         return torch.ops.framerelay.change_mask(q_src, k_src, q_edit, k_edit, float(scale))
     from framerelay.engine.attention import spatial_change_mask
 
     return spatial_change_mask(q_src, k_src, q_edit, k_edit, scale, max_chunk_elements)
+
+
+# -- explicit probabilities, blended before P·V (the CPU default) -------------------------------
+
+BlendWeight = Callable[[torch.Tensor, slice, slice], torch.Tensor]
+
+
+def scaled_scores(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """scale·Q·Kᵀ in float32 for (g, heads, L, d) and (g, heads, K, d) → (g, heads, L, K): one
+    batched product with the scale applied as it accumulates (no separate pass over the scores)."""
+    g, heads, length, dim = q.shape
+    keys = k.shape[2]
+    q3 = q.float().reshape(g * heads, length, dim)
+    k3 = k.float().reshape(g * heads, keys, dim)
+    scores = q3.new_empty(g * heads, length, keys)
+    scores.baddbmm_(q3, k3.transpose(1, 2), beta=0.0, alpha=scale)
+    return scores.view(g, heads, length, keys)
+
+
+def blended_attention(
+    q_src: torch.Tensor,
+    k_src: torch.Tensor,
+    q_edit: torch.Tensor,
+    k_edit: torch.Tensor,
+    v_edit: torch.Tensor,
+    scale: float,
+    weight: BlendWeight,
+    max_chunk_elements: int = 1 << 26,
+    group_elements: int = 1 << 20,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The conditional branch's matched spatial attention from explicit fp32 probabilities.
+
+    Inputs (n, heads, L, d), the keys (n, heads, K, d). For a group of frames (or a chunk of query
+    rows of one frame when a frame alone exceeds `max_chunk_elements` probabilities per branch):
+    P_src and P_edit, the mask m = ½·Σ_keys|P_edit − P_src| averaged over heads (clamped to [0, 1]),
+    w = weight(m, frames, rows), then (P_src + w·(P_edit − P_src))·V, which equals
+    (1 − w)·P_src·V + w·P_edit·V. Returns the output (n, heads, L, d_v) in V's dtype and the mask
+    (n, L) float32. Deterministic: every group is computed alike, whatever its size.
+    """
+    n, heads, length, _ = q_edit.shape
+    keys = k_edit.shape[2]
+    out = torch.empty(n, heads, length, v_edit.shape[-1], dtype=torch.float32, device=v_edit.device)
+    mask = torch.empty(n, length, dtype=torch.float32, device=q_edit.device)
+    values = v_edit.float()
+
+    def blend(frames: slice, rows: slice) -> None:
+        p_src = scaled_scores(q_src[frames, :, rows], k_src[frames], scale).softmax(dim=-1)
+        p_edit = scaled_scores(q_edit[frames, :, rows], k_edit[frames], scale).softmax(dim=-1)
+        g, _, r, _ = p_src.shape
+        # Σ_keys |P_edit − P_src| per row in one pass, with no difference matrix
+        distance = torch.cdist(p_edit.view(-1, 1, keys), p_src.view(-1, 1, keys), p=1)
+        m = distance.view(g, heads, r).mean(dim=1).div_(2).clamp_(0.0, 1.0)
+        mask[frames, rows] = m
+        p_src.lerp_(p_edit, weight(m, frames, rows)[:, None, :, None])
+        out[frames, :, rows] = torch.matmul(p_src, values[frames])
+
+    per_frame = heads * length * keys
+    if per_frame <= max_chunk_elements:
+        group = max(1, min(max_chunk_elements, group_elements) // per_frame)
+        for start in range(0, n, group):
+            blend(slice(start, min(n, start + group)), slice(None))
+    else:
+        chunk = max(1, max_chunk_elements // (heads * keys))
+        for frame in range(n):
+            for start in range(0, length, chunk):
+                blend(slice(frame, frame + 1), slice(start, min(length, start + chunk)))
+    return out.to(v_edit.dtype), mask
 
 
 # -- CUDA -----------------------------------------------------------------------------------------

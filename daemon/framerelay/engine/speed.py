@@ -1,5 +1,6 @@
 """Switchable faster paths for the loaded pipeline. All are off by default: the default path stays
-bit for bit what it was on the CPU.
+bit for bit what it was on the CPU. One is always on, since it changes no value: glibc's malloc is
+told to keep freed activations in the process (`allocator`).
 
 * ``compile``: `torch.compile` of the UNet in place (the module object stays the same, so the
   attention processors, the LoRA and the hooks keep working). The matching processors read
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from framerelay.engine.allocator import tune_host_allocator
+
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +45,7 @@ class Speedups:
 
 
 def apply(pipe, speedups: Speedups) -> None:
+    tune_host_allocator()
     if speedups.channels_last:
         for module in pipe.unet.modules():
             if isinstance(module, torch.nn.Conv2d):
