@@ -12,6 +12,12 @@ from the cache: the inversion read back from the artifact cache and the source s
 warm engine (what a daemon does when the same clip is edited again), so only the editing pass and
 the new condition are timed. Plain sampling and every framerelay row stop at the latents (no VAE
 decode in either).
+
+The pipeline is set up as the engine sets up what it loads (`speed.apply`, all speedups off: only
+glibc's malloc tuned), before plain sampling runs, so both sides run on the same allocator. Plain
+sampling runs twice per repeat: with diffusers' own attention processors (the baseline of the
+ratios) and with framerelay's cross-attention processor (`attention.OneTokenCrossAttention`, the
+same bits with less work), which shows what the editing costs on top of sampling the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from framerelay.engine import artifacts, attention
+from framerelay.engine import artifacts, attention, speed
 from framerelay.engine.conditioning import encode_condition, encode_video_latents
 from framerelay.engine.editing import sample_edit
 from framerelay.engine.inversion import invert
@@ -149,6 +155,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         device, height, width, dtype = "cpu", 128, 224, torch.float32
         pipe = tiny_pipeline("medium", num_frames=args.frames)
+    speed.apply(pipe, speed.Speedups())  # as the engine does on load: the allocator only
     params = EngineParams(height=height, width=width, steps=args.steps)
     frames = synthetic_clip(args.frames, height, width).to(device)
     edited = frames[:1].flip(-1)
@@ -177,14 +184,19 @@ def main() -> None:
         return window_store(budget_mb, torch.device(device), args.frames, latent_hw, dtype, 8)
 
     def framerelay(store):
-        """Encode, invert (recording into the store) and edit; the condition encoding counts."""
-        controller = None
-        if store is not None:
-            layers = attention.self_attention_layers(pipe.unet)
-            controller = attention.AttentionController(
-                layers, attention.MatchingConfig(0.5, 0.8), store
-            )
-            previous = attention.install_processors(pipe.unet, controller)
+        """Encode, invert (recording into the store) and edit; the condition encoding counts.
+        Without a store, no matching: the engine's processors are installed all the same, as
+        `run_edit` installs them for every job."""
+        layers = attention.self_attention_layers(pipe.unet)
+        matching = store is not None
+        if store is None:
+            store = attention.SourceAttentionStore(0)
+        controller = attention.AttentionController(
+            layers, attention.MatchingConfig(0.5, 0.8), store
+        )
+        previous = attention.install_processors(pipe.unet, controller)
+        if not matching:
+            controller = None
         try:
 
             def first_edit():
@@ -203,7 +215,7 @@ def main() -> None:
             inversion, t_invert = timed(device, first_edit)
             _, t_edit = timed(device, lambda: edit(inversion, 1))
             t_reedit = None
-            if store is not None and len(store) == args.steps:
+            if matching and len(store) == args.steps:
                 with tempfile.TemporaryDirectory() as folder:
                     path = Path(folder) / artifacts.INVERSION_FILE
                     artifacts.save_inversion(inversion, path)
@@ -214,11 +226,20 @@ def main() -> None:
 
                     _, t_reedit = timed(device, re_edit)
         finally:
-            if controller is not None:
-                attention.restore_processors(pipe.unet, previous)
-        stored = len(store) if store is not None else 0
-        ram = store.nbytes if store is not None else 0
+            attention.restore_processors(pipe.unet, previous)
+        stored, ram = len(store), store.nbytes
         return t_invert, t_edit, t_reedit, inversion.nbytes(), stored, ram
+
+    def plain_with_our_cross_attention():
+        stock = dict(pipe.unet.attn_processors)
+        cross = attention.OneTokenCrossAttention()
+        pipe.unet.set_attn_processor(
+            {k: cross if k.endswith("attn2.processor") else p for k, p in stock.items()}
+        )
+        try:
+            return plain()
+        finally:
+            pipe.unet.set_attn_processor(stock)
 
     plain()  # warm-up
     for repeat in range(args.repeats):
@@ -227,6 +248,13 @@ def main() -> None:
         print(
             f"[{repeat}] plain diffusers sampling: {plain_clock.show(device)} "
             f"({peak_memory(device)}); load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        _, same_clock = timed(device, plain_with_our_cross_attention)
+        print(
+            f"[{repeat}] plain sampling, framerelay's cross-attention processor: "
+            f"{same_clock.show(device)}, ratio {same_clock.seconds(device) / t_plain:.2f}x plain; "
+            f"load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
         for label, store in (
