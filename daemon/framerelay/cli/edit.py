@@ -7,13 +7,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from framerelay.cli.footage_options import add_footage_switches
-from framerelay.engine.params import (
-    DEFAULT_MODEL,
-    PRESET_NAMES,
-    EngineParams,
-    MatchingParams,
-    MotionLoraParams,
-)
+from framerelay.cli.param_flags import add_param_flags, given_params
+from framerelay.engine.params import DEFAULT_MODEL, JOB, MACHINE, EngineParams
 from framerelay.engine.request import OUTPUT_FORMATS, EditRequest
 
 
@@ -38,13 +33,6 @@ def register(commands) -> None:
         "--mask", type=Path, help="white where the first frame was edited (optional)"
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local diffusers folder")
-    parser.add_argument("--preset", choices=PRESET_NAMES, default="auto")
-    parser.add_argument("--beta1", type=float, help="end of full temporal matching (fraction)")
-    parser.add_argument("--beta2", type=float, help="end of low-resolution temporal matching")
-    parser.add_argument("--mask-threshold", type=float, nargs="+", metavar="T", default=[0.35])
-    parser.add_argument("--no-matching", action="store_true", help="skip attention matching")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--start", type=float, help="start of the range, seconds")
     parser.add_argument("--end", type=float, help="end of the range, seconds (exclusive)")
     footage = parser.add_argument_group("footage (docs/footage-and-colour.md)")
@@ -62,27 +50,12 @@ def register(commands) -> None:
         "--fps", type=_rate, help="frame rate of an image-sequence source (default 24)"
     )
     add_footage_switches(footage)
-    parser.add_argument("--height", type=int, default=576)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--window", type=int, default=14, help="frames per model window")
-    parser.add_argument("--overlap", type=int, default=1, help="frames shared by windows")
-    parser.add_argument(
-        "--no-skip-interval",
-        action="store_true",
-        help="later windows do not attend to the first window",
-    )
-    parser.add_argument(
-        "--lora-steps", type=int, default=250, help="motion LoRA steps per window (0: skip)"
-    )
-    parser.add_argument("--lora-rank", type=int, default=32)
     parser.add_argument("--cache-dir", type=Path, help="artifact cache (default: user cache dir)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument("--min-guidance", type=float, default=1.0)
-    parser.add_argument("--max-guidance", type=float, default=2.0)
-    parser.add_argument("--memory-budget", type=int, default=4096, metavar="MB")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_param_flags(parser, (JOB, MACHINE))
     parser.set_defaults(func=run)
 
 
@@ -108,28 +81,7 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, ...]:
 
 
 def build_request(args: argparse.Namespace) -> EditRequest:
-    thresholds = args.mask_threshold
-    matching = MatchingParams(
-        preset=args.preset,
-        beta1=args.beta1,
-        beta2=args.beta2,
-        mask_threshold=(thresholds[0], thresholds[-1]),
-        enabled=not args.no_matching,
-    )
-    params = EngineParams(
-        height=args.height,
-        width=args.width,
-        window=args.window,
-        overlap=args.overlap,
-        skip_interval=not args.no_skip_interval,
-        lora=MotionLoraParams(steps=args.lora_steps, rank=args.lora_rank),
-        steps=args.steps,
-        seed=args.seed,
-        min_guidance=args.min_guidance,
-        max_guidance=args.max_guidance,
-        source_memory_budget_mb=args.memory_budget,
-        matching=matching,
-    )
+    params = EngineParams().with_values(given_params(args, (JOB, MACHINE)))
     return EditRequest(
         source=args.source,
         edited_frames=tuple(args.edited),

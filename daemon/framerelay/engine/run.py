@@ -169,7 +169,7 @@ def _matching_config(matching: MatchingParams, preset: str) -> attention.Matchin
     if not matching.enabled:
         return None
     beta1, beta2 = matching.betas(preset)
-    return attention.MatchingConfig(beta1, beta2, matching.mask_threshold)
+    return attention.MatchingConfig(beta1, beta2, matching.thresholds)
 
 
 @contextmanager
