@@ -225,7 +225,8 @@ def test_a_job_parameter_reaches_the_engine_through_every_door(row, media, tmp_p
     )
     assert spec_from_proto(submitted).engine_params() == expected
     argv = ["edit", str(source), str(edited), "-o", str(tmp_path / "o.mp4"), *flags]
-    assert edit.build_request(parse(edit.register, argv)).params == expected
+    job, _ = edit.build_job(parse(edit.register, argv))
+    assert job.engine_params() == expected
 
 
 def test_machine_parameters_are_flags_of_edit_only_and_internal_ones_of_neither(tmp_path):
@@ -248,8 +249,8 @@ def test_machine_parameters_are_flags_of_edit_only_and_internal_ones_of_neither(
 
 def test_the_mask_threshold_flag_still_takes_two_values(tmp_path):
     argv = ["edit", "a.mp4", "e.png", "-o", str(tmp_path / "o.mp4"), "--mask-threshold", "0.2"]
-    one = edit.build_request(parse(edit.register, argv)).params.matching
-    two = edit.build_request(parse(edit.register, [*argv, "0.6"])).params.matching
+    one = edit.engine_params(parse(edit.register, argv)).matching
+    two = edit.engine_params(parse(edit.register, [*argv, "0.6"])).matching
     assert one.thresholds == (0.2, 0.2) and two.thresholds == (0.2, 0.6)
 
 

@@ -287,7 +287,7 @@ def test_the_cli_shares_the_limits(tmp_path, flags, words):
     edit.register(parser.add_subparsers())
     args = parser.parse_args(["edit", "a.mp4", "e.png", "-o", str(tmp_path / "o.mp4"), *flags])
     with pytest.raises(InvalidSpecError) as caught:
-        edit.build_request(args)
+        edit.engine_params(args)
     assert words in caught.value.message
 
 

@@ -43,13 +43,13 @@ class PresetChoice:
     """The preset one edit used, and why: measured when `auto` chose it, else asked for."""
 
     preset: str
-    auto: bool = False
+    chosen_by_auto: bool = False
     changed_fraction: float = 0.0  # auto only: the fraction of the frame the edit changed
     structure_correlation: float = 0.0  # auto only: how well the edges stayed where they were
 
     @property
     def reason(self) -> str:
-        if not self.auto:
+        if not self.chosen_by_auto:
             return f"{self.preset}: asked for"
         changed = f"the edit changed {self.changed_fraction:.0%} of the frame"
         if self.preset == "local":

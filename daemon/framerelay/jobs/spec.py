@@ -114,18 +114,6 @@ class JobSpec:
         """A round trip that has no edited frame yet."""
         return self.edit_session is not None and not self.edited_frames
 
-    @property
-    def start_seconds(self) -> float | None:
-        if self.frame_range is None or self.source_fps is None:
-            return None
-        return float(self.frame_range.in_frame / self.source_fps)
-
-    @property
-    def end_seconds(self) -> float | None:
-        if self.frame_range is None or self.source_fps is None:
-            return None
-        return float(self.frame_range.out_frame / self.source_fps)
-
     def engine_params(self) -> EngineParams:
         return engine_params(self.preset, self.params)
 
@@ -356,9 +344,11 @@ def check_clip_length(spec: JobSpec) -> None:
         raise SourceUnreadableError(
             f"cannot read {spec.source.name} as a video ({type(error).__name__})."
         ) from error
-    out_frame = spec.frame_range.out_frame
-    if spec.source_fps != info.fps:  # the host counts frames at its own rate
-        out_frame = round(spec.frame_range.out_frame / spec.source_fps * info.fps)
+    from framerelay.media.frame_range import to_source_frames
+
+    _, out_frame = to_source_frames(  # the host may count frames at its own rate
+        spec.frame_range.in_frame, spec.frame_range.out_frame, spec.source_fps, info.fps
+    )
     if out_frame > info.frame_count:
         raise InvalidSpecError(
             f"the frame range [{spec.frame_range.in_frame}, {spec.frame_range.out_frame}) ends "

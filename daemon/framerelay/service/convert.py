@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from framerelay.engine.presets import AUTO, PRESET_NAMES
+from framerelay.engine.presets import AUTO, PRESET_NAMES, PresetChoice
 from framerelay.errors import FramerelayError, InvalidSpecError
 from framerelay.jobs import events
 from framerelay.jobs.events import ErrorInfo, JobEvent
@@ -208,6 +208,23 @@ def finished_to_proto(result: events.Finished) -> events_pb2.Finished:
         width=result.width,
         height=result.height,
         preset=result.preset,
+        preset_choices=[preset_choice_to_proto(c) for c in result.preset_choices],
+        seed=result.seed,
+        phase_seconds=result.phase_seconds,
+        windows=result.windows,
+        cache_hits=result.cache_hits,
+        lora_steps_run=result.lora_steps_run,
+        warnings=list(result.warnings),
+    )
+
+
+def preset_choice_to_proto(choice: PresetChoice) -> events_pb2.PresetChoice:
+    return events_pb2.PresetChoice(
+        preset=choice.preset,
+        chosen_by_auto=choice.chosen_by_auto,
+        changed_fraction=choice.changed_fraction,
+        structure_correlation=choice.structure_correlation,
+        reason=choice.reason,
     )
 
 
