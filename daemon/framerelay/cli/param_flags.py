@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from framerelay.engine.params import JOB, PARAMS, TABLE, Param
+from framerelay.engine.params import DRAFT_STEPS, JOB, PARAMS, TABLE, EngineParams, Param
 
 
 def add_param_flags(
@@ -23,6 +23,13 @@ def add_param_flags(
         if row.scope in scopes:
             default = preset_default if row.name == "preset" and preset_default else None
             _add(group, row, default)
+    if JOB in scopes:
+        group.add_argument(
+            "--draft",
+            action="store_true",
+            help=f"quick look: at most {DRAFT_STEPS} steps and no motion LoRA "
+            "(sets --steps and --lora-steps)",
+        )
 
 
 def _add(group: argparse._ArgumentGroup, row: Param, default_text: str | None) -> None:
@@ -72,10 +79,13 @@ class _FirstAndLast(argparse.Action):
 
 
 def given_params(args: argparse.Namespace, scopes: Sequence[str] = (JOB,)) -> dict[str, Any]:
-    """The parameters of `scopes` whose flag was given, by their table names."""
+    """The parameters of `scopes` whose flag was given (or --draft set), by their table names."""
     values = {}
     for row in PARAMS:
         value = getattr(args, row.name, None)
         if row.scope in scopes and value is not None:
             values[row.name] = value
+    if JOB in scopes and getattr(args, "draft", False):
+        draft = EngineParams().with_values(values).draft()
+        values.update(steps=draft.steps, lora_steps=draft.lora.steps)
     return values

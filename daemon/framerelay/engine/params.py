@@ -27,6 +27,7 @@ from framerelay.limits import MAX_GUIDANCE, MAX_MEMORY_BUDGET_MB, MAX_SEED, MAX_
 __all__ = ["PRESETS", "PRESET_NAMES", "EngineParams", "MatchingParams", "MotionLoraParams"]
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
+DRAFT_STEPS = 12  # the draft mode's sampling steps (and no LoRA)
 
 # Who sets a parameter: every client of a job (the proto, both CLIs, the client package), only
 # whoever runs the engine (`framerelay edit`, not a job: it changes how, not what, is computed),
@@ -305,9 +306,10 @@ class EngineParams:
         8, "frames the VAE decodes at a time", keys_cache=False, scope=INTERNAL, low=1, high=64
     )
     # The source branch's attention is kept or recomputed, giving the same frames either way.
-    source_memory_budget_mb: int = param(
-        4096,
-        "memory for the source branch's attention, MB; steps that do not fit are recomputed",
+    source_memory_budget_mb: int | None = param(
+        None,
+        "memory for the source branch's attention data (device first, then host), MB; steps that "
+        "do not fit are recomputed (none: sized from the machine's free memory)",
         keys_cache=False,
         scope=MACHINE,
         low=0,
@@ -335,6 +337,11 @@ class EngineParams:
 
     def with_overrides(self, **changes: Any) -> EngineParams:
         return self.with_values(changes)
+
+    def draft(self) -> EngineParams:
+        """The draft mode: DRAFT_STEPS steps and no motion LoRA (a quick look at an edit; its cost
+        is in bench/RESULTS.md). The motion then comes from the temporal attention matching only."""
+        return replace(self, steps=min(self.steps, DRAFT_STEPS), lora=replace(self.lora, steps=0))
 
     def validate(self) -> EngineParams:
         """Checks every parameter's range (from the table), then the rules between them; the CLI

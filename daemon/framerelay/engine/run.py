@@ -7,6 +7,7 @@ CLI and the daemon call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ import torch
 
 from framerelay import limits
 from framerelay.cache import ArtifactCache, hash_frames
-from framerelay.engine import artifacts, attention, lora
+from framerelay.engine import artifacts, attention, lora, memory, source_store, speed
 from framerelay.engine.anchor import Anchor, AnchorEdit, capture_edit_kv, capture_source_kv
 from framerelay.engine.conditioning import (
     Condition,
@@ -58,10 +59,13 @@ class Engine:
         device: str | None = None,
         dtype: str | None = None,
         local_files_only: bool = False,
+        speedups: speed.Speedups | None = None,
     ):
         self.model = model
         self.placement: Placement = choose_placement(device, dtype)
         self.local_files_only = local_files_only
+        self.speedups = speedups if speedups is not None else speed.Speedups.from_env()
+        self.stores = source_store.StoreKeeper()  # source stores kept for re-edits
         self._pipe = None
 
     @property
@@ -74,6 +78,7 @@ class Engine:
             pipe = load_pipeline(self.model, self.placement, self.local_files_only)
             for module in (pipe.unet, pipe.vae, pipe.image_encoder):
                 module.eval()
+            speed.apply(pipe, self.speedups)
             self._pipe = pipe
         return self._pipe
 
@@ -86,6 +91,7 @@ class Engine:
 
     def unload(self) -> None:
         self._pipe = None
+        self.stores.clear()
         if self.placement.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -332,22 +338,28 @@ def _train_lora(
             nearest = float(sigmas[(sigmas.log() - np.log(sigma)).abs().argmin()])
             capture_source_kv(pipe, anchor, controller, nearest)
 
-    result = lora.train_motion_lora(
-        pipe.unet,
-        batch,
-        training,
-        checkpoints,
-        progress=progress,
-        cancel=cancel,
-        autocast_dtype=autocast,
-        before_step=before_step,
-    )
+    unused = (pipe.vae, pipe.image_encoder)
+    with memory.off_device(unused, active=pipe.unet.device.type == "cuda"):
+        result = lora.train_motion_lora(
+            pipe.unet,
+            batch,
+            training,
+            checkpoints,
+            progress=progress,
+            cancel=cancel,
+            autocast_dtype=autocast,
+            before_step=before_step,
+        )
     controller.kv_mode = None
     pipe.unet.eval()
     return result.steps_run
 
 
 # -- one window ----------------------------------------------------------------------------------
+
+
+def kept_message(store: source_store.TieredSourceStore) -> str:
+    return f"source attention from the previous job: {store.summary(len(store))}"
 
 
 def _invert_window(
@@ -376,6 +388,10 @@ def _invert_window(
         pipe, latents, condition, params.steps, recording, progress, cancel, before_call
     )
     controller.kv_mode = None
+    if recording is not None and isinstance(controller.store, source_store.TieredSourceStore):
+        message = controller.store.summary(params.steps)
+        log.info("window %d: %s", window.index + 1, message)
+        progress(Progress("invert", params.steps, params.steps, message=message))
     return inversion
 
 
@@ -476,6 +492,8 @@ def run_edit(
         progress(Progress("load", 0, 1))
         engine = engine or Engine(request.model, request.device, request.dtype)
         pipe, device = engine.pipe, engine.placement.device
+        engine.stores.begin_job()
+        stack.callback(engine.stores.end_job)
         progress(Progress("load", 1, 1))
         cache = ArtifactCache(request.cache_dir) if request.use_cache else None
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="framerelay-")))
@@ -522,9 +540,20 @@ def run_edit(
             window = _Window(index, frames)
             entry = cache.get(key) if cache is not None else None
             hits += entry is not None
-            controller.store = attention.SourceAttentionStore(
-                params.source_memory_budget_mb * 2**20, device="cpu"
+            store_shape = (
+                device,
+                len(span),
+                (params.height // pipe.vae_scale_factor, params.width // pipe.vae_scale_factor),
+                pipe.unet.dtype,
+                params.decode_chunk_size,
+                pipe.vae.dtype,
             )
+            kept = engine.stores.take(key, params.steps, usable=entry is not None)
+            controller.store = kept or source_store.window_store(
+                params.source_memory_budget_mb, *store_shape
+            )
+            if kept is not None:
+                report(Progress("invert", params.steps, params.steps, message=kept_message(kept)))
 
             adapters.reset()
             checkpoints = artifacts.checkpoint_dir(cache, key) if cache else scratch / key
@@ -563,7 +592,14 @@ def run_edit(
                 latents = _edit_window(
                     pipe, window, edit, inversion, params, anchor, controller, report, cancel
                 )
-                decoded = decode_video_latents(pipe, latents, params.decode_chunk_size)
+                chunk = memory.decode_chunk_that_fits(
+                    params.decode_chunk_size,
+                    params.height,
+                    params.width,
+                    pipe.vae.dtype,
+                    memory.device_free_bytes(device),
+                )
+                decoded = decode_video_latents(pipe, latents, chunk)
                 decoded = decoded.float().cpu().numpy()
                 refit = source.bridge.refit(decoded[-1])[None]
                 edit.last_frame = torch.from_numpy(refit).to(device)
@@ -573,6 +609,12 @@ def run_edit(
                     preview(image.to_uint8(source.bridge.view.from_model(decoded[-1])))
                 report(Progress("encode", index + 1, len(windows)))
 
+            engine.stores.keep(
+                key,
+                controller.store,
+                params.steps,
+                functools.partial(source_store.room_for, *store_shape),
+            )
             if index == 0 and params.skip_interval and len(windows) > 1:
                 anchor = Anchor(inversion, adapters.switch)
                 adapters.anchor_state = adapters.current_state()
