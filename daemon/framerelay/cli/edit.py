@@ -140,7 +140,8 @@ def with_frame_range(spec: JobSpec, args: argparse.Namespace) -> JobSpec:
         found, args.start, args.end, in_frame=args.in_frame, out_frame=args.out_frame
     )
     frames = FrameRange(span.frames.start, span.frames.stop)
-    return replace(spec, frame_range=frames, source_fps=found.fps).validate()
+    # The rate the frames count at is the job's source_fps (a sequence's too, as submit sends it).
+    return replace(spec, frame_range=frames, source_fps=found.fps, sequence_fps=None).validate()
 
 
 class BarsReporter:
