@@ -110,16 +110,16 @@ def build_job(args: argparse.Namespace) -> tuple[JobSpec, tuple[Path, ...]]:
     formats = {writer.output_format(output, args.format) for output in outputs}
     params = given_params(args)
     spec = JobSpec(
-        source=args.source.absolute(),
-        edited_frames=tuple(path.absolute() for path in args.edited),
-        mask=args.mask.absolute() if args.mask else None,
+        source=args.source.resolve(),
+        edited_frames=tuple(path.resolve() for path in args.edited),
+        mask=args.mask.resolve() if args.mask else None,
         preset=params.pop("preset", AUTO),
         params=ParamOverrides(params),
         output_format=formats.pop(),
         overwrite=args.overwrite,
         model=args.model,
         sequence_fps=args.fps,
-        input_lut=args.input_lut.absolute() if args.input_lut else None,
+        input_lut=args.input_lut.resolve() if args.input_lut else None,
         keep_unedited=args.keep_unedited,
         audio=args.audio,
     ).validate()

@@ -333,7 +333,10 @@ class EngineParams:
         unknown = sorted(set(given) - set(TABLE))
         if unknown:
             raise InvalidSpecError(f"unknown engine parameter(s): {', '.join(unknown)}.")
-        return _with_paths(self, {TABLE[name].path: v for name, v in given.items()})
+        changed: EngineParams = _with_paths(
+            self, {TABLE[name].path: v for name, v in given.items()}
+        )
+        return changed
 
     def with_overrides(self, **changes: Any) -> EngineParams:
         return self.with_values(changes)
