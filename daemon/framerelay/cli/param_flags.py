@@ -70,7 +70,13 @@ class _FirstAndLast(argparse.Action):
     """`--mask-threshold T [T_LAST]`: the form older versions took; the second value sets the
     parameter the table names as this one's `last`."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         if len(values) > 2:
             raise argparse.ArgumentError(self, "takes one or two values")
         setattr(namespace, self.dest, values[0])

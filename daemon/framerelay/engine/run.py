@@ -96,6 +96,16 @@ class Engine:
         if self.placement.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressSink = ignore_progress,
+        cancel: CancelToken | None = None,
+        preview: Callable[[np.ndarray], None] | None = None,
+    ) -> EditResult:
+        """`run_edit` with this engine's model, loaded once and kept."""
+        return run_edit(request, progress, cancel, engine=self, preview=preview)
+
 
 @dataclass
 class _Edit:
@@ -106,10 +116,19 @@ class _Edit:
     output: Path
     frame: torch.Tensor  # (1, 3, H, W) in [-1, 1], at the model size
     choice: PresetChoice
-    sink: VideoSink | None = None
+    _sink: VideoSink | None = None
     anchor: AnchorEdit | None = None
     last_latent: torch.Tensor | None = None  # (1, 1, 4, h, w): the previous window's last frame
     last_frame: torch.Tensor | None = None  # (1, 3, H, W), re-fitted
+
+    @property
+    def sink(self) -> VideoSink:
+        assert self._sink is not None, "the edit's output is opened with the job"
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: VideoSink) -> None:
+        self._sink = sink
 
 
 @dataclass
@@ -205,7 +224,8 @@ class _Source:
 def _open_source(request: EditRequest, params: EngineParams) -> _Source:
     """Probe the source, select the frames, and map its colour and geometry to the model's."""
     found = footage.probe(request.source, request.sequence_fps)
-    span = footage.select_range(found, *(request.frame_range or (None, None)), request.frame_rate)
+    first, stop = request.frame_range or (None, None)
+    span = footage.select_range(found, first, stop, request.frame_rate)
     lut = colour.load_cube(request.input_lut) if request.input_lut is not None else None
     bridge = footage.bridge_for(found, params.width, params.height, lut)
     formats = {writer.output_format(o, request.output_format) for o in request.outputs}
@@ -296,7 +316,7 @@ class _Adapters:
 
 
 def _training_frames(frames: torch.Tensor, params: EngineParams) -> torch.Tensor:
-    if params.lora.height is None:
+    if params.lora.height is None or params.lora.width is None:
         return frames
     return resize_frames(frames, params.lora.height, params.lora.width)
 
@@ -406,6 +426,7 @@ def _edit_condition(pipe, edit: _Edit, params: EngineParams) -> Condition:
         return encode_condition(pipe, edit.frame.to(pipe.unet.device), params, generator)
     # A later window: conditioned on the previous window's last generated frame, its final
     # latent used directly (no decode/encode round trip), its pixels for the CLIP embedding.
+    assert edit.last_frame is not None  # kept with last_latent
     latent = edit.last_latent[:, 0] / pipe.vae.config.scaling_factor
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
     latent = latent + params.noise_aug_strength * noise.to(latent.device)
@@ -433,9 +454,10 @@ def _edit_window(
     use_cfg = params.max_guidance > 1.0
     before_call = before_source = None
     if anchor is not None and edit.anchor is not None:
+        anchor_edit = edit.anchor
 
         def before_call(step: int, sigma: float) -> None:
-            capture_edit_kv(pipe, anchor, edit.anchor, controller, step, sigma, use_cfg)
+            capture_edit_kv(pipe, anchor, anchor_edit, controller, step, sigma, use_cfg)
 
         def before_source(sigma: float) -> None:  # as when the window's inversion recorded it
             capture_source_kv(pipe, anchor, controller, sigma)
@@ -608,8 +630,7 @@ def run_edit(
                     pipe.vae.dtype,
                     memory.device_free_bytes(device),
                 )
-                decoded = decode_video_latents(pipe, latents, chunk)
-                decoded = decoded.float().cpu().numpy()
+                decoded = decode_video_latents(pipe, latents, chunk).float().cpu().numpy()
                 refit = source.bridge.refit(decoded[-1])[None]
                 edit.last_frame = torch.from_numpy(refit).to(device)
                 new = slice(0 if index == 0 else params.overlap, None)
