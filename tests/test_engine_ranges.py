@@ -86,8 +86,12 @@ EDGES: dict[str, tuple[dict, dict, int]] = {
     ),
     "betas-min": (matching(beta1=0.0, beta2=0.0), matching(beta1=-0.1), 3),
     "betas-max": (matching(beta1=1.0, beta2=1.0), matching(beta2=1.1), 3),
-    "mask-threshold-min": (matching(mask_threshold=(0.0, 0.0)), matching(mask_threshold=(-0.1, 0)), 3),
-    "mask-threshold-max": (matching(mask_threshold=(1.0, 1.0)), matching(mask_threshold=(1, 1.1)), 3),
+    "mask-threshold-min": (
+        matching(mask_threshold=0.0, mask_threshold_last=0.0), matching(mask_threshold=-0.1), 3
+    ),
+    "mask-threshold-max": (
+        matching(mask_threshold=1.0, mask_threshold_last=1.0), matching(mask_threshold_last=1.1), 3
+    ),
 }  # fmt: skip
 # Checked (accepted, refused beyond) but not run: 5000 training steps take over an hour on a
 # 2-core CPU; the loop is the one the other edges run, with a checkpoint every 50 steps.
