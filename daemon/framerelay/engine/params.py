@@ -186,7 +186,7 @@ class MotionLoraParams:
         "motion LoRA training steps per window; 0 skips motion extraction (a quick draft)",
         keys_cache=True,
         low=0,
-        high=5000,
+        high=1000,  # 4x the paper's 250; the engine is run at this edge (tests/test_engine_ranges.py)
     )
     rank: int = param(32, "rank of the motion LoRA", keys_cache=True, low=1, high=256)
     lr: float = param(
@@ -202,7 +202,7 @@ class MotionLoraParams:
         keys_cache=False,
         scope=INTERNAL,
         low=1,
-        high=5000,
+        high=1000,
     )
     gradient_checkpointing: bool = param(
         True,
