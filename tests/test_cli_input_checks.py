@@ -45,7 +45,7 @@ def one_error(capsys) -> str:
         (["--steps", "0"], "steps must be 1..200, got 0"),
         (["--seed", str(2**32)], f"seed must be 0..{2**32 - 1}, got {2**32}"),
         (["--seed", "-3"], "seed must be"),
-        (["--lora-steps", "-1"], "lora_steps must be 0..5000"),
+        (["--lora-steps", "-1"], "lora_steps must be 0..1000"),
         (["--lora-rank", "-4"], "lora_rank must be 1..256"),
         (["--width", "-64"], "width must be a multiple of 64"),
         (["--height", str(2**33)], "height must be a multiple of 64"),
