@@ -147,3 +147,15 @@ def test_submit_rejects_a_range_without_its_other_end(daemon, tmp_path, capsys):
     source, edited = make_media(tmp_path / "media")
     assert main(["submit", str(source), str(edited), "--in", "3"]) == 2
     assert "--in and --out go together" in capsys.readouterr().err
+
+
+def test_jobs_shows_control_characters_of_a_label_as_question_marks():
+    # Any token holder chooses the label: it must not send escapes or line breaks to the terminal.
+    from framerelay.cli.jobs import row
+    from framerelay.proto.v1 import jobs_pb2
+
+    job = jobs_pb2.Job(id="0123456789", state=jobs_pb2.JOB_STATE_QUEUED, position=1)
+    job.spec.label = "\x1b[2J\x1b]0;title\x07évil\nline"
+    line = row(job)
+    assert "\x1b" not in line and "\x07" not in line and "\n" not in line
+    assert line.endswith("?[2J?]0;title?évil?line")

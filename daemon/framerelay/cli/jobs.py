@@ -32,7 +32,13 @@ def row(job: jobs_pb2.Job) -> str:
     else:
         detail = f"{job.result.frame_count} frames"
     name = job.spec.label or job.spec.source_path.rsplit("/", 1)[-1]
-    return f"{job.id[:8]}  {state:<13}  {detail:<24}  {name}"
+    return f"{job.id[:8]}  {state:<13}  {printable(detail):<24}  {printable(name)}"
+
+
+def printable(text: str) -> str:
+    """Text any API caller chose (a label, a file name), with control characters (terminal
+    escapes, line breaks) shown as `?` so that it cannot rewrite the user's terminal."""
+    return "".join(char if char.isprintable() else "?" for char in text)
 
 
 def run(args: argparse.Namespace) -> int:
