@@ -101,6 +101,21 @@ def test_a_missing_input_lut_gets_a_hint_about_luts(media, tmp_path):
     assert ".cube" in error.value.hint and "edited frame" not in error.value.hint
 
 
+def test_two_edits_of_the_same_name_are_refused_before_any_folder_is_made(media, tmp_path, capsys):
+    # Each output is named after its edited frame: the same name twice used to make the output
+    # folder, then fail with "two edits would write the same output" and "Give distinct outputs".
+    source, edited = media
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / edited.name
+    twin.write_bytes(edited.read_bytes())
+    out = tmp_path / "takes" / "take.mp4"
+    assert main(["edit", str(source), str(edited), str(twin), "-o", str(out), "--quiet"]) == 2
+    line = one_error(capsys)
+    assert f"two edited frames are named {edited.stem!r}" in line
+    assert not (tmp_path / "takes").exists()
+
+
 def run_edit_cli(*args: str, root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "framerelay", "edit", *args],
