@@ -90,6 +90,13 @@ def test_negative_numbers_of_jobs_and_watch_are_one_line(no_daemon, capsys, argv
     assert words in one_error(capsys)
 
 
+def test_serve_refuses_a_negative_idle_unload_with_a_hint_about_it(no_daemon, capsys):
+    assert main(["serve", "--fake", "--idle-unload", "-3"]) == 2
+    error, hint = capsys.readouterr().err.strip().splitlines()
+    assert error == "framerelay: error: the idle unload time must be positive, got -3.0."
+    assert hint.startswith("hint: ") and "--idle-unload 300" in hint
+
+
 def test_a_missing_input_lut_gets_a_hint_about_luts(media, tmp_path):
     from framerelay.errors import EditUnreadableError
     from framerelay.jobs.spec import JobSpec
