@@ -11,14 +11,15 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from framerelay.engine.presets import AUTO, PresetChoice
 from framerelay.files import replacing, write_atomic
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
-from framerelay.progress import CancelToken, Progress
+from framerelay.progress import CancelToken, PhaseTimes, Progress
 
 DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
     ("decode", 2),
@@ -83,10 +84,12 @@ class FakeExecutor:
     def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
         record = FakeRun(run.job_id, run.attempt)
         self.runs.append(record)
+        times = PhaseTimes()
 
         def progress(phase: str, step: int, total: int, message: str = "") -> None:
             if cancel.cancelled:
                 record.reports_after_cancel += 1
+            times.until_now(phase)
             report.progress(Progress(phase, step, total, message=message))
 
         self._load(progress, cancel)
@@ -110,7 +113,9 @@ class FakeExecutor:
                 report.preview(preview_png(self.frame_size), *self.frame_size, phase)
             done.append(phase)
             write_checkpoint(run.work_dir, done)
-        return self._write_outputs(run)
+        result = self._write_outputs(run)
+        lora_steps = sum(phase == "lora" for phase, _ in record.steps)
+        return replace(result, phase_seconds=times.until_now("encode"), lora_steps_run=lora_steps)
 
     def _wait_for_gate(self, cancel: CancelToken) -> None:
         while self.gate is not None and not self.gate.wait(0.01):
@@ -132,12 +137,24 @@ class FakeExecutor:
         fps = spec.source_fps or DEFAULT_FPS
         for index, output in enumerate(run.outputs):
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
-        return ExecutionResult(run.outputs, frames, fps, self.frame_size, fake_preset(spec.preset))
+        choices = tuple(fake_choice(spec.preset) for _ in run.outputs)
+        return ExecutionResult(
+            run.outputs,
+            frames,
+            fps,
+            self.frame_size,
+            ",".join(c.preset for c in choices),
+            preset_choices=choices,
+            seed=spec.engine_params().seed,
+        )
 
 
-def fake_preset(asked: str) -> str:
-    """The engine resolves auto from the pictures; the fake, which has none, always picks local."""
-    return "local" if asked == "auto" else asked
+def fake_choice(asked: str) -> PresetChoice:
+    """The engine resolves auto from the pictures; the fake, which has none, always picks local
+    (as for an edit that changed nothing)."""
+    if asked == AUTO:
+        return PresetChoice("local", chosen_by_auto=True, structure_correlation=1.0)
+    return PresetChoice(asked)
 
 
 def preview_png(size: tuple[int, int]) -> bytes:
