@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ def peak_memory(device: str) -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB RSS"
 
 
+ROWS = ("store", "inline", "none")  # source store, source recomputed inline, no matching
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cuda", action="store_true")
@@ -144,7 +148,15 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"framerelay rows to run, comma-separated (default: all of {','.join(ROWS)})",
+    )
     args = parser.parse_args()
+    rows = args.rows.split(",")
+    if not rows or any(row not in ROWS for row in rows):
+        parser.error(f"--rows {args.rows!r}: expected names from {','.join(ROWS)}")
 
     if args.cuda:
         device, height, width, dtype = "cuda", 576, 1024, torch.bfloat16
@@ -241,6 +253,11 @@ def main() -> None:
         finally:
             pipe.unet.set_attn_processor(stock)
 
+    ratios: dict[str, list[float]] = {}
+
+    def note(label: str, ratio: float) -> None:
+        ratios.setdefault(label, []).append(ratio)
+
     plain()  # warm-up
     for repeat in range(args.repeats):
         _, plain_clock = timed(device, plain)
@@ -257,13 +274,17 @@ def main() -> None:
             f"load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        for label, store in (
-            ("framerelay, source store", store_for(args.budget_mb, False)),
-            ("framerelay, source inline", store_for(None, True)),
-            ("invert + edit, no matching", None),
+        note("plain, framerelay's cross-attention", same_clock.seconds(device) / t_plain)
+        for row, label, store in (
+            ("store", "framerelay, source store", lambda: store_for(args.budget_mb, False)),
+            ("inline", "framerelay, source inline", lambda: store_for(None, True)),
+            ("none", "invert + edit, no matching", lambda: None),
         ):
-            t_inv, t_edit, t_reedit, disk, stored, ram = framerelay(store)
+            if row not in rows:
+                continue
+            t_inv, t_edit, t_reedit, disk, stored, ram = framerelay(store())
             total = t_inv + t_edit
+            note(label, total.seconds(device) / t_plain)
             print(
                 f"[{repeat}] {label}: invert {t_inv.show(device)} + edit {t_edit.show(device)} "
                 f"= {total.show(device)}, ratio {total.seconds(device) / t_plain:.2f}x plain; "
@@ -273,11 +294,18 @@ def main() -> None:
                 flush=True,
             )
             if t_reedit is not None:
+                note(f"{label}, re-edit from the cache", t_reedit.seconds(device) / t_plain)
                 print(
                     f"[{repeat}] {label}, re-edit from the cache (store kept): "
                     f"{t_reedit.show(device)}, ratio {t_reedit.seconds(device) / t_plain:.2f}x plain",
                     flush=True,
                 )
+
+    print(f"medians over {args.repeats} interleaved repeat(s), ratio to plain diffusers sampling:")
+    for label, values in ratios.items():
+        print(
+            f"  {label}: {statistics.median(values):.2f}x ({', '.join(f'{v:.2f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":
