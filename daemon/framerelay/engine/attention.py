@@ -555,7 +555,7 @@ def install_processors(unet, controller: AttentionController) -> dict:
     previous = dict(unet.attn_processors)
     by_name = {layer.name: layer for layer in controller.layers}
     cross = OneTokenCrossAttention()
-    processors = {}
+    processors: dict[str, object] = {}
     for key, processor in previous.items():
         name = key.removesuffix(".processor")
         layer = by_name.get(name)
