@@ -36,7 +36,7 @@ def test_dry_run_reports_every_phase(tmp_path):
     assert figures["lora"]["extrapolated_steps"] == 250
     assert figures["lora"]["extrapolated_s"] > figures["lora"]["median_step_s"] > 0
     mask = figures["fused_mask"]
-    assert mask["backend"] == "reference" and mask["decisions_differ_away_from_threshold"] == 0
+    assert mask["backend"] == "explicit" and mask["decisions_differ_away_from_threshold"] == 0
     assert mask["max_abs_diff"] < 1e-4
 
 
