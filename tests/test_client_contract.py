@@ -171,6 +171,7 @@ def test_footage_options_travel_with_the_spec(backend, tmp_path):
         api.submit(backend.spec(input_lut=tmp_path / "missing.cube"))
 
 
+@pytest.mark.slow
 def test_jobs_are_listed_running_queued_awaiting_then_ended_latest_first(backend):
     api = backend.api
     ended = [api.submit(backend.spec(frames=2))["job"]["id"] for _ in range(3)]
@@ -488,6 +489,7 @@ def events_until(api: DaemonApi, job_id: str, done, after_seq: int = 0) -> list[
     raise AssertionError(f"no such event for job {job_id}: {events[-3:]}")
 
 
+@pytest.mark.slow
 def test_a_pause_holds_the_queue_until_resumed_and_the_running_job_finishes(backend):
     api = backend.api
     first = api.submit(backend.spec())["job"]["id"]
@@ -507,6 +509,7 @@ def test_a_pause_holds_the_queue_until_resumed_and_the_running_job_finishes(back
     assert "queuePaused" not in api.status()
 
 
+@pytest.mark.slow
 def test_a_pause_that_interrupts_queues_the_running_job_first_to_resume_from_its_cache(backend):
     api = backend.api
     job = api.submit(backend.spec())["job"]["id"]
@@ -557,6 +560,7 @@ def test_a_cancel_wins_over_a_pause_that_interrupted_the_job(backend):
     assert api.get_job(job)["state"] == "JOB_STATE_CANCELLED"
 
 
+@pytest.mark.slow
 def test_unloading_the_model_is_refused_while_a_job_runs(backend):
     api = backend.api
     job = api.submit(backend.spec())["job"]["id"]

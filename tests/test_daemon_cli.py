@@ -161,6 +161,7 @@ def test_jobs_shows_control_characters_of_a_label_as_question_marks():
     assert line.endswith("?[2J?]0;title?évil?line")
 
 
+@pytest.mark.slow
 def test_watch_follows_a_job_across_a_clean_restart(tmp_path, monkeypatch):
     # docs/daemon.md: `framerelay watch` reconnects and resumes if the daemon restarts. A clean
     # stop removes the discovery file until the new daemon writes one; watch used to give up
