@@ -91,7 +91,9 @@ def _piece(value: float) -> Piece:
 
 def _run(p, order, tmp_path):
     written: list[tuple[int, float]] = []
-    stitcher = Stitcher(p, lambda f, piece: written.append((f, float(piece.frame[0, 0, 0]))), tmp_path)
+    stitcher = Stitcher(
+        p, lambda f, piece: written.append((f, float(piece.frame[0, 0, 0]))), tmp_path
+    )
     for h in order:
         for position, frame in enumerate(p.halves[h].frames):
             # each half paints its frames with keyframe * 100 + frame

@@ -36,7 +36,9 @@ def test_a_clip_moved_by_a_known_flow_has_almost_no_warp_error():
     source = _clip()
     report = _accumulate(source, source)
     assert report["temporal"]["source_warp_error"] < 0.01
-    assert report["temporal"]["warp_error"] == pytest.approx(report["temporal"]["source_warp_error"])
+    assert report["temporal"]["warp_error"] == pytest.approx(
+        report["temporal"]["source_warp_error"]
+    )
     assert report["verdict"].startswith("OK")
 
 

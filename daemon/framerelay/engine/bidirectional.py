@@ -14,6 +14,7 @@ both would be one frame long, the backward half is lengthened by one frame it do
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from framerelay.errors import InvalidSpecError
@@ -81,7 +82,7 @@ def check_keyframes(frame_count: int, keyframes: tuple[int, ...]) -> None:
                 f"Give indices from 0 to {frame_count - 1}, counted from the range's first frame.",
             )
     ordered = sorted(keyframes)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         if b - a < MIN_KEYFRAME_GAP:
             raise InvalidSpecError(
                 f"edited frames {a} and {b} are {b - a} frame(s) apart; one take needs them at "
@@ -155,10 +156,8 @@ def _from_key(
 ) -> tuple[int, int]:
     """(half, position) of keyframe i's frame `frame`."""
     k = keys[i]
-    if frame > k or (frame == k and i in forward_of):
-        half = forward_of[i]
-    else:
-        half = backward_of[i]
+    forward = frame > k or (frame == k and i in forward_of)
+    half = forward_of[i] if forward else backward_of[i]
     return half, halves[half].frames.index(frame)
 
 

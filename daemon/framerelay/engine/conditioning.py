@@ -93,7 +93,9 @@ def decode_video_latents(pipe, latents: torch.Tensor, chunk: int) -> torch.Tenso
     """(1, F, 4, h, w) -> (F, 3, H, W) float32 in [-1, 1]. The temporal decoder mixes frames
     within a chunk, as in the pipeline's `decode_chunk_size`."""
     vae = pipe.vae
-    latents = latents[0] / vae.config.scaling_factor
+    latents = (
+        latents[0] / vae.config.scaling_factor
+    ).contiguous()  # the same bits as a stored copy
     frames = []
     for i in range(0, len(latents), chunk):
         part = latents[i : i + chunk].to(device=vae.device, dtype=vae.dtype)

@@ -25,23 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from framerelay.errors import InvalidSpecError
-
-REGIONS = ("auto", "unedited", "all")
 LEVELS = 127.5  # [-1, 1] -> 8-bit levels
 MIN_STD = 1e-3  # below this a channel is flat: no gain
-
-
-def check(strength: float, region: str) -> None:
-    if not (isinstance(strength, int | float) and 0.0 <= strength <= 1.0):
-        raise InvalidSpecError(
-            f"the drift strength must be within [0, 1], got {strength!r}.",
-            "0 turns drift control off; 1 holds every window to the first's colour.",
-        )
-    if region not in REGIONS:
-        raise InvalidSpecError(
-            f"unknown drift region {region!r}.", f"Choose one of {', '.join(REGIONS)}."
-        )
 
 
 def resolve_region(region: str, preset: str) -> str:

@@ -21,6 +21,7 @@ PRESETS: dict[str, tuple[float, float]] = {
     "shape": (0.4, 0.5),
 }
 PRESET_NAMES = (*PRESETS, "auto")
+DRIFT_REGIONS = ("auto", "unedited", "all")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class EngineParams:
     sarp_alpha: float = 0.005
     decode_chunk_size: int = 8
     source_memory_budget_mb: int = 4096  # RAM for source-branch attention; the rest is recomputed
+    # Several edited frames in one take (docs/edit-any-frame.md): frames cross-faded at each
+    # boundary between two edited frames' shares; 0 cuts hard.
+    crossfade_frames: int = 4
+    # Drift control (docs/drift-and-qc.md): 0 off .. 1 every window held to the first's colour.
+    drift_strength: float = 0.0
+    drift_region: str = "auto"  # auto | unedited | all
     matching: MatchingParams = field(default_factory=MatchingParams)
     lora: MotionLoraParams = field(default_factory=MotionLoraParams)
 
@@ -96,6 +103,13 @@ class EngineParams:
             MAX_MEMORY_BUDGET_MB,
         )
         check_matching(self.matching)
+        check_int("the cross-fade (frames)", self.crossfade_frames, 0, 48)
+        check_fraction("the drift strength", self.drift_strength)
+        if self.drift_region not in DRIFT_REGIONS:
+            raise InvalidSpecError(
+                f"unknown drift region {self.drift_region!r}.",
+                f"Choose one of {', '.join(DRIFT_REGIONS)}.",
+            )
         return self
 
 

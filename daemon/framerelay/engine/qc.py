@@ -358,14 +358,18 @@ def verdict(report: dict[str, Any], ratio: float | None) -> str:
         problems.append(f"changes outside the mask ({unedited['psnr']:.1f} dB)")
     for first in report["first_frame"]:
         if first["psnr"] is not None and first["psnr"] < FIRST_FRAME_PSNR_LOW:
-            problems.append(f"frame {first['frame']} departs from the edit ({first['psnr']:.1f} dB)")
-    embedding = report["embedding"]
-    if embedding and embedding["consistency"] is not None:
-        if embedding["consistency"] < (embedding["source_consistency"] or 1.0) - EMBEDDING_DROP:
             problems.append(
-                f"content changes between frames (consistency {embedding['consistency']:.2f}, "
-                f"source {embedding['source_consistency']:.2f})"
+                f"frame {first['frame']} departs from the edit ({first['psnr']:.1f} dB)"
             )
+    embedding = report["embedding"]
+    consistency = embedding["consistency"] if embedding else None
+    if consistency is not None and consistency < (
+        (embedding["source_consistency"] or 1.0) - EMBEDDING_DROP
+    ):
+        problems.append(
+            f"content changes between frames (consistency {consistency:.2f}, "
+            f"source {embedding['source_consistency']:.2f})"
+        )
     drifts = [w for w in report["drift"]["windows"] if w["before"] is not None]
     if drifts:
         worst = max(drifts, key=lambda w: w["after"] if w["after"] is not None else w["before"])
@@ -417,8 +421,6 @@ def summary(report: dict[str, Any], sidecar: Path | None) -> dict[str, Any]:
         "embedding_consistency": embedding.get("consistency"),
         "source_embedding_consistency": embedding.get("source_consistency"),
         "drift_before": max((w["before"] for w in windows), default=None),
-        "drift_after": max(
-            (w["after"] for w in windows if w["after"] is not None), default=None
-        ),
+        "drift_after": max((w["after"] for w in windows if w["after"] is not None), default=None),
         "sidecar": str(sidecar) if sidecar else "",
     }

@@ -72,9 +72,8 @@ class Stitcher:
         self._disk.remove(key)
         path = self._path(key)
         with np.load(path) as data:
-            piece = Piece(
-                data["frame"], data["region"] if "region" in data else None, data["source"]
-            )
+            region = data["region"] if "region" in data.files else None
+            piece = Piece(data["frame"], region, data["source"])
         path.unlink()
         return piece
 

@@ -1,0 +1,78 @@
+"""Re-render one segment of a chained take: windows k... of the forward half, with a changed
+parameter or a new edited frame for window k. Torch-free: the daemon checks segments with it.
+
+Windows before k run as the earlier take ran them (its parameters, its edited frame): their
+edited latents come from the artifact cache (docs/engine-notes.md, "takes"), so they cost no LoRA
+training, no inversion and no editing pass, only a decode; windows from k on reuse each window's
+analysis (LoRA and inversion) from the cache unless the change touches it. The re-rendered frames
+start after window k's shared first frame, or at it when a new edited frame conditions window k
+(the new frame is an edit of the take's frame there). Earlier frames are not written (a segment
+take that a host places over the earlier take), or, with `whole`, written again bit for bit.
+"""
+
+from __future__ import annotations
+
+from framerelay.engine.params import EngineParams
+from framerelay.errors import InvalidSpecError
+
+# What cannot change between the earlier take and a segment: the windows and the steps the
+# skip-interval anchor replays must line up.
+STRUCTURE = ("height", "width", "window", "overlap", "skip_interval", "steps")
+
+
+def check(request, params: EngineParams) -> None:
+    segment = request.segment
+    if len(request.edited_frames) != 1:
+        raise InvalidSpecError(
+            f"a segment re-render continues one take, got {len(request.edited_frames)} edited "
+            "frames.",
+            "Give the take's edited frame (or a new edit of the segment's first frame).",
+        )
+    for name in STRUCTURE:
+        before, after = getattr(segment.base, name), getattr(params, name)
+        if before != after:
+            raise InvalidSpecError(
+                f"{name.replace('_', ' ')} cannot change for a segment ({before} -> {after}).",
+                "Re-render the whole take to change it.",
+            )
+    if segment.start_window < 1:
+        raise InvalidSpecError(
+            f"a segment starts at window 1 or later, got {segment.start_window}.",
+            "Window 0 is the whole take: submit it as a new job.",
+        )
+
+
+def window_start(start_window: int, at: int, params: EngineParams) -> int:
+    """The range index of the segment's window's first frame (shared with the previous window)."""
+    return at + start_window * (params.window - params.overlap)
+
+
+def window_of_frame(frame: int, at: int, params: EngineParams) -> int:
+    """The window of the forward half from `at` that first writes range index `frame`."""
+    position = frame - at
+    if position < params.window:
+        return 0
+    return (position - params.overlap) // (params.window - params.overlap)
+
+
+def window_count(frame_count: int, at: int, params: EngineParams) -> int:
+    length = frame_count - at
+    if length < 2:
+        return 0
+    step = params.window - params.overlap
+    return 1 + max(0, -(-(length - params.window) // step))
+
+
+def first_frame(segment, at: int, frame_count: int, params: EngineParams) -> int:
+    """The range index where the segment's output starts (0 when it writes the whole range)."""
+    windows = window_count(frame_count, at, params)
+    if segment.start_window >= windows:
+        raise InvalidSpecError(
+            f"the take from frame {at} has {windows} window(s); window {segment.start_window} "
+            "does not exist.",
+            f"Pick a window from 1 to {windows - 1}, or a frame after the first window.",
+        )
+    if segment.whole:
+        return 0
+    start = window_start(segment.start_window, at, params)
+    return start if segment.new_frame else start + params.overlap
