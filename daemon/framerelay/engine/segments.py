@@ -76,3 +76,22 @@ def first_frame(segment, at: int, frame_count: int, params: EngineParams) -> int
         return 0
     start = window_start(segment.start_window, at, params)
     return start if segment.new_frame else start + params.overlap
+
+
+def window_for(frame: int, at: int, params: EngineParams, new_frame: bool) -> int:
+    """The window a segment from range index `frame` re-renders from. A new edited frame must be
+    an edit of a window's first frame: otherwise the refusal names the nearest ones."""
+    start = window_of_frame(frame, at, params)
+    if not new_frame:
+        return max(1, start)
+    step = params.window - params.overlap
+    index = max(1, round((frame - at) / step))
+    if window_start(index, at, params) != frame:
+        before = window_start(max(1, (frame - at) // step), at, params)
+        after = window_start(max(1, (frame - at) // step + 1), at, params)
+        raise InvalidSpecError(
+            f"frame {frame} does not start a window, so a new edited frame cannot condition one "
+            "there.",
+            f"Edit the take's frame {before} or {after} (windows start every {step} frames).",
+        )
+    return index

@@ -15,8 +15,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from framerelay.engine import segments
 from framerelay.engine.params import DEFAULT_MODEL
-from framerelay.engine.request import EditRequest, EditResult
+from framerelay.engine.request import EditRequest, EditResult, Segment
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.progress import CancelToken
 
@@ -54,6 +55,28 @@ def edit_request_for(
         input_lut=spec.input_lut,
         keep_unedited=spec.keep_unedited,
         audio=spec.audio,
+        edit_frames=spec.edited_frame_indices,
+        qc=spec.qc,
+        segment=segment_for(spec),
+    )
+
+
+def segment_for(spec) -> Segment | None:
+    """The engine's segment for a job's SegmentSpec (the earlier job's part filled in at submit)."""
+    segment = spec.segment
+    if segment is None:
+        return None
+    from framerelay.jobs.spec import engine_params
+
+    params = spec.engine_params()
+    at = spec.edited_frame_indices[0]
+    start = segments.window_for(segment.from_frame, at, params, segment.new_edited_frame)
+    return Segment(
+        start_window=start,
+        base=engine_params(segment.base_preset, segment.base_params),
+        base_edited_frame=segment.base_edited_frame,
+        new_frame=segment.new_edited_frame,
+        whole=segment.whole,
     )
 
 
@@ -71,7 +94,17 @@ def preview_png(frame: Any, longest: int = PREVIEW_SIZE) -> tuple[bytes, int, in
 
 
 def result_from(edit: EditResult) -> ExecutionResult:
-    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size, edit.preset)
+    return ExecutionResult(
+        edit.outputs,
+        edit.frame_count,
+        edit.fps,
+        edit.size,
+        edit.preset,
+        qc=edit.qc,
+        first_frame=edit.first_frame,
+        seconds=dict(edit.timings),
+        work={**edit.work, "lora_steps": edit.lora_steps_run},
+    )
 
 
 class EngineExecutor:

@@ -69,6 +69,8 @@ class Finished:
     width: int
     height: int
     preset: str = ""  # resolved when the job asked for auto; one per output, comma-separated
+    qc: tuple[dict, ...] = ()  # per output: the QC report's headline (engine/qc.py `summary`)
+    first_frame: int = 0  # the source frame number where the outputs start
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,12 @@ def payload_from_json(kind: str, data: dict[str, Any]) -> Payload:
     if cls is Preview:
         data = {**data, "png": base64.b64decode(data["png"])}
     elif cls is Finished:
-        data = {**data, "fps": Fraction(*data["fps"]), "outputs": tuple(data["outputs"])}
+        data = {
+            **data,
+            "fps": Fraction(*data["fps"]),
+            "outputs": tuple(data["outputs"]),
+            "qc": tuple(data.get("qc", ())),
+        }
     elif cls in (Failed, Cancelled):
         data = {**data, "error": error_from_json(data["error"])}
     elif cls is EditUpdate:

@@ -7,7 +7,7 @@ the user can fix, and returns only once every output is completely written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +34,10 @@ class ExecutionResult:
     fps: Fraction
     size: tuple[int, int]  # (width, height)
     preset: str = ""  # the preset used, resolved when the job asked for auto; comma-separated
+    qc: tuple[dict, ...] = ()  # per output: the QC report's headline (engine/qc.py `summary`)
+    first_frame: int = 0  # the range index where the outputs start (a re-rendered segment's)
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: lora, invert, edit...
+    work: dict[str, int] = field(default_factory=dict)  # what ran: LoRA steps, inversions...
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,10 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.executor import Execution, ExecutionResult, Executor
 from framerelay.jobs.job import Job
+from framerelay.jobs.preflight import MachineRecord, model_key
 from framerelay.jobs.queue import JobQueue, interrupted
 from framerelay.jobs.reserve import DiskReserve
+from framerelay.jobs.spec import ClipInfo
 from framerelay.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,7 @@ class Worker:
         idle_unload_s: float = 600.0,
         progress_interval_s: float = 0.1,
         reserve: DiskReserve | None = None,
+        machine: MachineRecord | None = None,
     ):
         self.queue = queue
         self.executor = executor
@@ -149,6 +152,7 @@ class Worker:
         self.idle_unload_s = idle_unload_s
         self.progress_interval_s = progress_interval_s
         self.reserve = reserve
+        self.machine = machine  # this machine's measured speeds (jobs/preflight.py)
         self.waiting_on: FramerelayError | None = None  # the queue is held until it clears
         self._job_id: str | None = None
         self._token: CancelToken | None = None
@@ -351,6 +355,9 @@ class Worker:
             message = f"the output {missing[0]} was not written."
             return Failed(ErrorInfo.of(ErrorCode.internal, message))
         width, height = result.size
+        spec = self.queue.get(job_id).spec
+        start = spec.frame_range.in_frame if spec.frame_range is not None else 0
+        self._measured(spec, result)
         return Finished(
             tuple(str(p) for p in result.outputs),
             result.frame_count,
@@ -358,6 +365,25 @@ class Worker:
             width,
             height,
             result.preset,
+            qc=result.qc,
+            first_frame=start + result.first_frame,
+        )
+
+    def _measured(self, spec, result: ExecutionResult) -> None:
+        """Keeps how fast this machine ran the job's phases, for the next estimates."""
+        if self.machine is None or not result.seconds:
+            return
+        status = self.executor.status()
+        width, height = result.size
+        clip = ClipInfo(result.frame_count, width, height, False)
+        self.machine.record(
+            spec,
+            clip,
+            model_key(spec),
+            status.device,
+            status.vram_total_bytes,
+            result.seconds,
+            result.work,
         )
 
     def _report(self, job_id: str, payload: Payload) -> None:
