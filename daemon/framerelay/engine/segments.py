@@ -63,15 +63,22 @@ def window_count(frame_count: int, at: int, params: EngineParams) -> int:
     return 1 + max(0, -(-(length - params.window) // step))
 
 
+def check_start(start_window: int, at: int, frame_count: int, params: EngineParams) -> None:
+    windows = window_count(frame_count, at, params)
+    if start_window >= windows:
+        first = window_start(1, at, params) + params.overlap
+        raise InvalidSpecError(
+            f"the take from frame {at} has {windows} window(s); window {start_window} does not "
+            "exist.",
+            f"Start the segment at a frame from {first} to {frame_count - 1}."
+            if windows > 1
+            else "The take is one window long: re-render it whole.",
+        )
+
+
 def first_frame(segment, at: int, frame_count: int, params: EngineParams) -> int:
     """The range index where the segment's output starts (0 when it writes the whole range)."""
-    windows = window_count(frame_count, at, params)
-    if segment.start_window >= windows:
-        raise InvalidSpecError(
-            f"the take from frame {at} has {windows} window(s); window {segment.start_window} "
-            "does not exist.",
-            f"Pick a window from 1 to {windows - 1}, or a frame after the first window.",
-        )
+    check_start(segment.start_window, at, frame_count, params)
     if segment.whole:
         return 0
     start = window_start(segment.start_window, at, params)

@@ -119,8 +119,18 @@ class FakeExecutor:
         # the engine's phase times and work counts, for the machine's calibration
         return replace(
             result,
-            seconds={p: seconds[p] for p in ("lora", "invert", "edit") if p in seconds},
-            work={"lora_steps": 1, "inversions": 1, "edit_passes": len(run.outputs)},
+            seconds={
+                "lora": seconds.get("lora", 0.0),
+                "invert": seconds.get("invert", 0.0),
+                "edit": seconds.get("edit", 0.0),
+                "decode": seconds.get("encode", 0.0),
+            },
+            work={
+                "lora_steps": 1,
+                "inversions": 1,
+                "edit_passes": len(run.outputs),
+                "decoded_windows": len(run.outputs),
+            },
         )
 
     def _wait_for_gate(self, cancel: CancelToken) -> None:

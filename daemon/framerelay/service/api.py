@@ -109,6 +109,8 @@ class DaemonApi:
             spec = segment_of(spec, self.queue.get(spec.segment.of_job))
         # file checks, a probe and the pre-flight estimate: off the loop
         clip = await asyncio.to_thread(self.queue.admit, spec)
+        if spec.segment is not None:
+            check_segment_window(spec, clip)
         checked = await asyncio.to_thread(self._preflight, spec, clip)
         if spec.edit_session is not None:
             response = await self._submit_round_trip(spec)
@@ -379,3 +381,19 @@ def segment_of(spec: JobSpec, earlier: Job) -> JobSpec:
         base_edited_frame=base.edited_frames[0],
     )
     return replace(spec, edited_frames=edited, edit_frames=at, edit_session=None, segment=filled)
+
+
+def check_segment_window(spec: JobSpec, clip: ClipInfo | None) -> None:
+    """The segment's window exists in the take, and a new edited frame starts one."""
+    from framerelay.engine import segments
+
+    segment = spec.segment
+    assert segment is not None
+    params = spec.engine_params()
+    at = spec.edited_frame_indices[0]
+    start = segments.window_for(segment.from_frame, at, params, segment.new_edited_frame)
+    count = clip.frame_count if clip is not None else None
+    if count is None and spec.frame_range is not None:
+        count = spec.frame_range.count
+    if count is not None:
+        segments.check_start(start, at, count, params)
