@@ -131,7 +131,10 @@ def test_submit_get_and_list_give_the_job_as_the_api_does(backend):
     spec = backend.spec(preset="local", params={"steps": 10}, output_format="mp4")
     submitted = api.submit(spec)
     job = submitted["job"]
-    assert set(submitted) == {"job"}  # exportedPath is for round trips only
+    assert set(submitted) == {"job", "estimate"}  # exportedPath is for round trips only
+    estimate = submitted["estimate"]
+    assert int(estimate["peakVramBytes"]) > 0 and estimate["totalSeconds"] > 0
+    assert [p["phase"] for p in estimate["phases"]] == ["lora", "invert", "edit", "decode"]
     assert len(job["id"]) == 32 and job["lastSeq"] >= 1
     assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING")
     assert job["spec"] == {
@@ -223,6 +226,7 @@ def test_a_job_walks_the_phases_to_finished(backend):
         assert all((p["clip"], p["clips"]) == (1, 1) for p in reports)
         if reports[-1]["total"] > 1:
             assert reports[-1]["etaSeconds"] == 0.0
+    qc_path = job["outputPaths"][0] + ".qc.json"  # a QC report per take, beside it
     assert events[-1]["finished"] == {
         "outputPaths": job["outputPaths"],
         "frameCount": 6,
@@ -230,6 +234,7 @@ def test_a_job_walks_the_phases_to_finished(backend):
         "width": 64,
         "height": 64,
         "preset": "local",  # what auto chose (serve --fake always chooses local)
+        "qc": [{"verdict": "OK: fake executor, nothing measured.", "sidecarPath": qc_path}],
     }
 
     view = JobView.from_job(job)
@@ -359,7 +364,8 @@ def test_a_round_trip_exports_takes_the_attached_edit_and_runs(backend):
     exported = submitted["exportedPath"]
     assert exported.endswith(f"/edits/{job['id']}/frame_edit.png")
     assert job["state"] == "JOB_STATE_AWAITING_EDIT" and "position" not in job
-    assert job["spec"]["frameRange"] == {"inFrame": 3, "outFrame": 8}  # starts at the edit
+    assert job["spec"]["frameRange"] == {"inFrame": 2, "outFrame": 8}  # both ways from the edit
+    assert job["spec"]["editSession"]["frameIndex"] == 1
     assert job["edit"] == {
         "exportedPath": exported,
         "width": 64,
@@ -388,7 +394,8 @@ def test_a_round_trip_exports_takes_the_attached_edit_and_runs(backend):
     assert received["kind"] == "EDIT_EVENT_KIND_EDIT_RECEIVED" and received["version"] == 1
     assert received["source"] == str(backend.edited) and [received["path"]] == copy
     assert queued == {"position": 1, "reason": "QUEUED_REASON_EDIT_RECEIVED"}
-    assert events[-1]["finished"]["frameCount"] == 5
+    assert events[-1]["finished"]["frameCount"] == 6  # the whole range: both ways from frame 1
+    assert events[-1]["finished"]["firstFrame"] == 2
     for event in events:
         view = reduce(view, event)
     assert view.state == "JOB_STATE_FINISHED" and view.edit_version == 1

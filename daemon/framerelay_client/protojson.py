@@ -24,7 +24,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "OutputFormat": tuple(f"OUTPUT_FORMAT_{n}" for n in ("UNSPECIFIED", "MP4", "MOV", "PNG")),
     "JobState": ("JOB_STATE_UNSPECIFIED", *JOB_STATES),
 }
-_PARAM_TYPES = {int: "uint32", float: "double", bool: "bool"}
+_PARAM_TYPES = {int: "uint32", float: "double", bool: "bool", str: "string"}
 # message -> field (lowerCamelCase) -> type: a scalar, "enum:X", "message:X", "[]" + a type for a
 # repeated field, "map" for map<string, string>. A test checks this against the .proto files.
 MESSAGES: dict[str, dict[str, str]] = {
@@ -45,6 +45,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "inputLutPath": "string",
         "keepUnedited": "bool",
         "copyAudio": "bool",
+        "editedFrameIndices": "[]uint32",
+        "segment": "message:SegmentSpec",
+    },
+    "SegmentSpec": {
+        "ofJob": "string",
+        "fromFrame": "uint32",
+        "newEditedFrame": "bool",
+        "whole": "bool",
     },
     "FrameRange": {"inFrame": "uint32", "outFrame": "uint32"},
     "Rational": {"num": "int32", "den": "int32"},

@@ -350,7 +350,11 @@ def disk_problem(need: float, free: int, where: str) -> tuple[str, str] | None:
     if need <= free:
         return None
     return (
-        f"needs {need / GB:.1f} GB of disk on {where}, {free / GB:.1f} GB are free.",
+        f"needs {_size(need)} of disk on {where}, {_size(free)} are free.",
         "Free some space (`framerelay cache gc` trims the cache), choose another output folder, "
         "or process a shorter range.",
     )
+
+
+def _size(size: float) -> str:
+    return f"{size / GB:.1f} GB" if size >= 0.1 * GB else f"{size / 1e6:.0f} MB"

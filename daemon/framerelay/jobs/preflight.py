@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MACHINE_FILE = "machine.json"
 FORMAT = 1
+FULL_DISK = 16 * 2**20  # below this much free space a disk counts as full, not too small
 KEEP = 0.5  # weight of the speeds kept when a new job is measured (a running average)
 
 
@@ -207,7 +208,10 @@ def _check_disk(estimate: est.Estimate, output_folder: Path, cache_folder: Path 
         key = next((f for f in needs if f.stat().st_dev == device), existing)
         needs[key] = needs.get(key, 0.0) + size
     for folder, need in needs.items():
-        problem = est.disk_problem(need, shutil.disk_usage(folder).free, str(folder))
+        free = shutil.disk_usage(folder).free
+        if free < FULL_DISK:
+            continue  # a full disk: the daemon's own handling names it and holds the queue
+        problem = est.disk_problem(need, free, str(folder))
         if problem is not None:
             raise DiskFullError(*problem)
 

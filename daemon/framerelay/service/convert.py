@@ -59,13 +59,9 @@ PARAM_FIELDS = (
     "skip_interval",
     "crossfade_frames",
     "drift_strength",
+    "drift_region",
     "qc",
 )
-DRIFT_REGIONS = {
-    specs_pb2.DRIFT_REGION_AUTO: "auto",
-    specs_pb2.DRIFT_REGION_UNEDITED: "unedited",
-    specs_pb2.DRIFT_REGION_ALL: "all",
-}
 CANCEL_REASONS = {
     "dequeued": events_pb2.CANCEL_REASON_DEQUEUED,
     "interrupted": events_pb2.CANCEL_REASON_INTERRUPTED,
@@ -115,10 +111,6 @@ def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
         raise InvalidSpecError(f"unknown output format value {message.output.format}.")
     params = message.params
     overrides = {name: getattr(params, name) for name in PARAM_FIELDS if params.HasField(name)}
-    if params.drift_region != specs_pb2.DRIFT_REGION_UNSPECIFIED:
-        if params.drift_region not in DRIFT_REGIONS:
-            raise InvalidSpecError(f"unknown drift region value {params.drift_region}.")
-        overrides["drift_region"] = DRIFT_REGIONS[params.drift_region]
     frame_range = None
     if message.HasField("frame_range"):
         frame_range = FrameRange(message.frame_range.in_frame, message.frame_range.out_frame)
@@ -196,10 +188,6 @@ def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
         value = getattr(spec.params, name)
         if value is not None:
             setattr(params, name, value)
-    if spec.params.drift_region is not None:
-        params.drift_region = specs_pb2.DriftRegion.Value(
-            f"DRIFT_REGION_{spec.params.drift_region.upper()}"
-        )
     message = specs_pb2.JobSpec(
         request_id=spec.request_id,
         label=spec.label,

@@ -42,32 +42,6 @@ PRESET_STYLE: Preset.ValueType  # 3
 PRESET_SHAPE: Preset.ValueType  # 4
 Global___Preset: _TypeAlias = Preset  # noqa: Y015
 
-class _DriftRegion:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _DriftRegionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DriftRegion.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    DRIFT_REGION_UNSPECIFIED: _DriftRegion.ValueType  # 0
-    """auto"""
-    DRIFT_REGION_AUTO: _DriftRegion.ValueType  # 1
-    """unedited for local edits, all for style and shape edits"""
-    DRIFT_REGION_UNEDITED: _DriftRegion.ValueType  # 2
-    """outside the mask (or outside what the edited frame changed)"""
-    DRIFT_REGION_ALL: _DriftRegion.ValueType  # 3
-
-class DriftRegion(_DriftRegion, metaclass=_DriftRegionEnumTypeWrapper):
-    """Where drift control measures colour and contrast."""
-
-DRIFT_REGION_UNSPECIFIED: DriftRegion.ValueType  # 0
-"""auto"""
-DRIFT_REGION_AUTO: DriftRegion.ValueType  # 1
-"""unedited for local edits, all for style and shape edits"""
-DRIFT_REGION_UNEDITED: DriftRegion.ValueType  # 2
-"""outside the mask (or outside what the edited frame changed)"""
-DRIFT_REGION_ALL: DriftRegion.ValueType  # 3
-Global___DriftRegion: _TypeAlias = DriftRegion  # noqa: Y015
-
 class _OutputFormat:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -190,7 +164,11 @@ class EditParams(_message.Message):
     """Drift control (docs/drift-and-qc.md): 0 off (the default) .. 1 every window of a long take
     held to the first window's colour and contrast.
     """
-    drift_region: Global___DriftRegion.ValueType
+    drift_region: _builtins.str
+    """Where drift control measures colour and contrast: "auto" (unedited for local edits, all for
+    style and shape edits; the default), "unedited" (outside the mask, or outside what the edited
+    frame changed) or "all".
+    """
     qc: _builtins.bool
     """A QC report per take (Finished.qc and a JSON sidecar next to each output); absent: on."""
     def __init__(
@@ -213,12 +191,12 @@ class EditParams(_message.Message):
         skip_interval: _builtins.bool | None = ...,
         crossfade_frames: _builtins.int | None = ...,
         drift_strength: _builtins.float | None = ...,
-        drift_region: Global___DriftRegion.ValueType = ...,
+        drift_region: _builtins.str | None = ...,
         qc: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_crossfade_frames", b"_crossfade_frames", "_drift_strength", b"_drift_strength", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_qc", b"_qc", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "crossfade_frames", b"crossfade_frames", "drift_strength", b"drift_strength", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "qc", b"qc", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_crossfade_frames", b"_crossfade_frames", "_drift_region", b"_drift_region", "_drift_strength", b"_drift_strength", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_qc", b"_qc", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "crossfade_frames", b"crossfade_frames", "drift_region", b"drift_region", "drift_strength", b"drift_strength", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "qc", b"qc", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_crossfade_frames", b"_crossfade_frames", "_drift_strength", b"_drift_strength", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_qc", b"_qc", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "crossfade_frames", b"crossfade_frames", "drift_region", b"drift_region", "drift_strength", b"drift_strength", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "preset", b"preset", "qc", b"qc", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_crossfade_frames", b"_crossfade_frames", "_drift_region", b"_drift_region", "_drift_strength", b"_drift_strength", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_qc", b"_qc", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "crossfade_frames", b"crossfade_frames", "drift_region", b"drift_region", "drift_strength", b"drift_strength", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "preset", b"preset", "qc", b"qc", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attention_matching: _TypeAlias = _typing.Literal["attention_matching"]  # noqa: Y015
     _WhichOneofArgType__attention_matching: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching"]  # noqa: Y015
@@ -228,6 +206,8 @@ class EditParams(_message.Message):
     _WhichOneofArgType__beta2: _TypeAlias = _typing.Literal["_beta2", b"_beta2"]  # noqa: Y015
     _WhichOneofReturnType__crossfade_frames: _TypeAlias = _typing.Literal["crossfade_frames"]  # noqa: Y015
     _WhichOneofArgType__crossfade_frames: _TypeAlias = _typing.Literal["_crossfade_frames", b"_crossfade_frames"]  # noqa: Y015
+    _WhichOneofReturnType__drift_region: _TypeAlias = _typing.Literal["drift_region"]  # noqa: Y015
+    _WhichOneofArgType__drift_region: _TypeAlias = _typing.Literal["_drift_region", b"_drift_region"]  # noqa: Y015
     _WhichOneofReturnType__drift_strength: _TypeAlias = _typing.Literal["drift_strength"]  # noqa: Y015
     _WhichOneofArgType__drift_strength: _TypeAlias = _typing.Literal["_drift_strength", b"_drift_strength"]  # noqa: Y015
     _WhichOneofReturnType__height: _TypeAlias = _typing.Literal["height"]  # noqa: Y015
@@ -262,6 +242,8 @@ class EditParams(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__beta2) -> _WhichOneofReturnType__beta2 | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__crossfade_frames) -> _WhichOneofReturnType__crossfade_frames | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_region) -> _WhichOneofReturnType__drift_region | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_strength) -> _WhichOneofReturnType__drift_strength | None: ...
     @_typing.overload

@@ -153,6 +153,7 @@ class Script:
         return error_for_code(code, SCRIPTED_MESSAGES.get(code, "the job failed."))
 
 
+FAKE_QC_VERDICT = "OK: fake executor, nothing measured."  # the daemon's fake executor's
 SCRIPTED_MESSAGES = {  # what the worker says for the engine's usual failures
     "ERROR_CODE_OUT_OF_MEMORY": "the job ran out of memory.",
     "ERROR_CODE_DISK_FULL": "the disk is full.",
@@ -472,11 +473,13 @@ class FakeDaemon(DaemonApi):
             job = existing or self._submit_round_trip(spec)
             response = {"job": self._job_json(job)}
             exported = (job.edit or {}).get("exportedPath")
-            return {**response, "exportedPath": exported} if exported else response
+            if exported:
+                response["exportedPath"] = exported
+            return {**response, "estimate": fake_estimate(spec)}
         if existing is None:
             self._refuse_on_a_full_disk()
         job = existing or self._enqueue_new(spec, "QUEUED_REASON_SUBMITTED")
-        return {"job": self._job_json(job)}
+        return {"job": self._job_json(job), "estimate": fake_estimate(spec)}
 
     def _get_job(self, request: JsonDict) -> JsonDict:
         return {"job": self._job_json(self._job(request.get("jobId", "")))}
@@ -981,21 +984,13 @@ class FakeDaemon(DaemonApi):
             if frame_range
             else clip.frame_count
         )
-        if index > count - 2:
+        if index >= count:
             raise InvalidSpec(
-                f"frame {index} leaves fewer than two of the clip's {count} frames to propagate "
-                "the edit into.",
-                f"Pick a frame from 0 to {count - 2}.",
+                f"frame {index} is outside the clip's {count} frames.",
+                f"Pick a frame from 0 to {count - 1}.",
             )
         first = frame_range.get("inFrame", 0) if frame_range else 0
-        if index:  # the range now starts at the edited frame: its frame 0
-            end = frame_range.get("outFrame", 0) if frame_range else clip.frame_count
-            spec = dict(spec)
-            spec["frameRange"] = drop_zeros({"inFrame": first + index, "outFrame": end})
-            spec.setdefault("sourceFps", rational(clip.fps))
-            session.pop("frameIndex", None)
-            spec["editSession"] = session
-            spec = echo_spec(spec)
+        # the job keeps its range: the edit propagates both ways from the exported frame
         job_id = uuid.uuid4().hex
         suffix = "tiff" if session.get("sixteenBit") else "png"
         folder = str(self.data_dir / "edits" / job_id)
@@ -1218,7 +1213,7 @@ class FakeDaemon(DaemonApi):
             for output in job.outputs:
                 writer(output, self._job_json(job))
         asked = job.spec["params"]["preset"]
-        return {
+        finished: JsonDict = {
             "outputPaths": list(job.outputs),
             "frameCount": frames,
             "fps": dict(fps),
@@ -1227,6 +1222,14 @@ class FakeDaemon(DaemonApi):
             # The engine picks auto's preset from the pictures; the fake, without any, picks local.
             "preset": "local" if asked == "PRESET_AUTO" else asked.removeprefix("PRESET_").lower(),
         }
+        if frame_range and frame_range.get("inFrame"):
+            finished["firstFrame"] = frame_range["inFrame"]  # where to place the take
+        if job.spec["params"].get("qc", True):  # a QC report per take, its sidecar beside it
+            finished["qc"] = [
+                {"verdict": FAKE_QC_VERDICT, "sidecarPath": f"{output}.qc.json"}
+                for output in job.outputs
+            ]
+        return finished
 
     def _cancelled_payload(self, job: _Job, reason: str) -> JsonDict:
         if reason == "DEQUEUED":
@@ -1463,11 +1466,10 @@ def _check_session(session: JsonDict, edited: list[str], frame_range: JsonDict |
     index = int(session.get("frameIndex", 0))
     if frame_range is not None:
         first, end = frame_range.get("inFrame", 0), frame_range.get("outFrame", 0)
-        if index > end - first - 2:
+        if index >= end - first:
             raise InvalidSpec(
-                f"frame {index} leaves fewer than two frames of the range [{first}, {end}) to "
-                "propagate the edit into.",
-                f"Pick a frame from 0 to {end - first - 2}; the edit propagates forward from it.",
+                f"frame {index} is outside the range [{first}, {end}).",
+                f"Pick a frame from 0 to {end - first - 1}, counted from the range's first.",
             )
 
 
@@ -1529,3 +1531,26 @@ def crash_loop_error(crashes: int) -> JsonDict:
         "Free GPU memory (close other GPU programs, `framerelay unload`) or make the job smaller "
         "(--width/--height, --window), then retry it; the daemon's log tells more.",
     ).to_dict()
+
+
+def fake_estimate(spec: JsonDict) -> JsonDict:
+    """The pre-flight estimate's fields (daemon.proto Estimate), from a fixed stand-in rate: the
+    daemon's come from the accounting of the real model and this machine's measured speed."""
+    frame_range = spec.get("frameRange")
+    frames = frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
+    window = int(spec.get("params", {}).get("window", 14))
+    windows = 1 if frames <= window else 1 + -(-(frames - window) // (window - 1))
+    phases = [
+        {"phase": phase, "seconds": float(seconds * windows)}
+        for phase, seconds in (("lora", 240.0), ("invert", 10.0), ("edit", 25.0), ("decode", 1.0))
+    ]
+    return {
+        "peakVramBytes": str(20 * 10**9),
+        "peakPhase": "edit_anchored" if windows > 1 else "lora",
+        "cacheBytes": str(130 * 10**6 * windows),
+        "outputBytes": str(64 * 64 * frames),
+        "phases": phases,
+        "totalSeconds": sum(p["seconds"] for p in phases),
+        "windows": windows,
+        "profile": "fake",
+    }
