@@ -75,11 +75,19 @@ def register(commands) -> None:
         "--lora-steps", type=int, default=250, help="motion LoRA steps per window (0: skip)"
     )
     parser.add_argument("--lora-rank", type=int, default=32)
+    parser.add_argument(
+        "--draft", action="store_true", help="quick look: 12 steps and no motion LoRA"
+    )
     parser.add_argument("--cache-dir", type=Path, help="artifact cache (default: user cache dir)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--min-guidance", type=float, default=1.0)
     parser.add_argument("--max-guidance", type=float, default=2.0)
-    parser.add_argument("--memory-budget", type=int, default=4096, metavar="MB")
+    parser.add_argument(
+        "--memory-budget",
+        type=int,
+        metavar="MB",
+        help="memory for the source attention store (default: sized from free memory)",
+    )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -130,6 +138,8 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         source_memory_budget_mb=args.memory_budget,
         matching=matching,
     )
+    if args.draft:
+        params = params.draft()
     return EditRequest(
         source=args.source,
         edited_frames=tuple(args.edited),
@@ -159,9 +169,9 @@ def check_files(request: EditRequest) -> None:
     that can be written."""
     from framerelay.errors import EditUnreadableError, SourceUnreadableError
     from framerelay.jobs.output_policy import check_writable
-    from framerelay.jobs.spec import file_problem
+    from framerelay.jobs.spec import file_problem, is_sequence_source
 
-    problem = file_problem(request.source)
+    problem = None if is_sequence_source(request.source) else file_problem(request.source)
     if problem is not None:
         raise SourceUnreadableError(f"the source {str(request.source)!r} {problem}.")
     inputs = [(p, "edited frame") for p in request.edited_frames]

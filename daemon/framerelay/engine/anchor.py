@@ -36,6 +36,8 @@ _STATE = (
     "num_frames",
     "_inline",
     "_temporal_source",
+    "_source",
+    "capture_rows",
     "config",
     "store",
     "kv_mode",
@@ -121,6 +123,8 @@ def capture_edit_kv(
     try:
         with _acting_as_anchor(controller, pipe.unet):
             controller.set_region(edit.region)
+            # without a source branch in the current call, its rows are dropped as captured
+            controller.capture_rows = (len(batch), 0 if keep_source_rows else 1)
             if edit.matching is None:
                 controller.plain(frames, sigma)
             else:
@@ -131,9 +135,5 @@ def capture_edit_kv(
             captured = controller.anchor_kv
     finally:
         anchor._use("current")
-    if not keep_source_rows:
-        for name, (k, v) in captured.items():
-            rows = k.shape[0] // len(batch)
-            captured[name] = (k[rows:], v[rows:])
     controller.anchor_kv = captured
     controller.anchor_sigma = sigma

@@ -33,6 +33,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from framerelay.engine.memory import checkpoint_temporal_blocks, lora_in_compute_dtype
 from framerelay.errors import InternalError, OutOfMemoryError
 from framerelay.progress import CancelToken, Progress, ProgressSink, ignore_progress
 
@@ -396,7 +397,10 @@ def denoising_loss(
     condition = condition.unsqueeze(1).expand(-1, batch.frames, -1, -1, -1)
     sample = torch.cat([c_in * x_sigma, condition], dim=2)
     c_noise = 0.25 * torch.log(sigma.to(x0.device, torch.float32)).reshape(-1)
-    with _autocast(x0.device, autocast_dtype):
+    with (
+        _autocast(x0.device, autocast_dtype),
+        lora_in_compute_dtype(unet, torch.is_autocast_enabled(x0.device.type)),
+    ):
         v = unet(
             sample,
             c_noise,
@@ -459,7 +463,10 @@ def train_motion_lora(
         start = _restore_checkpoint(checkpoint, unet, state) if checkpoint is not None else 0
         progress(Progress("lora", start, params.steps, message=_start_message(start)))
 
-        with _training_mode(unet, params.gradient_checkpointing), _out_of_memory_as_error(batch):
+        with (
+            _training_mode(unet, params.gradient_checkpointing, autocast_dtype is not None),
+            _out_of_memory_as_error(batch),
+        ):
             for step in range(start + 1, params.steps + 1):
                 cancel.raise_if_cancelled()
                 loss = _train_step(unet, batch, params, state, autocast_dtype, before_step)
@@ -556,7 +563,9 @@ def _adapter_for_training(
 
 
 @contextlib.contextmanager
-def _training_mode(unet: torch.nn.Module, gradient_checkpointing: bool) -> Iterator[None]:
+def _training_mode(
+    unet: torch.nn.Module, gradient_checkpointing: bool, autocast: bool = False
+) -> Iterator[None]:
     was_training = unet.training
     was_checkpointing = bool(getattr(unet, "is_gradient_checkpointing", False))
     if gradient_checkpointing and not was_checkpointing:
@@ -565,7 +574,11 @@ def _training_mode(unet: torch.nn.Module, gradient_checkpointing: bool) -> Itera
         unet.disable_gradient_checkpointing()
     unet.train()
     try:
-        with torch.enable_grad():
+        with (
+            torch.enable_grad(),
+            checkpoint_temporal_blocks(unet, gradient_checkpointing),
+            lora_in_compute_dtype(unet, autocast),  # also while blocks are replayed in backward
+        ):
             yield
     finally:
         unet.train(was_training)

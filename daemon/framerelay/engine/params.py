@@ -22,6 +22,7 @@ PRESETS: dict[str, tuple[float, float]] = {
 }
 PRESET_NAMES = (*PRESETS, "auto")
 DRIFT_REGIONS = ("auto", "unedited", "all")
+DRAFT_STEPS = 12  # the draft mode's sampling steps (and no LoRA)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ class EngineParams:
     sarp_threshold: float = 0.001
     sarp_alpha: float = 0.005
     decode_chunk_size: int = 8
-    source_memory_budget_mb: int = 4096  # RAM for source-branch attention; the rest is recomputed
+    # Memory for the source branch's attention data (device first, then host), MB; None: sized
+    # from the machine's free memory. Steps that do not fit are recomputed inline.
+    source_memory_budget_mb: int | None = None
     # Several edited frames in one take (docs/edit-any-frame.md): frames cross-faded at each
     # boundary between two edited frames' shares; 0 cuts hard.
     crossfade_frames: int = 4
@@ -83,6 +86,11 @@ class EngineParams:
     drift_region: str = "auto"  # auto | unedited | all
     matching: MatchingParams = field(default_factory=MatchingParams)
     lora: MotionLoraParams = field(default_factory=MotionLoraParams)
+
+    def draft(self) -> EngineParams:
+        """The draft mode: DRAFT_STEPS steps and no motion LoRA (a quick look at an edit; its cost
+        is in bench/RESULTS.md). The motion then comes from the temporal attention matching only."""
+        return replace(self, steps=min(self.steps, DRAFT_STEPS), lora=replace(self.lora, steps=0))
 
     def with_overrides(self, **changes) -> EngineParams:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -96,12 +104,13 @@ class EngineParams:
         check_int("seed", self.seed, 0, MAX_SEED)
         check_guidance(self.min_guidance, self.max_guidance)
         check_conditioning(self)
-        check_int(
-            "the source memory budget (MB)",
-            self.source_memory_budget_mb,
-            0,
-            MAX_MEMORY_BUDGET_MB,
-        )
+        if self.source_memory_budget_mb is not None:
+            check_int(
+                "the source memory budget (MB)",
+                self.source_memory_budget_mb,
+                0,
+                MAX_MEMORY_BUDGET_MB,
+            )
         check_matching(self.matching)
         check_int("the cross-fade (frames)", self.crossfade_frames, 0, 48)
         check_fraction("the drift strength", self.drift_strength)

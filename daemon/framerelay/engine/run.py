@@ -7,6 +7,7 @@ CLI and the daemon call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -21,7 +22,18 @@ import torch
 
 from framerelay import limits
 from framerelay.cache import ArtifactCache, hash_frames
-from framerelay.engine import artifacts, attention, bidirectional, drift, lora, qc, segments
+from framerelay.engine import (
+    artifacts,
+    attention,
+    bidirectional,
+    drift,
+    lora,
+    memory,
+    qc,
+    segments,
+    source_store,
+    speed,
+)
 from framerelay.engine.anchor import Anchor, AnchorEdit, capture_edit_kv, capture_source_kv
 from framerelay.engine.conditioning import (
     Condition,
@@ -60,10 +72,13 @@ class Engine:
         device: str | None = None,
         dtype: str | None = None,
         local_files_only: bool = False,
+        speedups: speed.Speedups | None = None,
     ):
         self.model = model
         self.placement: Placement = choose_placement(device, dtype)
         self.local_files_only = local_files_only
+        self.speedups = speedups if speedups is not None else speed.Speedups.from_env()
+        self.stores = source_store.StoreKeeper()  # source stores kept for re-edits
         self._pipe = None
 
     @property
@@ -76,6 +91,7 @@ class Engine:
             pipe = load_pipeline(self.model, self.placement, self.local_files_only)
             for module in (pipe.unet, pipe.vae, pipe.image_encoder):
                 module.eval()
+            speed.apply(pipe, self.speedups)
             self._pipe = pipe
         return self._pipe
 
@@ -88,6 +104,7 @@ class Engine:
 
     def unload(self) -> None:
         self._pipe = None
+        self.stores.clear()
         if self.placement.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -407,22 +424,28 @@ def _train_lora(
             nearest = float(sigmas[(sigmas.log() - np.log(sigma)).abs().argmin()])
             capture_source_kv(pipe, anchor, controller, nearest)
 
-    result = lora.train_motion_lora(
-        pipe.unet,
-        batch,
-        training,
-        checkpoints,
-        progress=progress,
-        cancel=cancel,
-        autocast_dtype=autocast,
-        before_step=before_step,
-    )
+    unused = (pipe.vae, pipe.image_encoder)
+    with memory.off_device(unused, active=pipe.unet.device.type == "cuda"):
+        result = lora.train_motion_lora(
+            pipe.unet,
+            batch,
+            training,
+            checkpoints,
+            progress=progress,
+            cancel=cancel,
+            autocast_dtype=autocast,
+            before_step=before_step,
+        )
     controller.kv_mode = None
     pipe.unet.eval()
     return result.steps_run
 
 
 # -- one window ----------------------------------------------------------------------------------
+
+
+def kept_message(store: source_store.TieredSourceStore) -> str:
+    return f"source attention from the previous job: {store.summary(len(store))}"
 
 
 def _invert_window(
@@ -451,6 +474,10 @@ def _invert_window(
         pipe, latents, condition, params.steps, recording, progress, cancel, before_call
     )
     controller.kv_mode = None
+    if recording is not None and isinstance(controller.store, source_store.TieredSourceStore):
+        message = controller.store.summary(params.steps)
+        log.info("window %d: %s", window.index + 1, message)
+        progress(Progress("invert", params.steps, params.steps, message=message))
     return inversion
 
 
@@ -587,6 +614,8 @@ class _Job:
         self.request, self.params, self.source = request, params, source
         self.engine, self.progress, self.cancel, self.preview = engine, progress, cancel, preview
         self.pipe, self.device = engine.pipe, engine.placement.device
+        engine.stores.begin_job()  # source stores a warm engine kept for re-edits
+        stack.callback(engine.stores.end_job)
         self.cache = ArtifactCache(request.cache_dir) if request.use_cache else None
         self.scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="framerelay-")))
         self.adapters = _Adapters(self.pipe.unet)
@@ -621,13 +650,34 @@ class _Job:
         return segment.base if index < segment.start_window else self.params
 
     # -- the analysis of one window: motion LoRA and inversion, from the cache or computed
-    def analysis(self, window: _Window, key: str, params: EngineParams, anchor, report):
+    def store_shape(self, frames: int, params: EngineParams) -> tuple:
+        pipe = self.pipe
+        latent = (params.height // pipe.vae_scale_factor, params.width // pipe.vae_scale_factor)
+        return (
+            self.device,
+            frames,
+            latent,
+            pipe.unet.dtype,
+            params.decode_chunk_size,
+            pipe.vae.dtype,
+        )
+
+    def analysis(self, window, key, params, anchor, report, store: bool = True):
+        """The window's inversion, its LoRA loaded; with `store`, the source store it edits from
+        (kept from an earlier job by a warm engine, or new; `keep_store` hands it back)."""
         pipe, cache = self.pipe, self.cache
         entry = cache.get(key) if cache is not None else None
         self.counts.cache_hits += entry is not None
-        self.controller.store = attention.SourceAttentionStore(
-            params.source_memory_budget_mb * 2**20, device="cpu"
-        )
+        if store:
+            shape = self.store_shape(len(window.frames), params)
+            kept = self.engine.stores.take(key, params.steps, usable=entry is not None)
+            self.controller.store = kept or source_store.window_store(
+                params.source_memory_budget_mb, *shape
+            )
+            if kept is not None:
+                report(Progress("invert", params.steps, params.steps, message=kept_message(kept)))
+        else:  # the anchor's: its replays record nothing, and a kept store must stay as it is
+            self.controller.store = attention.SourceAttentionStore(0)
         self.adapters.reset()
         checkpoints = artifacts.checkpoint_dir(cache, key) if cache else self.scratch / key
         if entry is not None:  # hosts show that these phases came from the cache
@@ -662,6 +712,27 @@ class _Job:
             artifacts.store_window(cache, key, inversion, lora_file, str(self.request.source))
             shutil.rmtree(checkpoints, ignore_errors=True)  # the entry supersedes them
         return inversion
+
+    def keep_store(self, key: str, frames: int, params: EngineParams) -> None:
+        shape = self.store_shape(frames, params)
+        self.engine.stores.keep(
+            key,
+            self.controller.store,
+            params.steps,
+            functools.partial(source_store.room_for, *shape),
+        )
+
+    def decode(self, latents: torch.Tensor, params: EngineParams) -> np.ndarray:
+        chunk = memory.decode_chunk_that_fits(
+            params.decode_chunk_size,
+            params.height,
+            params.width,
+            self.pipe.vae.dtype,
+            memory.device_free_bytes(self.device),
+        )
+        with self.timed("decode"):
+            decoded = decode_video_latents(self.pipe, latents, chunk)
+            return decoded.float().cpu().numpy()
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """The pipeline's image encoder on canvas frames (N, 3, H, W) -> (N, D)."""
@@ -767,9 +838,7 @@ def _run_half(job: _Job, h: int, chains: list[_Chain], takes: list[_Take], frame
                         job.cache, chain.take_key, latents, kept, str(request.source)
                     )
             chain.last_latent = latents[:, -1:]
-            with job.timed("decode"):
-                decoded = decode_video_latents(pipe, latents, window_params.decode_chunk_size)
-                decoded = decoded.float().cpu().numpy()
+            decoded = job.decode(latents, window_params)
             job.counts.decoded += 1
             refit = job.source.bridge.refit(decoded[-1])[None]
             chain.last_frame = torch.from_numpy(refit).to(job.device)
@@ -783,6 +852,8 @@ def _run_half(job: _Job, h: int, chains: list[_Chain], takes: list[_Take], frame
                 job.preview(image.to_uint8(job.source.bridge.view.from_model(decoded[-1])))
             report(Progress("encode", index + 1, len(windows)))
 
+        if inversion is not None:
+            job.keep_store(key, len(positions), window_params)
         if (
             index == 0
             and window_params.skip_interval
@@ -849,7 +920,7 @@ def _ensure_anchor(job: _Job, state: _Half, report: ProgressSink) -> None:
     """Window 0's analysis, for skip-interval: it came from the cache when its takes did."""
     if state.anchor is not None or state.window is None:
         return
-    inversion = job.analysis(state.window, state.key, state.params, None, report)
+    inversion = job.analysis(state.window, state.key, state.params, None, report, store=False)
     state.anchor = Anchor(inversion, job.adapters.switch)
     job.adapters.anchor_state = job.adapters.current_state()
 
