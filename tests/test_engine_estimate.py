@@ -107,3 +107,44 @@ def test_halves_follow_the_edited_frames():
         10,
         10,
     ]
+
+
+def test_the_scaling_law_holds_for_a_real_unet_under_the_accountant():
+    """The estimate's law (attention quadratic in a frame's tokens, the rest linear in frames x
+    tokens, activations linear) against bench/accounting.py on the tiny SVD UNet: a profile built
+    at one shape predicts another's FLOPs and peak."""
+    torch = pytest.importorskip("torch")
+    from bench import accounting as acct
+    from framerelay.engine.conditioning import Condition
+    from framerelay.engine.denoiser import predict_v
+    from framerelay.engine.tiny import tiny_unet
+
+    def measure(frames: int, height: int, width: int) -> tuple[float, float, float]:
+        with acct.fake_world():
+            unet = tiny_unet(num_frames=frames)
+            accountant = acct.Accountant()
+            accountant.track(list(unet.parameters()) + list(unet.buffers()))
+            weights = accountant.live[acct.DEVICE.type]
+            x = torch.randn(1, frames, 4, height // 8, width // 8)
+            condition = Condition(
+                torch.randn(1, 1, 32),
+                torch.randn(1, 4, height // 8, width // 8),
+                torch.tensor([[6.0, 127.0, 0.02]]),
+            )
+            with torch.no_grad(), accountant, accountant.phase("call") as tally:
+                predict_v(unet, x, 1.0, condition)
+            return tally.total_flops, tally.peak_bytes, weights
+
+    # tiny_unet: spatial attention at level 0 (2 down + 3 up layers, 32 channels) and in the mid
+    # block at level 1 (64 channels)
+    attention = ((5, 32), (1, 64))
+    flops, peak, weights = measure(4, 128, 128)
+    scratch = est.Profile("tiny", 128, 128, 4, 8, {}, attention=attention)
+    share = scratch.quadratic(128, 128) * 4 / flops
+    profile = est.Profile(
+        "tiny", 128, 128, 4, 8, {"call": est.Phase(flops, share, peak, weights)}, attention
+    )
+    accounted_flops, accounted_peak, _ = measure(6, 256, 192)
+    assert share > 0.05  # the quadratic part is not negligible at these sizes
+    assert profile.flops("call", 6, 256, 192) == pytest.approx(accounted_flops, rel=TOLERANCE)
+    assert profile.peak("call", 6, 256, 192) == pytest.approx(accounted_peak, rel=TOLERANCE)
