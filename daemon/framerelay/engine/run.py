@@ -42,6 +42,7 @@ from framerelay.engine.conditioning import (
     encode_condition,
     encode_image_embeddings,
     encode_image_latent,
+    encode_source_condition,
     encode_video_latents,
     resize_frames,
 )
@@ -438,6 +439,10 @@ def _train_lora(
         )
     controller.kv_mode = None
     pipe.unet.eval()
+    # Frozen, as an adapter loaded from the cache is: a weight that requires grad makes torch's
+    # matmul take another path even under no_grad, and a cache hit would give other frames.
+    for parameter in lora.motion_lora_parameters(pipe.unet):
+        parameter.requires_grad_(False)
     return result.steps_run
 
 
@@ -458,7 +463,7 @@ def _invert_window(
     cancel: CancelToken | None,
 ) -> Inversion:
     generator = torch.Generator().manual_seed(params.seed)
-    condition = encode_condition(pipe, window.frames[:1], params, generator)
+    condition = encode_source_condition(pipe, window.frames[:1], params, generator)
     frames = perturb_smooth_areas(
         window.frames, params.sarp_threshold, params.sarp_alpha, generator
     )
@@ -516,12 +521,15 @@ def _edit_window(
     cancel: CancelToken | None,
 ) -> torch.Tensor:
     use_cfg = params.max_guidance > 1.0
-    before_call = None
+    before_call = before_source = None
     if anchor is not None and chain.anchor is not None:
         anchor_edit = chain.anchor
 
-        def before_call(step: int, sigma: float, inline: bool) -> None:
-            capture_edit_kv(pipe, anchor, anchor_edit, controller, step, sigma, inline, use_cfg)
+        def before_call(step: int, sigma: float) -> None:
+            capture_edit_kv(pipe, anchor, anchor_edit, controller, step, sigma, use_cfg)
+
+        def before_source(sigma: float) -> None:  # as when the window's inversion recorded it
+            capture_source_kv(pipe, anchor, controller, sigma)
 
     trajectory: list[torch.Tensor] | None = [] if window.index == 0 else None
     if matching is not None:
@@ -537,6 +545,7 @@ def _edit_window(
         cancel,
         before_call,
         trajectory,
+        before_source,
     )
     controller.kv_mode = None
     if trajectory is not None:

@@ -71,7 +71,7 @@ class SourcePlan:
         return self.media_rate != self.scene_rate
 
     def index_at(self, scene_frame: int) -> int:
-        """"Edit current frame": the range index of the frame shown at `scene_frame` (frame for
+        """ "Edit current frame": the range index of the frame shown at `scene_frame` (frame for
         frame, as Blender plays it), clamped to the range."""
         return min(max(0, scene_frame - self.record_start), self.frame_count - 1)
 

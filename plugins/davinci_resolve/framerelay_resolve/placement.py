@@ -293,7 +293,7 @@ class SendPlan:
     label: str
 
     def index_at(self, playhead: int) -> int:
-        """"Edit current frame": the range index of the source frame shown at record frame
+        """ "Edit current frame": the range index of the source frame shown at record frame
         `playhead`, clamped to the range (the edit then propagates both ways from it)."""
         last = self.out_frame - self.in_frame - 1
         offset = playhead - self.record.record_frame
