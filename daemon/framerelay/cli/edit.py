@@ -6,6 +6,7 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
+from framerelay.cli import take_options
 from framerelay.cli.footage_options import add_footage_switches
 from framerelay.engine.params import (
     DEFAULT_MODEL,
@@ -91,6 +92,7 @@ def register(commands) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    take_options.add_take_switches(parser)
     parser.set_defaults(func=run)
 
 
@@ -140,7 +142,8 @@ def build_request(args: argparse.Namespace) -> EditRequest:
     )
     if args.draft:
         params = params.draft()
-    return EditRequest(
+    params = take_options.with_params(params, args)
+    request = EditRequest(
         source=args.source,
         edited_frames=tuple(args.edited),
         outputs=_outputs(args),
@@ -162,6 +165,7 @@ def build_request(args: argparse.Namespace) -> EditRequest:
         keep_unedited=args.keep_unedited,
         audio=args.audio,
     )
+    return take_options.apply(request, args)
 
 
 def check_files(request: EditRequest) -> None:
@@ -190,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     from framerelay.engine.run import run_edit
     from framerelay.errors import from_os_error
 
+    checked = take_options.preflight(request)  # refuses a job that cannot fit (exit 2)
+    print(checked.line)
     bars = PhaseBars(enabled=not args.quiet)
     try:
         result = run_edit(request, progress=bars)
@@ -197,8 +203,13 @@ def run(args: argparse.Namespace) -> int:
         raise from_os_error(error) from error
     finally:
         bars.close()
+    checked.record(request, result)
     width, height = result.size
     seconds = sum(result.timings.values())
+    for report in result.qc:
+        print(f"QC: {report['verdict']} ({report['sidecar']})")
+    if result.first_frame:
+        print(f"a segment: the take starts at frame {result.first_frame} of the range")
     for output in result.outputs:
         print(
             f"wrote {output}: {result.frame_count} frames, {result.fps} fps, {width}x{height}, "

@@ -201,8 +201,11 @@ def window_count(frames: int, window: int, overlap: int) -> int:
     return 1 + math.ceil((frames - window) / (window - overlap))
 
 
-def estimate(shape: JobShape, speeds: dict[str, float] | None = None, profile=SVD) -> Estimate:
-    """Peak VRAM, disk and time per phase of `shape`; `speeds`: measured FLOP/s per phase."""
+def estimate(
+    shape: JobShape, speeds: dict[str, float] | None = None, profile=SVD, gpu: bool = True
+) -> Estimate:
+    """Peak VRAM, disk and time per phase of `shape`; `speeds`: measured FLOP/s per phase (until
+    then, an H100-class guess for a GPU, a slow one for a CPU)."""
     h, w = shape.height, shape.width
     f = min(shape.window, max(2, shape.frame_count))
     lora_h, lora_w = shape.lora_height or h, shape.lora_width or w
@@ -230,7 +233,8 @@ def estimate(shape: JobShape, speeds: dict[str, float] | None = None, profile=SV
     peak = peaks[peak_phase] * HEADROOM + CUDA_CONTEXT
 
     # 2. Time per phase: FLOPs over the speed.
-    rates = {**profile.default_speeds, **(speeds or {})}
+    guess = profile.default_speeds if gpu else dict.fromkeys(TIME_PHASES, _CPU_FLOPS)
+    rates = {**guess, **(speeds or {})}
     work = {
         "lora": windows * shape.lora_steps * profile.flops("lora", f, lora_h, lora_w),
         "invert": windows
@@ -241,7 +245,7 @@ def estimate(shape: JobShape, speeds: dict[str, float] | None = None, profile=SV
         + (later_chains if anchored else 0) * shape.steps * profile.flops("edit_anchored", f, h, w),
         "decode": chains * profile.flops("decode", f, h, w),
     }
-    seconds = {phase: work[phase] / _rate(rates, phase, speeds) for phase in TIME_PHASES}
+    seconds = {phase: work[phase] / rates.get(phase, _CPU_FLOPS) for phase in TIME_PHASES}
 
     # 3. Disk: the cache's entries, the outputs, and frames waiting to be stitched.
     latent = f * 4 * (h // 8) * (w // 8) * 4  # one window's latents in fp32
@@ -269,12 +273,6 @@ def estimate(shape: JobShape, speeds: dict[str, float] | None = None, profile=SV
     )
 
 
-def _rate(rates: dict[str, float], phase: str, measured: dict[str, float] | None) -> float:
-    if measured and phase in measured:
-        return measured[phase]
-    return rates.get(phase, _CPU_FLOPS)
-
-
 def _output_bytes_per_pixel(fmt: str, deep: bool) -> float:
     """Sizes the writers make, rounded up (media/writer.py): ProRes 422 HQ at ~220 Mbit/s for
     1080p30, H.264/HEVC at crf 16, PNG compressed to about 60 % of raw."""
@@ -283,11 +281,6 @@ def _output_bytes_per_pixel(fmt: str, deep: bool) -> float:
     if fmt == "mov":
         return 0.45 * (1.5 if deep else 1)
     return 0.12
-
-
-def for_cpu(speeds: dict[str, float] | None) -> dict[str, float]:
-    """Speeds on a CPU: measured ones, else a first guess for every phase."""
-    return speeds or dict.fromkeys(TIME_PHASES, _CPU_FLOPS)
 
 
 def measured_speeds(

@@ -1075,6 +1075,7 @@ def _run(
                 continue
             with job.timed("qc"):
                 report = take.quality.report()
+            report["job"] = segments.take_record(request, params, edits, takes.index(take))
             sidecar = qc.write_sidecar(output, report)
             log.info("%s: %s", output.name, report["verdict"])
             reports.append(qc.summary(report, sidecar))

@@ -12,7 +12,11 @@ take that a host places over the earlier take), or, with `whole`, written again 
 
 from __future__ import annotations
 
-from framerelay.engine.params import EngineParams
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from framerelay.engine.params import EngineParams, MatchingParams, MotionLoraParams
 from framerelay.errors import InvalidSpecError
 
 # What cannot change between the earlier take and a segment: the windows and the steps the
@@ -102,3 +106,74 @@ def window_for(frame: int, at: int, params: EngineParams, new_frame: bool) -> in
             f"Edit the take's frame {before} or {after} (windows start every {step} frames).",
         )
     return index
+
+
+# -- the take's record, in its QC sidecar: what `framerelay edit --segment-of TAKE` continues ------
+
+
+def take_record(request, params: EngineParams, edits, take: int) -> dict[str, Any]:
+    """What made a take: enough to re-render a segment of it without the job that made it."""
+    mine = [e for e in edits if e.take == take]
+    return {
+        "source": str(request.source),
+        "in_frame": request.in_frame,
+        "out_frame": request.out_frame,
+        "start": request.start,
+        "end": request.end,
+        "edited_frames": [str(e.path) for e in mine],
+        "edit_frames": [e.at for e in mine],
+        "params": asdict(params),
+        "segment": request.segment is not None,
+    }
+
+
+def params_from_record(data: dict[str, Any]) -> EngineParams:
+    """The inverse of `asdict(EngineParams)`, as JSON gives it back (lists for tuples)."""
+
+    def build(cls, values: dict[str, Any]):
+        known = {f.name for f in fields(cls)}
+        out = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            if name == "matching":
+                value = build(MatchingParams, value)
+            elif name == "lora":
+                value = build(MotionLoraParams, value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            out[name] = value
+        return cls(**out)
+
+    return build(EngineParams, data)
+
+
+def segment_of_take(sidecar: Path) -> dict[str, Any]:
+    """The record of the take whose QC sidecar is `sidecar` (or that sits beside the take)."""
+    import json
+
+    path = (
+        sidecar
+        if sidecar.name.endswith(".qc.json")
+        else sidecar.with_name(sidecar.name + ".qc.json")
+    )
+    try:
+        job = json.loads(path.read_text(encoding="utf-8")).get("job")
+    except (OSError, ValueError):
+        job = None
+    if not job:
+        raise InvalidSpecError(
+            f"no QC sidecar with the take's job next to {sidecar.name} ({path.name}).",
+            "Re-render a take made with QC on (its .qc.json records how it was made).",
+        )
+    if job.get("segment"):
+        raise InvalidSpecError(
+            f"{sidecar.name} is itself a re-rendered segment.",
+            "Re-render a segment of the original take, or the whole take.",
+        )
+    if len(job["edited_frames"]) != 1:
+        raise InvalidSpecError(
+            f"{sidecar.name} is a take of {len(job['edited_frames'])} edited frames.",
+            "Segments re-render takes of one edited frame; render the whole take again.",
+        )
+    return job

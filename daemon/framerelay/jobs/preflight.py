@@ -94,8 +94,7 @@ class MachineRecord:
 
     def record(
         self,
-        spec: JobSpec,
-        clip: ClipInfo | None,
+        shape: est.JobShape,
         model: str,
         device: str,
         gpu_total_bytes: int,
@@ -103,7 +102,7 @@ class MachineRecord:
         work: dict[str, int],
     ) -> None:
         """Keeps the speeds a finished job showed; a failure to write is logged, not raised."""
-        measured = est.measured_speeds(shape_of(spec, clip), seconds, work)
+        measured = est.measured_speeds(shape, seconds, work)
         with self._lock:
             machine = self.machine
             machine.device = device or machine.device
@@ -180,19 +179,17 @@ def check(
         device = machine.device or "auto"
     gpu_total = gpu_total_bytes or (machine.gpu_total_bytes if device.startswith("cuda") else 0)
     speeds = record.speeds(device, model)
-    if not device.startswith("cuda"):
-        speeds = est.for_cpu(speeds) if device == "cpu" else speeds
     shape = shape_of(spec, clip)
-    estimate = est.estimate(shape, speeds)
+    estimate = est.estimate(shape, speeds, gpu=device != "cpu")
     if gpu_total and device.startswith("cuda"):
         problem = est.vram_problem(estimate, gpu_total)
         if problem is not None:
             raise OutOfMemoryError(*problem)
-    _check_disk(estimate, output_folder, cache_folder)
+    check_disk(estimate, output_folder, cache_folder)
     return Preflight(estimate, gpu_total)
 
 
-def _check_disk(estimate: est.Estimate, output_folder: Path, cache_folder: Path | None) -> None:
+def check_disk(estimate: est.Estimate, output_folder: Path, cache_folder: Path | None) -> None:
     needs: dict[Path, float] = {}
     for folder, size in (
         (output_folder, estimate.output_bytes),

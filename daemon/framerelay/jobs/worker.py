@@ -39,7 +39,7 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.executor import Execution, ExecutionResult, Executor
 from framerelay.jobs.job import Job
-from framerelay.jobs.preflight import MachineRecord, model_key
+from framerelay.jobs.preflight import MachineRecord, model_key, shape_of
 from framerelay.jobs.queue import JobQueue, interrupted
 from framerelay.jobs.reserve import DiskReserve
 from framerelay.jobs.spec import ClipInfo
@@ -377,8 +377,7 @@ class Worker:
         width, height = result.size
         clip = ClipInfo(result.frame_count, width, height, False)
         self.machine.record(
-            spec,
-            clip,
+            shape_of(spec, clip),
             model_key(spec),
             status.device,
             status.vram_total_bytes,
