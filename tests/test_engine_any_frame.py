@@ -294,6 +294,8 @@ def test_a_segment_with_a_new_edited_frame_starts_at_its_window(tmp_path, engine
     )
     assert result.first_frame == 6 and result.frame_count == 4  # from the new frame's own frame
     assert result.work["take_hits"] == 2 and result.work["edit_passes"] == 1
+    report = json.loads(Path(result.qc[0]["sidecar"]).read_text())
+    assert [f["frame"] for f in report["first_frame"]] == [6]  # against the new edited frame
 
 
 def test_a_segment_cannot_change_the_windows(tmp_path, engine, long_source):

@@ -1136,6 +1136,11 @@ def _open_takes(job: _Job, plan: bidirectional.Plan, edits: list[_Edit], stack) 
         take = _Take(output, plan, sink)
         if request.qc:
             edited = {e.at: e.frame[0].numpy() for e in edits if e.take == t}
+            segment = request.segment
+            for e in edits:  # a segment's new edited frame conditions its window's first frame
+                if segment is not None and e.segment_frame is not None and e.take == t:
+                    start = segments.window_start(segment.start_window, e.at, job.params)
+                    edited[start] = e.segment_frame[0].numpy()
             take.quality = qc.QcAccumulator(
                 first_number=number,
                 edited=edited,
