@@ -1,5 +1,5 @@
 """Submitting the active strip: a job with an edited image (Propagate) or a round trip through
-the user's image editor (Edit First Frame). Main thread only."""
+the user's image editor (Edit Current Frame). Main thread only."""
 
 from __future__ import annotations
 
