@@ -8,6 +8,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from framerelay.engine.estimate import JobShape
 from framerelay.engine.params import DRIFT_REGIONS, EngineParams
 from framerelay.engine.request import EditRequest, Segment
 from framerelay.errors import InvalidSpecError
@@ -125,7 +126,7 @@ def with_segment(request: EditRequest, args: argparse.Namespace) -> EditRequest:
 
 @dataclass
 class Preflight:
-    shape: object  # engine.estimate.JobShape
+    shape: JobShape
     device: str
     gpu_total: int
     line: str  # what to print

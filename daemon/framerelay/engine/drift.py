@@ -146,6 +146,7 @@ class Anchoring:
             self.anchor_output, self.anchor_source = stats, source
             self.previous = Correction.identity()
             return frames, 0.0, 0.0 if self.strength > 0 else None
+        assert self.anchor_source is not None  # measured with anchor_output
         target = target_stats(self.anchor_output, self.anchor_source, source)
         before = distance(stats, target)
         if self.strength <= 0:

@@ -229,7 +229,7 @@ def estimate(
         peaks["lora"] = profile.peak("lora", f, lora_h, lora_w)
     if anchored:
         peaks["edit_anchored"] = profile.peak("edit_anchored", f, h, w)
-    peak_phase = max(peaks, key=peaks.get)
+    peak_phase = max(peaks, key=lambda phase: peaks[phase])
     peak = peaks[peak_phase] * HEADROOM + CUDA_CONTEXT
 
     # 2. Time per phase: FLOPs over the speed.
@@ -269,7 +269,7 @@ def estimate(
         seconds=seconds,
         windows=windows,
         profile=profile.name,
-        calibrated=bool(speeds) and all(p in speeds for p in TIME_PHASES),
+        calibrated=speeds is not None and all(p in speeds for p in TIME_PHASES),
     )
 
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +83,8 @@ class FlowWarp:
     """Warps the previous frame onto the current one along the source's motion."""
 
     def __init__(self):
-        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        preset = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+        self._flow = cv2.DISOpticalFlow_create(preset)  # type: ignore[attr-defined]
 
     def backward(self, current: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """(h, w, 2): for each pixel of `current`, the offset to where it was in `previous`."""
@@ -248,7 +248,7 @@ class QcAccumulator:
         return build_report(self)
 
 
-def _mean(values: list[float | None]) -> float | None:
+def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(present)) if present else None
 
@@ -396,11 +396,10 @@ def sidecar_path(output: Path) -> Path:
 
 def write_sidecar(output: Path, report: dict[str, Any]) -> Path:
     """Written atomically: a reader sees the whole report or none."""
-    path = sidecar_path(output)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(report, indent=1, allow_nan=False), encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    from framerelay.files import write_atomic
+
+    text = json.dumps(report, indent=1, allow_nan=False)
+    return write_atomic(sidecar_path(output), text.encode("utf-8"))
 
 
 def summary(report: dict[str, Any], sidecar: Path | None) -> dict[str, Any]:

@@ -109,6 +109,16 @@ class Engine:
         if self.placement.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressSink = ignore_progress,
+        cancel: CancelToken | None = None,
+        preview: Callable[[np.ndarray], None] | None = None,
+    ) -> EditResult:
+        """`run_edit` with this engine's model, loaded once and kept."""
+        return run_edit(request, progress, cancel, engine=self, preview=preview)
+
 
 @dataclass
 class _Edit:
@@ -133,6 +143,14 @@ class _Take:
     stitcher: Stitcher | None = None
     quality: qc.QcAccumulator | None = None
 
+    def stitch(self, half: int, position: int, piece: Piece) -> None:
+        assert self.stitcher is not None, "a take's stitcher is made with it"
+        self.stitcher.add(half, position, piece)
+
+    def stitch_close(self) -> None:
+        assert self.stitcher is not None, "a take's stitcher is made with it"
+        self.stitcher.close()
+
 
 @dataclass
 class _Chain:
@@ -146,6 +164,15 @@ class _Chain:
     take_key: str | None = None  # the previous window's take
     anchoring: drift.Anchoring | None = None
     changed: np.ndarray | None = None  # the edit's changed area at the last frame so far
+
+    @property
+    def sink(self) -> VideoSink:
+        assert self._sink is not None, "the edit's output is opened with the job"
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: VideoSink) -> None:
+        self._sink = sink
 
 
 @dataclass
@@ -382,7 +409,7 @@ class _Adapters:
 
 
 def _training_frames(frames: torch.Tensor, params: EngineParams) -> torch.Tensor:
-    if params.lora.height is None:
+    if params.lora.height is None or params.lora.width is None:
         return frames
     return resize_frames(frames, params.lora.height, params.lora.width)
 
@@ -494,6 +521,7 @@ def _edit_condition(
         return encode_condition(pipe, frame.to(pipe.unet.device), params, generator)
     # A later window: conditioned on the previous window's last generated frame, its final
     # latent used directly (no decode/encode round trip), its pixels for the CLIP embedding.
+    assert chain.last_frame is not None  # kept with last_latent
     latent = chain.last_latent[:, 0] / pipe.vae.config.scaling_factor
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
     latent = latent + params.noise_aug_strength * noise.to(latent.device)
@@ -823,6 +851,7 @@ def _run_half(job: _Job, h: int, chains: list[_Chain], takes: list[_Take], frame
                     chain.anchor = AnchorEdit(kept[0], kept[1], matching, job.controller.region)
             else:
                 frame = chain.edit.segment_frame if new_frame else chain.edit.frame
+                assert frame is not None and inversion is not None and chain.take_key is not None
                 condition = _edit_condition(pipe, frame, chain, window_params, new_frame)
                 with job.timed("edit"):
                     latents = _edit_window(
@@ -856,7 +885,7 @@ def _run_half(job: _Job, h: int, chains: list[_Chain], takes: list[_Take], frame
             )
             for p in _written(index, len(positions), params.overlap, segment):
                 piece = Piece(decoded[p], None if regions is None else regions[p], model_frames[p])
-                take.stitcher.add(h, positions[p], piece)
+                take.stitch(h, positions[p], piece)
             if job.preview is not None and chain.edit.index == 0:
                 job.preview(image.to_uint8(job.source.bridge.view.from_model(decoded[-1])))
             report(Progress("encode", index + 1, len(windows)))
@@ -896,6 +925,7 @@ def _take_key(job: _Job, chain: _Chain, window_key: str, params, index: int, new
     edit = chain.edit
     if index == 0 or new_frame:
         frame = edit.segment_frame if new_frame else edit.frame
+        assert frame is not None  # a segment's new frame is loaded with the edit
         condition = hash_frames(frame.numpy())
     else:
         condition = "chain"
@@ -914,7 +944,7 @@ def _take_key(job: _Job, chain: _Chain, window_key: str, params, index: int, new
 
 
 def _cached_take(job: _Job, chain: _Chain, index: int, params: EngineParams):
-    if job.cache is None:
+    if job.cache is None or chain.take_key is None:
         return None
     entry = job.cache.get(chain.take_key)
     if entry is None:
@@ -1067,7 +1097,7 @@ def _run(
 
         # 4. Close the outputs: only now are they published at their paths; then their reports.
         for take in takes:
-            take.stitcher.close()
+            take.stitch_close()
         outputs = tuple(take.sink.close().path for take in takes)
         reports = []
         for take, output in zip(takes, outputs, strict=True):

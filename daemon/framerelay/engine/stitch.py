@@ -56,10 +56,10 @@ class Stitcher:
 
     def _spill(self, key: tuple[int, int], piece: Piece) -> None:
         self.scratch.mkdir(parents=True, exist_ok=True)
-        arrays = {"frame": piece.frame, "source": piece.source}
-        if piece.region is not None:
-            arrays["region"] = piece.region
-        np.savez(self._path(key), **arrays)
+        if piece.region is None:
+            np.savez(self._path(key), frame=piece.frame, source=piece.source)
+        else:
+            np.savez(self._path(key), frame=piece.frame, source=piece.source, region=piece.region)
         self._disk.add(key)
         self.spilled += 1
 
@@ -98,8 +98,13 @@ class Stitcher:
 def _blend(pieces: list[Piece], weights: list[float]) -> Piece:
     if len(pieces) == 1:
         return pieces[0]
-    frame = sum(np.float32(w) * p.frame for p, w in zip(pieces, weights, strict=True))
+    frame = np.zeros_like(pieces[0].frame, dtype=np.float32)
+    for piece, weight in zip(pieces, weights, strict=True):
+        frame += np.float32(weight) * piece.frame
+    regions = [p.region for p in pieces if p.region is not None]
     region = None
-    if all(p.region is not None for p in pieces):
-        region = sum(np.float32(w) * p.region for p, w in zip(pieces, weights, strict=True))
-    return Piece(np.asarray(frame, np.float32), region, pieces[0].source)
+    if len(regions) == len(pieces):
+        region = np.zeros_like(regions[0], dtype=np.float32)
+        for part, weight in zip(regions, weights, strict=True):
+            region += np.float32(weight) * part
+    return Piece(frame, region, pieces[0].source)

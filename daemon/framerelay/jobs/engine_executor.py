@@ -1,30 +1,61 @@
-"""The real executor: runs jobs through `framerelay.engine.run.run_edit`.
+"""The real executor: runs jobs through an engine made by its engine factory.
 
-The engine (and torch with it) is imported by the first job, never before, so the daemon starts
-and answers without torch. The engine's `Engine` holds the loaded model: this executor keeps one
-between jobs (the model stays warm) and the worker calls `unload` after the idle time.
+The default factory, `load_engine`, imports the engine (and torch with it) on the first job, never
+before, so the daemon starts and answers without torch; tests give a factory of their own. An
+engine holds the loaded model: this executor keeps one between jobs (the model stays warm) and the
+worker calls `unload` after the idle time.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from framerelay.engine import segments
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.engine.request import EditRequest, EditResult, Segment
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
-from framerelay.progress import CancelToken
+from framerelay.progress import CancelToken, ProgressSink
 
 log = logging.getLogger(__name__)
 
-ENGINE_MODULE = "framerelay.engine.run"
 PREVIEW_SIZE = 256  # longest side of a preview picture, in pixels
+
+
+class WarmEngine(Protocol):
+    """What the executor needs of an engine (`framerelay.engine.run.Engine`)."""
+
+    model: str
+    placement: Any  # .device: the torch device the model runs on
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def matches(self, model: str, device: str | None, dtype: str | None) -> bool: ...
+
+    def unload(self) -> None: ...
+
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressSink,
+        cancel: CancelToken | None,
+        preview: Callable[[Any], None] | None,
+    ) -> EditResult: ...
+
+
+EngineFactory = Callable[[str, str | None, str | None], WarmEngine]  # (model, device, dtype)
+
+
+def load_engine(model: str, device: str | None, dtype: str | None) -> WarmEngine:
+    """The real engine; its module, torch and diffusers are imported now (the first job)."""
+    from framerelay.engine.run import Engine
+
+    return Engine(model, device, dtype)
 
 
 def edit_request_for(
@@ -114,35 +145,35 @@ class EngineExecutor:
         device: str | None = None,
         dtype: str | None = None,
         cache_dir: Path | None = None,  # None: the engine's default, $FRAMERELAY_CACHE_DIR
+        engine_factory: EngineFactory = load_engine,
     ):
         self.default_model = default_model
         self.device = device
         self.dtype = dtype
         self.cache_dir = cache_dir
-        self._engine: Any = None  # framerelay.engine.run.Engine, once a job has run
+        self.engine_factory = engine_factory
+        self._engine: WarmEngine | None = None  # once a job has run
         self._lock = threading.Lock()
 
     def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
         request = edit_request_for(run, self.default_model, self.device, self.dtype, self.cache_dir)
-        module = importlib.import_module(ENGINE_MODULE)
-        engine = self._engine_for(module, request.model)
+        engine = self._engine_for(request.model)
         for output in run.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)
 
         def preview(frame: Any) -> None:
             report.preview(*preview_png(frame), "edit")
 
-        edit = module.run_edit(request, report.progress, cancel, engine=engine, preview=preview)
-        return result_from(edit)
+        return result_from(engine.edit(request, report.progress, cancel, preview))
 
-    def _engine_for(self, module: ModuleType, model: str) -> Any:
+    def _engine_for(self, model: str) -> WarmEngine:
         """The warm engine when it holds `model`, else a new one (it loads on first use)."""
         with self._lock:
             engine = self._engine
             if engine is None or not engine.matches(model, self.device, self.dtype):
                 if engine is not None:
                     engine.unload()
-                engine = module.Engine(model, self.device, self.dtype)
+                engine = self.engine_factory(model, self.device, self.dtype)
                 self._engine = engine
             return engine
 

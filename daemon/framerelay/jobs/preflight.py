@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from framerelay.engine import estimate as est
-from framerelay.errors import DiskFullError, OutOfMemoryError
+from framerelay.errors import DiskFullError, FramerelayError, OutOfMemoryError
+from framerelay.files import write_atomic
 from framerelay.jobs.spec import ClipInfo, JobSpec
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,7 @@ class MachineRecord:
             "jobs": machine.jobs,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(temporary, self.path)
+        write_atomic(self.path, json.dumps(data, indent=1).encode("utf-8"))
 
     def speeds(self, device: str, model: str) -> dict[str, float] | None:
         with self._lock:
@@ -115,7 +114,7 @@ class MachineRecord:
             machine.jobs += 1
             try:
                 self._write()
-            except OSError as error:
+            except (OSError, FramerelayError) as error:  # a full disk among them
                 log.warning("could not keep this machine's speeds in %s: %s", self.path, error)
 
 

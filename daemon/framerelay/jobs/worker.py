@@ -335,8 +335,8 @@ class Worker:
         return True
 
     def _failure(self, job_id: str, error: Exception) -> Payload | None:
-        if self._disk_full is not None and not isinstance(error, DiskFullError):
-            error = self._disk_full  # the worker stopped the job: its events could not be stored
+        if self._disk_full is not None:  # the worker stopped the job: its events could not be
+            error = self._disk_full  # stored; what the executor raised on its way out follows
         if isinstance(error, CancelledError):
             if self._stopping and not self.queue.get(job_id).cancel_requested:
                 return None
