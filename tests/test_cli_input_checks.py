@@ -45,11 +45,11 @@ def one_error(capsys) -> str:
         (["--steps", "0"], "steps must be 1..200, got 0"),
         (["--seed", str(2**32)], f"seed must be 0..{2**32 - 1}, got {2**32}"),
         (["--seed", "-3"], "seed must be"),
-        (["--lora-steps", "-1"], "LoRA steps must be 0..5000"),
-        (["--lora-rank", "-4"], "rank 1..256"),
+        (["--lora-steps", "-1"], "lora_steps must be 0..5000"),
+        (["--lora-rank", "-4"], "lora_rank must be 1..256"),
         (["--width", "-64"], "width must be a multiple of 64"),
         (["--height", str(2**33)], "height must be a multiple of 64"),
-        (["--overlap", "-1"], "overlap must be 0..window-1"),
+        (["--overlap", "-1"], "overlap must be 0..63"),
         (["--in", "-1", "--out", "5", "--fps", "24"], "at least two frames"),
         (["--in", str(2**32), "--out", str(2**32 + 8), "--fps", "24"], "--in 4294967296 is out"),
         (["--in", "0", "--out", "8", "--fps", f"1/{2**40}"], "--fps"),
@@ -145,14 +145,15 @@ def test_edit_checks_the_output_can_be_written_before_any_work(
     ],
 )
 def test_a_late_file_error_is_still_one_line(tmp_path, media, capsys, monkeypatch, error, words):
+    pytest.importorskip("torch")
+    from framerelay.engine import run
+
     source, edited = media
-    engine = ModuleType("framerelay.engine.run")
 
     def run_edit(*args, **kwargs):
         raise error
 
-    engine.run_edit = run_edit  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "framerelay.engine.run", engine)
+    monkeypatch.setattr(run, "run_edit", run_edit)
     assert main(["edit", str(source), str(edited), "-o", str(tmp_path / "x.mp4")]) == 2
     line = one_error(capsys)
     assert words in line and "/renders" in line

@@ -72,6 +72,8 @@ def test_submit_with_watch_prints_the_outputs(daemon, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "finished: 6 frames at 24000/1001 fps" in out
+    assert "  seed 23, 1 window(s), 4 LoRA steps, 0 cache hit(s); load " in out
+    assert "  preset local: the edit changed 0% of the frame (under 35%)" in out
     output = out.strip().splitlines()[-1]
     assert output.endswith(".mp4") and (tmp_path / "data" / "outputs").as_posix() in output
     _, client, _ = daemon

@@ -1,23 +1,24 @@
-"""`framerelay edit`'s switches for issue 19: edit any frame, several edited frames, drift control,
-QC, a segment of an earlier take, and the pre-flight estimate (docs/edit-any-frame.md,
-docs/drift-and-qc.md, docs/segments.md, docs/estimates.md)."""
+"""`framerelay edit`'s switches for issue 19 besides the parameter table's (crossfade, drift, QC):
+the frame each edit is of, a segment of an earlier take, and the pre-flight estimate
+(docs/edit-any-frame.md, docs/segments.md, docs/estimates.md)."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from framerelay.engine.estimate import JobShape
-from framerelay.engine.params import DRIFT_REGIONS, EngineParams
-from framerelay.engine.request import EditRequest, Segment
 from framerelay.errors import InvalidSpecError
+from framerelay.jobs.spec import JobSpec, ParamOverrides, SegmentSpec
+
+if TYPE_CHECKING:
+    from framerelay.engine.estimate import Estimate, JobShape
+    from framerelay.jobs.executor import ExecutionResult
 
 
 def add_take_switches(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "edit any frame, QC, drift, segments (docs/edit-any-frame.md)"
-    )
+    group = parser.add_argument_group("edit any frame, segments (docs/edit-any-frame.md)")
     group.add_argument(
         "--at",
         type=int,
@@ -25,23 +26,6 @@ def add_take_switches(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="the frame each edited frame is an edit of, counted from the range's first (once per "
         "edited frame; default 0); the edit propagates forward and backward from it",
-    )
-    group.add_argument(
-        "--crossfade-frames",
-        type=int,
-        metavar="N",
-        help="edited frames at different frames: frames cross-faded at each boundary (0: a hard "
-        "cut; default 4)",
-    )
-    group.add_argument(
-        "--drift-strength",
-        type=float,
-        metavar="S",
-        help="hold each window's colour and contrast to the first window's: 0 off (default) .. 1",
-    )
-    group.add_argument("--drift-region", choices=DRIFT_REGIONS, help="where drift is measured")
-    group.add_argument(
-        "--no-qc", action="store_true", help="no QC report (sidecar <output>.qc.json)"
     )
     group.add_argument(
         "--segment-of",
@@ -67,29 +51,22 @@ def add_take_switches(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def with_params(params: EngineParams, args: argparse.Namespace) -> EngineParams:
-    return params.with_overrides(
-        crossfade_frames=args.crossfade_frames,
-        drift_strength=args.drift_strength,
-        drift_region=args.drift_region,
-    )
-
-
-def apply(request: EditRequest, args: argparse.Namespace) -> EditRequest:
-    """The request with the frames edited, QC and a segment as the switches ask."""
-    request = replace(request, edit_frames=tuple(args.at or ()), qc=not args.no_qc)
+def apply(spec: JobSpec, args: argparse.Namespace) -> JobSpec:
+    """The job with the frames edited and a segment as the switches ask."""
+    spec = replace(spec, edit_frames=tuple(args.at or ()))
     if args.segment_of is None:
         if args.segment_from is not None or args.segment_new_frame or args.segment_whole:
             raise InvalidSpecError(
                 "--segment-from, --segment-new-frame and --segment-whole need --segment-of.",
                 "Name the earlier take: --segment-of TAKE --segment-from N.",
             )
-        return request
-    return with_segment(request, args)
+        return spec.validate()
+    return with_segment(spec, args).validate()
 
 
-def with_segment(request: EditRequest, args: argparse.Namespace) -> EditRequest:
+def with_segment(spec: JobSpec, args: argparse.Namespace) -> JobSpec:
     from framerelay.engine import segments
+    from framerelay.jobs.spec import OVERRIDABLE
 
     if args.segment_from is None:
         raise InvalidSpecError(
@@ -97,101 +74,85 @@ def with_segment(request: EditRequest, args: argparse.Namespace) -> EditRequest:
             "Add --segment-from N (from the range's first).",
         )
     job = segments.segment_of_take(args.segment_of)
-    if Path(job["source"]) != request.source or (
-        (job["in_frame"], job["out_frame"], job["start"], job["end"])
-        != (request.in_frame, request.out_frame, request.start, request.end)
-    ):
+    frame_range = (
+        [spec.frame_range.in_frame, spec.frame_range.out_frame] if spec.frame_range else None
+    )
+    if Path(job["source"]) != spec.source or job["frame_range"] != frame_range:
         raise InvalidSpecError(
             "a segment re-renders the same source and range as the earlier take.",
             f"Give the take's source ({Path(job['source']).name}) and its --in/--out or "
             "--start/--end.",
         )
     base_frame = Path(job["edited_frames"][0])
-    if not args.segment_new_frame and request.edited_frames != (base_frame,):
+    if not args.segment_new_frame and spec.edited_frames != (base_frame,):
         raise InvalidSpecError(
             "without --segment-new-frame the segment keeps the take's edited frame.",
             f"Pass {base_frame} as the edited frame, or add --segment-new-frame.",
         )
-    at = job["edit_frames"][0]
-    start = segments.window_for(args.segment_from, at, request.params, args.segment_new_frame)
-    segment = Segment(
-        start_window=start,
-        base=segments.params_from_record(job["params"]),
-        base_edited_frame=base_frame,
-        new_frame=args.segment_new_frame,
+    base = job["params"]
+    segment = SegmentSpec(
+        of_job=str(args.segment_of),
+        from_frame=args.segment_from,
+        new_edited_frame=args.segment_new_frame,
         whole=args.segment_whole,
+        base_preset=base.get("preset", "auto"),
+        base_params=ParamOverrides({k: v for k, v in base.items() if k in OVERRIDABLE}),
+        base_edited_frame=base_frame,
     )
-    return replace(request, edit_frames=(at,), segment=segment)
+    return replace(spec, edit_frames=(job["edit_frames"][0],), segment=segment)
 
 
 @dataclass
 class Preflight:
+    """What `framerelay edit` checked before it started, and keeps after."""
+
     shape: JobShape
     device: str
     gpu_total: int
-    line: str  # what to print
+    estimate: Estimate
 
-    def record(self, request: EditRequest, result) -> None:
+    @property
+    def line(self) -> str:
+        return describe(self.estimate, self.gpu_total)
+
+    def record(self, spec: JobSpec, result: ExecutionResult) -> None:
         """Keeps how fast this machine ran the job (the daemon reads the same file)."""
         from framerelay.jobs import preflight as checks
         from framerelay.service.config import data_dir
 
-        work = {**result.work, "lora_steps": result.lora_steps_run}
         checks.MachineRecord(data_dir()).record(
-            self.shape, request.model, self.device, self.gpu_total, dict(result.timings), work
+            self.shape,
+            checks.model_key(spec),
+            self.device,
+            self.gpu_total,
+            dict(result.compute_seconds),
+            dict(result.work),
         )
 
 
-def preflight(request: EditRequest) -> Preflight:
-    """What the job will take here; raises when it cannot fit (exit 2)."""
-    from framerelay.engine import estimate as est
-    from framerelay.engine.run import edit_frames
+def preflight(
+    spec: JobSpec, outputs: tuple[Path, ...], device: str | None, cache_dir: Path | None
+) -> Preflight:
+    """What the job will take here, as the daemon estimates it at submit; raises when it cannot
+    fit (the CLI exits 2)."""
     from framerelay.jobs import preflight as checks
-    from framerelay.media import footage
+    from framerelay.jobs.spec import probe_clip
     from framerelay.service.config import data_dir
 
-    found = footage.probe(request.source, request.sequence_fps)
-    span = footage.select(
-        found, request.start, request.end, in_frame=request.in_frame, out_frame=request.out_frame
-    )
-    params = request.params
-    frames = edit_frames(request)
-    width, height = found.stored_size
-    fmt = request.output_format or (request.outputs[0].suffix.lstrip(".") or "png")
-    shape = est.JobShape(
-        frame_count=span.frame_count,
-        keyframes=tuple(sorted(set(frames))),
-        edits=len(request.edited_frames),
-        height=params.height,
-        width=params.width,
-        window=params.window,
-        overlap=params.overlap,
-        steps=params.steps,
-        lora_steps=params.lora.steps,
-        lora_rank=params.lora.rank,
-        lora_height=params.lora.height,
-        lora_width=params.lora.width,
-        skip_interval=params.skip_interval,
-        decode_chunk=params.decode_chunk_size,
-        source_width=width,
-        source_height=height,
-        output_format=fmt if fmt in ("mp4", "mov", "png") else "png",
-        deep=found.bit_depth > 8,
-        outputs=len(request.outputs),
-        cache=request.use_cache,
-    )
-    device, total = _device(request.device)
+    clip = probe_clip(spec)
+    where, total = _device(device)
     record = checks.MachineRecord(data_dir())
-    speeds = record.speeds(device, request.model)
-    estimate = est.estimate(shape, speeds, gpu=device != "cpu")
-    if total:
-        problem = est.vram_problem(estimate, total)
-        if problem is not None:
-            from framerelay.errors import OutOfMemoryError
-
-            raise OutOfMemoryError(*problem)
-    checks.check_disk(estimate, request.outputs[0].parent, request.cache_dir)
-    return Preflight(shape, device, total, describe(estimate, total))
+    checked = checks.check(
+        spec,
+        clip,
+        record,
+        checks.model_key(spec),
+        where,
+        total,
+        outputs[0].parent,
+        cache_dir,
+    )
+    return Preflight(checks.shape_of(spec, clip), where, total, checked.estimate)
 
 
 def _device(asked: str | None) -> tuple[str, int]:
@@ -203,7 +164,7 @@ def _device(asked: str | None) -> tuple[str, int]:
     return "cpu", 0
 
 
-def describe(estimate, gpu_total: int) -> str:
+def describe(estimate: Estimate, gpu_total: int) -> str:
     from framerelay.engine.estimate import GIB
 
     times = ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in estimate.seconds.items())

@@ -51,7 +51,7 @@ from framerelay.engine.inversion import Inversion, invert
 from framerelay.engine.loading import DTYPES, Placement, choose_placement, load_pipeline
 from framerelay.engine.outputs import Restore, VideoSink
 from framerelay.engine.params import EngineParams, MatchingParams
-from framerelay.engine.presets import changed_area, choose_preset
+from framerelay.engine.presets import AUTO, PresetChoice, changed_area, choose_preset
 from framerelay.engine.region import latent_region, load_region, propagate_region
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
@@ -59,7 +59,7 @@ from framerelay.engine.stitch import Piece, Stitcher
 from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
 from framerelay.media import audio, colour, footage, geometry, image, writer
-from framerelay.progress import CancelToken, Progress, ProgressSink, ignore_progress
+from framerelay.progress import CancelToken, PhaseTimes, Progress, ProgressSink, ignore_progress
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +127,16 @@ class _Edit:
     index: int
     path: Path
     frame: torch.Tensor  # (1, 3, H, W) in [-1, 1], at the model size
-    preset: str
+    choice: PresetChoice  # the preset and why
     at: int  # its frame index in the range (k)
     take: int  # the output it goes to
     changed: np.ndarray | None = None  # (H, W): what it changed, for drift control without a mask
     segment_frame: torch.Tensor | None = None  # a new edited frame for the segment's window
-    segment_preset: str = ""
+    segment_choice: PresetChoice | None = None  # the segment's windows' preset
+
+    @property
+    def preset(self) -> str:
+        return self.choice.preset
 
 
 @dataclass
@@ -248,8 +252,8 @@ def _prepare_edit(
 ) -> _Edit:
     """`source`: the source frame at `at`, (3, H, W) on the canvas."""
     frame = _load_edit(path, display_size, params)
-    preset = _resolve_preset(params.matching, source, frame, path)
-    return _Edit(index, path, frame, preset, at, take)
+    choice = _resolve_preset(params.matching, source, frame, path)
+    return _Edit(index, path, frame, choice, at, take)
 
 
 def _load_edit(path: Path, display_size: tuple[int, int], params: EngineParams) -> torch.Tensor:
@@ -262,12 +266,12 @@ def _load_edit(path: Path, display_size: tuple[int, int], params: EngineParams) 
 
 def _resolve_preset(
     matching: MatchingParams, source: np.ndarray, frame: torch.Tensor, path: Path
-) -> str:
-    if matching.preset != "auto":
-        return matching.preset
-    choice = choose_preset(_unit(source[None]), _unit(frame.numpy()))
-    log.info("auto preset for %s: %s", path.name, choice)
-    return choice.preset
+) -> PresetChoice:
+    choice = PresetChoice(matching.preset)
+    if choice.preset == AUTO:
+        choice = choose_preset(_unit(source[None]), _unit(frame.numpy()))
+        log.info("auto preset for %s: %s", path.name, choice.reason)
+    return choice
 
 
 def _unit(model_frames: np.ndarray) -> np.ndarray:
@@ -279,7 +283,7 @@ def _matching_config(matching: MatchingParams, preset: str) -> attention.Matchin
     if not matching.enabled:
         return None
     beta1, beta2 = matching.betas(preset)
-    return attention.MatchingConfig(beta1, beta2, matching.mask_threshold)
+    return attention.MatchingConfig(beta1, beta2, matching.thresholds)
 
 
 @contextmanager
@@ -310,9 +314,8 @@ class _Source:
 def _open_source(request: EditRequest, params: EngineParams) -> _Source:
     """Probe the source, select the frames, and map its colour and geometry to the model's."""
     found = footage.probe(request.source, request.sequence_fps)
-    span = footage.select(
-        found, request.start, request.end, in_frame=request.in_frame, out_frame=request.out_frame
-    )
+    first, stop = request.frame_range or (None, None)
+    span = footage.select_range(found, first, stop, request.frame_rate)
     lut = colour.load_cube(request.input_lut) if request.input_lut is not None else None
     bridge = footage.bridge_for(found, params.width, params.height, lut)
     formats = {writer.output_format(o, request.output_format) for o in request.outputs}
@@ -916,8 +919,8 @@ def _written(index: int, length: int, overlap: int, segment) -> range:
 
 
 def _preset(edit: _Edit, params: EngineParams, segment, index: int) -> str:
-    if segment is not None and index >= segment.start_window and edit.segment_preset:
-        return edit.segment_preset
+    if segment is not None and index >= segment.start_window and edit.segment_choice:
+        return edit.segment_choice.preset
     return edit.preset
 
 
@@ -1008,7 +1011,8 @@ def run_edit(
     edit's result per window, so that a re-rendered segment reuses the windows before it.
     `preview` gets the last frame (uint8, H×W×3, source size) of each window of the first edit.
     """
-    clock = time.perf_counter()
+    times = PhaseTimes()
+    progress = times.wrap(progress)
     params = _check_request(request)
     at = edit_frames(request)
 
@@ -1050,7 +1054,7 @@ def run_edit(
             progress,
             cancel,
             preview,
-            clock,
+            times,
         )
     return result
 
@@ -1059,15 +1063,15 @@ def _prepare_segment_edit(edit, path, segment, frames, display, params) -> None:
     if segment.new_frame:
         edit.segment_frame = _load_edit(path, display, params)
         start = segments.window_start(segment.start_window, edit.at, params)
-        edit.segment_preset = _resolve_preset(
+        edit.segment_choice = _resolve_preset(
             params.matching, frames.at(start), edit.segment_frame, path
         )
     else:
-        edit.segment_preset = _resolve_preset(params.matching, frames.at(edit.at), edit.frame, path)
+        edit.segment_choice = _resolve_preset(params.matching, frames.at(edit.at), edit.frame, path)
 
 
 def _run(
-    request, params, source, plan, frames, edits, region, engine, progress, cancel, preview, clock
+    request, params, source, plan, frames, edits, region, engine, progress, cancel, preview, times
 ) -> EditResult:
     with _out_of_memory_as_error(), ExitStack() as stack:
         # 2. The model, kept warm by a daemon's Engine, and the job's attention controller.
@@ -1076,7 +1080,6 @@ def _run(
         job = _Job(request, params, source, engine, progress, cancel, preview, stack)
         job.mask = region
         progress(Progress("load", 1, 1))
-        job.seconds["load"] = time.perf_counter() - clock
         takes = _open_takes(job, plan, edits, stack)
 
         # 3. Half by half, window by window: LoRA, inversion, then every edit's chain.
@@ -1117,7 +1120,12 @@ def _run(
         fps=source.span.footage.fps,
         size=source.span.footage.stored_size,
         preset=",".join(_take_presets(takes, edits)),
-        timings=job.seconds,
+        preset_choices=tuple(
+            next(e.choice for e in edits if e.take == t) for t in range(len(takes))
+        ),
+        seed=params.seed,
+        phase_seconds=times.until_now("encode"),  # closing the outputs is encoding's
+        compute_seconds=job.seconds,
         windows=job.clips,
         lora_steps_run=counts.lora_steps,
         cache_hits=counts.cache_hits,
@@ -1144,7 +1152,7 @@ def _take_presets(takes: list[_Take], edits: list[_Edit]) -> list[str]:
 
 def _drift_for(job: _Job, edit: _Edit, frames: _Frames) -> drift.Anchoring | None:
     params = job.params
-    if params.drift_strength <= 0 and not job.request.qc:
+    if params.drift_strength <= 0 and not job.params.qc:
         return None
     region = drift.resolve_region(params.drift_region, edit.preset)
     if region == "unedited" and job.mask is None and edit.changed is None:
@@ -1164,7 +1172,7 @@ def _open_takes(job: _Job, plan: bidirectional.Plan, edits: list[_Edit], stack) 
         sink = _open_sink(output, source, request, span)
         stack.callback(sink.abort)
         take = _Take(output, plan, sink)
-        if request.qc:
+        if job.params.qc:
             edited = {e.at: e.frame[0].numpy() for e in edits if e.take == t}
             segment = request.segment
             for e in edits:  # a segment's new edited frame conditions its window's first frame

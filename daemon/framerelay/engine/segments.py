@@ -12,11 +12,10 @@ take that a host places over the earlier take), or, with `whole`, written again 
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from framerelay.engine.params import EngineParams, MatchingParams, MotionLoraParams
+from framerelay.engine.params import PARAMS, TABLE, EngineParams
 from framerelay.errors import InvalidSpecError
 
 # What cannot change between the earlier take and a segment: the windows and the steps the
@@ -112,40 +111,24 @@ def window_for(frame: int, at: int, params: EngineParams, new_frame: bool) -> in
 
 
 def take_record(request, params: EngineParams, edits, take: int) -> dict[str, Any]:
-    """What made a take: enough to re-render a segment of it without the job that made it."""
+    """What made a take: enough to re-render a segment of it without the job that made it.
+    Parameters by their table names (engine/params.py)."""
     mine = [e for e in edits if e.take == take]
+    rate = request.frame_rate
     return {
         "source": str(request.source),
-        "in_frame": request.in_frame,
-        "out_frame": request.out_frame,
-        "start": request.start,
-        "end": request.end,
+        "frame_range": list(request.frame_range) if request.frame_range else None,
+        "frame_rate": [rate.numerator, rate.denominator] if rate is not None else None,
         "edited_frames": [str(e.path) for e in mine],
         "edit_frames": [e.at for e in mine],
-        "params": asdict(params),
+        "params": {row.name: params.value(row.name) for row in PARAMS},
         "segment": request.segment is not None,
     }
 
 
 def params_from_record(data: dict[str, Any]) -> EngineParams:
-    """The inverse of `asdict(EngineParams)`, as JSON gives it back (lists for tuples)."""
-
-    def build(cls, values: dict[str, Any]):
-        known = {f.name for f in fields(cls)}
-        out = {}
-        for name, value in values.items():
-            if name not in known:
-                continue
-            if name == "matching":
-                value = build(MatchingParams, value)
-            elif name == "lora":
-                value = build(MotionLoraParams, value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            out[name] = value
-        return cls(**out)
-
-    return build(EngineParams, data)
+    """The parameters a take's record holds (unknown names, from another version, are left out)."""
+    return EngineParams().with_values({k: v for k, v in data.items() if k in TABLE})
 
 
 def segment_of_take(sidecar: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
+from framerelay.engine.presets import PresetChoice
 from framerelay.jobs.spec import JobSpec
 from framerelay.progress import CancelToken, Progress
 
@@ -29,14 +30,24 @@ class Execution:
 
 @dataclass(frozen=True)
 class ExecutionResult:
+    """What a run did; the worker publishes all of it in the finished event."""
+
     outputs: tuple[Path, ...]
     frame_count: int
     fps: Fraction
     size: tuple[int, int]  # (width, height)
     preset: str = ""  # the preset used, resolved when the job asked for auto; comma-separated
+    preset_choices: tuple[PresetChoice, ...] = ()  # one per output: the preset and why
+    seed: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    windows: int = 1
+    cache_hits: int = 0  # windows whose LoRA and inversion came from the cache
+    lora_steps_run: int = 0
+    warnings: tuple[str, ...] = ()
     qc: tuple[dict, ...] = ()  # per output: the QC report's headline (engine/qc.py `summary`)
-    first_frame: int = 0  # the range index where the outputs start (a re-rendered segment's)
-    seconds: dict[str, float] = field(default_factory=dict)  # per phase: lora, invert, edit...
+    first_frame: int = 0  # the source frame number where the outputs start (a segment's)
+    # Not in the finished event: what the machine's speed is measured from (jobs/preflight.py)
+    compute_seconds: dict[str, float] = field(default_factory=dict)  # lora, invert, edit, decode
     work: dict[str, int] = field(default_factory=dict)  # what ran: LoRA steps, inversions...
 
 

@@ -16,9 +16,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from framerelay.engine.presets import AUTO, PresetChoice
 from framerelay.files import replacing, write_atomic
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
-from framerelay.progress import CancelToken, Progress
+from framerelay.progress import CancelToken, PhaseTimes, Progress
 
 DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
     ("decode", 2),
@@ -83,10 +84,12 @@ class FakeExecutor:
     def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
         record = FakeRun(run.job_id, run.attempt)
         self.runs.append(record)
+        times = PhaseTimes()
 
         def progress(phase: str, step: int, total: int, message: str = "") -> None:
             if cancel.cancelled:
                 record.reports_after_cancel += 1
+            times.until_now(phase)
             report.progress(Progress(phase, step, total, message=message))
 
         self._load(progress, cancel)
@@ -114,17 +117,20 @@ class FakeExecutor:
             write_checkpoint(run.work_dir, done)
             seconds[phase] = time.perf_counter() - started
         result = self._write_outputs(run)
-        # the engine's phase times and work counts, for the machine's calibration
+        lora_steps = sum(phase == "lora" for phase, _ in record.steps)
+        # the engine's compute times and work counts, for the machine's speed (jobs/preflight.py)
         return replace(
             result,
-            seconds={
+            phase_seconds=times.until_now("encode"),
+            lora_steps_run=lora_steps,
+            compute_seconds={
                 "lora": seconds.get("lora", 0.0),
                 "invert": seconds.get("invert", 0.0),
                 "edit": seconds.get("edit", 0.0),
                 "decode": seconds.get("encode", 0.0),
             },
             work={
-                "lora_steps": 1,
+                "lora_steps": lora_steps,
                 "inversions": 1,
                 "edit_passes": len(run.outputs),
                 "decoded_windows": len(run.outputs),
@@ -158,14 +164,17 @@ class FakeExecutor:
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
             if spec.qc:
                 reports.append(write_fake_qc(output, spec, first, count))
+        choices = tuple(fake_choice(spec.preset) for _ in run.outputs)
         return ExecutionResult(
             run.outputs,
             frames,
             fps,
             self.frame_size,
-            fake_preset(spec.preset),
+            ",".join(c.preset for c in choices),
+            preset_choices=choices,
+            seed=spec.engine_params().seed,
             qc=tuple(reports),
-            first_frame=first,
+            first_frame=(spec.frame_range.in_frame if spec.frame_range else 0) + first,
         )
 
 
@@ -203,9 +212,12 @@ def write_fake_qc(output: Path, spec, first: int, count: int) -> dict[str, Any]:
     return qc.summary(report, qc.write_sidecar(output, report))
 
 
-def fake_preset(asked: str) -> str:
-    """The engine resolves auto from the pictures; the fake, which has none, always picks local."""
-    return "local" if asked == "auto" else asked
+def fake_choice(asked: str) -> PresetChoice:
+    """The engine resolves auto from the pictures; the fake, which has none, always picks local
+    (as for an edit that changed nothing)."""
+    if asked == AUTO:
+        return PresetChoice("local", chosen_by_auto=True, structure_correlation=1.0)
+    return PresetChoice(asked)
 
 
 def preview_png(size: tuple[int, int]) -> bytes:

@@ -46,8 +46,10 @@ def speed_key(device: str, model: str) -> str:
 
 
 def model_key(spec: JobSpec) -> str:
-    """The model a job runs, as the speeds are kept: "default" for the daemon's default."""
-    return spec.model or "default"
+    """The model a job runs, as the speeds are kept: "default" for the default model."""
+    from framerelay.engine.params import DEFAULT_MODEL
+
+    return "default" if spec.model in ("", DEFAULT_MODEL) else spec.model
 
 
 class MachineRecord:

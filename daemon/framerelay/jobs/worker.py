@@ -354,34 +354,22 @@ class Worker:
             log.error("job %s reported outputs that are missing or empty: %s", job_id, missing)
             message = f"the output {missing[0]} was not written."
             return Failed(ErrorInfo.of(ErrorCode.internal, message))
-        width, height = result.size
-        spec = self.queue.get(job_id).spec
-        start = spec.frame_range.in_frame if spec.frame_range is not None else 0
-        self._measured(spec, result)
-        return Finished(
-            tuple(str(p) for p in result.outputs),
-            result.frame_count,
-            result.fps,
-            width,
-            height,
-            result.preset,
-            qc=result.qc,
-            first_frame=start + result.first_frame,
-        )
+        self._measured(self.queue.get(job_id).spec, result)
+        return finished(result)
 
     def _measured(self, spec, result: ExecutionResult) -> None:
         """Keeps how fast this machine ran the job's phases, for the next estimates."""
-        if self.machine is None or not result.seconds:
+        if self.machine is None or not result.compute_seconds:
             return
         status = self.executor.status()
         width, height = result.size
-        clip = ClipInfo(result.frame_count, width, height, False)
+        count = spec.frame_range.count if spec.frame_range is not None else result.frame_count
         self.machine.record(
-            shape_of(spec, clip),
+            shape_of(spec, ClipInfo(count, width, height, False)),
             model_key(spec),
             status.device,
             status.vram_total_bytes,
-            result.seconds,
+            result.compute_seconds,
             result.work,
         )
 
@@ -419,6 +407,28 @@ class Worker:
 
     def on_preview(self, job_id: str, preview: Preview) -> None:
         self._report(job_id, preview)
+
+
+def finished(result: ExecutionResult) -> Finished:
+    """The finished event: everything the run did."""
+    width, height = result.size
+    return Finished(
+        outputs=tuple(str(p) for p in result.outputs),
+        frame_count=result.frame_count,
+        fps=result.fps,
+        width=width,
+        height=height,
+        preset=result.preset,
+        preset_choices=result.preset_choices,
+        seed=result.seed,
+        phase_seconds=dict(result.phase_seconds),
+        windows=result.windows,
+        cache_hits=result.cache_hits,
+        lora_steps_run=result.lora_steps_run,
+        warnings=result.warnings,
+        qc=result.qc,
+        first_frame=result.first_frame,
+    )
 
 
 def job_stopped_by(error: DiskFullError) -> DiskFullError:
