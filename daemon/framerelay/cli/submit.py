@@ -49,6 +49,27 @@ def register(commands: argparse._SubParsersAction) -> None:
         "round trip with an image editor",
         "The daemon exports the frame, opens it in your editor and queues the job when you save.",
     )
+    takes = parser.add_argument_group("edit any frame, segments (docs/edit-any-frame.md)")
+    takes.add_argument(
+        "--at",
+        type=int,
+        action="append",
+        metavar="K",
+        help="the frame each edited frame is an edit of, from the range's first (once per edited "
+        "frame; default 0); the edit propagates both ways",
+    )
+    takes.add_argument(
+        "--segment-of", metavar="JOB", help="re-render a segment of this finished job's take"
+    )
+    takes.add_argument("--segment-from", type=int, metavar="N", help="the frame to start at")
+    takes.add_argument(
+        "--segment-new-frame",
+        action="store_true",
+        help="EDITED is a new edit of the take's frame N (a window's first)",
+    )
+    takes.add_argument(
+        "--segment-whole", action="store_true", help="write the whole range, not the segment only"
+    )
     roundtrip.add_argument(
         "--roundtrip", action="store_true", help="edit the frame in your image editor"
     )
@@ -95,6 +116,8 @@ def parse_context(items: list[str]) -> dict[str, str]:
 
 def check_edited(args: argparse.Namespace) -> None:
     roundtrip_only = args.frame or args.tiff or args.no_open or args.follow_saves
+    if args.segment_of and not args.segment_new_frame and not args.edited:
+        return  # the earlier job's edited frame
     if args.roundtrip and args.edited:
         raise InvalidSpecError(
             "--roundtrip takes no edited frame: the edit comes from your image editor.",
@@ -175,6 +198,14 @@ def build_spec(args: argparse.Namespace):
         spec.keep_unedited = False
     if not args.audio:
         spec.copy_audio = False
+    spec.edited_frame_indices.extend(args.at or ())
+    if args.segment_of:
+        if args.segment_from is None:
+            raise InvalidSpecError("a segment needs --segment-from N (from the range's first).")
+        spec.segment.of_job = args.segment_of
+        assign(spec.segment, "from_frame", args.segment_from, "--segment-from")
+        spec.segment.new_edited_frame = args.segment_new_frame
+        spec.segment.whole = args.segment_whole
     if args.roundtrip:
         assign(spec.edit_session, "frame_index", args.frame, "--frame")
         spec.edit_session.sixteen_bit = args.tiff
@@ -190,7 +221,10 @@ def run(args: argparse.Namespace) -> int:
 
     spec = build_spec(args)
     with DaemonClient.connect() as client:
-        job = client.submit(spec)
+        answer = client.submit_answer(spec)
+        job = answer.job
+        if answer.HasField("estimate"):
+            print(describe_estimate(answer.estimate))
         if job.HasField("edit"):
             print(f"job {job.id} awaits your edit of {job.edit.exported_path}")
             print("save the edited frame in the same folder (PNG, TIFF, JPEG or PSD)")
@@ -199,3 +233,17 @@ def run(args: argparse.Namespace) -> int:
         if args.watch:
             print_finished(job.id, follow(client, job.id))
     return 0
+
+
+def describe_estimate(estimate) -> str:
+    """The submit answer's estimate (docs/estimates.md), one line."""
+    times = ", ".join(f"{p.phase} {p.seconds:.0f} s" for p in estimate.phases)
+    guess = "" if estimate.calibrated else " (a first guess until a job has run there)"
+    memory = f"peak VRAM {estimate.peak_vram_bytes / 2**30:.1f} GB ({estimate.peak_phase})"
+    if estimate.gpu_total_bytes:
+        memory += f" of {estimate.gpu_total_bytes / 2**30:.0f}"
+    disk = (estimate.cache_bytes + estimate.output_bytes + estimate.scratch_bytes) / 1e9
+    return (
+        f"estimate: {memory}, disk {disk:.1f} GB, {estimate.windows} window(s), "
+        f"{estimate.total_seconds:.0f} s{guess}: {times}"
+    )
