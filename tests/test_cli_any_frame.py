@@ -51,7 +51,8 @@ def test_edit_at_a_later_frame_prints_an_estimate_and_a_qc_verdict(
     assert _edit(tiny_model_dir, tmp_path, source, edited, output, "--at", "5") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("estimate: peak VRAM ") and "first guess" in lines[0]
-    assert lines[1].startswith("QC: ") and lines[1].endswith("take.qc.json)")
+    (verdict,) = [line for line in lines if line.startswith("QC: ")]
+    assert verdict.endswith("take.qc.json)")
     assert len(list(output.glob("frame_*.png"))) == 10
     job = json.loads((tmp_path / "take.qc.json").read_text())["job"]
     assert job["edit_frames"] == [5] and job["params"]["window"] == 4
@@ -68,7 +69,7 @@ def test_edit_at_a_later_frame_prints_an_estimate_and_a_qc_verdict(
     assert status == 0
     out = capsys.readouterr().out
     assert "first guess" not in out.splitlines()[0]
-    assert "a segment: the take starts at frame 9 of the range" in out
+    assert "a segment: the take starts at frame 9" in out
     assert len(list(again.glob("frame_*.png"))) == 1
 
 

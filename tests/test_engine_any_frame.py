@@ -196,7 +196,9 @@ def test_every_take_gets_a_qc_report_and_sidecar(tmp_path, engine, source):
 
 def test_qc_off_writes_no_sidecar(tmp_path, engine, source):
     output = tmp_path / "take"
-    request = _request(tmp_path, source, [_edit_image(tmp_path / "e.png")], [output], qc=False)
+    request = _request(
+        tmp_path, source, [_edit_image(tmp_path / "e.png")], [output], _params(qc=False)
+    )
     assert run.run_edit(request, engine=engine).qc == ()
     assert not (tmp_path / "take.qc.json").exists()
 
