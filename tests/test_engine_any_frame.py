@@ -142,6 +142,7 @@ def test_edited_frames_at_different_frames_share_one_take(tmp_path, engine, monk
         np.testing.assert_array_equal(emitted[frame], spy.added[(c.half, c.position)])
 
 
+@pytest.mark.slow
 def test_the_cross_fade_blends_both_edits_frames(tmp_path, engine, monkeypatch):
     spy = _Spy(monkeypatch)
     source = make_clip(tmp_path / "src.mp4", n=10, width=WIDTH, height=HEIGHT)
@@ -194,6 +195,7 @@ def test_every_take_gets_a_qc_report_and_sidecar(tmp_path, engine, source):
     assert halves == {"backward from frame 3", "forward from frame 3"}
 
 
+@pytest.mark.slow
 def test_qc_off_writes_no_sidecar(tmp_path, engine, source):
     output = tmp_path / "take"
     request = _request(
@@ -203,6 +205,7 @@ def test_qc_off_writes_no_sidecar(tmp_path, engine, source):
     assert not (tmp_path / "take.qc.json").exists()
 
 
+@pytest.mark.slow
 def test_drift_anchoring_reports_each_window_with_and_without(tmp_path, engine, source):
     results = {}
     for strength in (0.0, 1.0):
@@ -271,6 +274,7 @@ def test_a_segment_rerender_reuses_earlier_windows_and_keeps_their_frames(
     assert only.work["edit_passes"] == 0  # even window 2 came from the cache this time
 
 
+@pytest.mark.slow
 def test_a_segment_with_a_changed_lora_trains_only_from_its_window(tmp_path, engine, long_source):
     edit = _edit_image(tmp_path / "e.png")
     run.run_edit(_request(tmp_path, long_source, [edit], [tmp_path / "a"]), engine=engine)
@@ -284,6 +288,7 @@ def test_a_segment_with_a_changed_lora_trains_only_from_its_window(tmp_path, eng
     assert result.first_frame == 4 and result.frame_count == 6
 
 
+@pytest.mark.slow
 def test_a_segment_with_a_new_edited_frame_starts_at_its_window(tmp_path, engine, long_source):
     edit = _edit_image(tmp_path / "e.png")
     first = run.run_edit(_request(tmp_path, long_source, [edit], [tmp_path / "a"]), engine=engine)
@@ -300,6 +305,7 @@ def test_a_segment_with_a_new_edited_frame_starts_at_its_window(tmp_path, engine
     assert [f["frame"] for f in report["first_frame"]] == [6]  # against the new edited frame
 
 
+@pytest.mark.slow
 def test_a_segment_cannot_change_the_windows(tmp_path, engine, long_source):
     edit = _edit_image(tmp_path / "e.png")
     segment = Segment(start_window=1, base=_params())
@@ -310,6 +316,7 @@ def test_a_segment_cannot_change_the_windows(tmp_path, engine, long_source):
         run.run_edit(request, engine=engine)
 
 
+@pytest.mark.slow
 def test_the_output_is_a_video_with_the_range_frame_count(tmp_path, engine, source):
     output = tmp_path / "take.mp4"
     request = replace(
