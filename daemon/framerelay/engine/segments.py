@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from framerelay.engine.params import PARAMS, TABLE, EngineParams
+from framerelay.engine.params import PARAMS, EngineParams
 from framerelay.errors import InvalidSpecError
 
 # What cannot change between the earlier take and a segment: the windows and the steps the
@@ -124,11 +124,6 @@ def take_record(request, params: EngineParams, edits, take: int) -> dict[str, An
         "params": {row.name: params.value(row.name) for row in PARAMS},
         "segment": request.segment is not None,
     }
-
-
-def params_from_record(data: dict[str, Any]) -> EngineParams:
-    """The parameters a take's record holds (unknown names, from another version, are left out)."""
-    return EngineParams().with_values({k: v for k, v in data.items() if k in TABLE})
 
 
 def segment_of_take(sidecar: Path) -> dict[str, Any]:
