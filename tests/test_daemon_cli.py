@@ -168,3 +168,56 @@ def test_submit_prints_the_estimate_and_sends_the_frame_and_the_segment(daemon, 
     job = next(j for j in client.list().jobs if j.id != earlier.id)
     assert job.spec.segment.of_job == earlier.id and job.spec.segment.from_frame == 20
     assert list(job.spec.edited_frame_paths) == [str(edited.resolve())]
+
+
+def test_jobs_shows_control_characters_of_a_label_as_question_marks():
+    # Any token holder chooses the label: it must not send escapes or line breaks to the terminal.
+    from framerelay.cli.jobs import row
+    from framerelay.proto.v1 import jobs_pb2
+
+    job = jobs_pb2.Job(id="0123456789", state=jobs_pb2.JOB_STATE_QUEUED, position=1)
+    job.spec.label = "\x1b[2J\x1b]0;title\x07évil\nline"
+    line = row(job)
+    assert "\x1b" not in line and "\x07" not in line and "\n" not in line
+    assert line.endswith("?[2J?]0;title?évil?line")
+
+
+def test_watch_follows_a_job_across_a_clean_restart(tmp_path, monkeypatch):
+    # docs/daemon.md: `framerelay watch` reconnects and resumes if the daemon restarts. A clean
+    # stop removes the discovery file until the new daemon writes one; watch used to give up
+    # there with "the daemon is not running".
+    from framerelay.cli.progress_view import follow
+
+    monkeypatch.setenv("FRAMERELAY_CONFIG_DIR", str(tmp_path / "config"))
+    source, edited = make_media(tmp_path / "media")
+    process, found = start_serve(tmp_path, "--fake")
+    try:
+        with DaemonClient.from_discovery(found) as client:
+            client.pause(False)
+            job = client.submit(clip_spec(source, edited))
+        result: dict = {}
+
+        def watch() -> None:
+            try:
+                result["finished"] = follow(DaemonClient.from_discovery(found), job.id)
+            except Exception as error:  # reported below
+                result["error"] = error
+
+        tries = []
+        connect = DaemonClient.connect.__func__
+        monkeypatch.setattr(
+            DaemonClient, "connect", classmethod(lambda cls: tries.append(1) or connect(cls))
+        )
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        stop_serve(process)
+        assert not discovery_path(tmp_path / "config").exists()
+        wait_for(lambda: tries or not watcher.is_alive(), timeout=30)  # it tried while down
+        process, found = start_serve(tmp_path, "--fake")
+        with DaemonClient.from_discovery(found) as client:
+            client.resume()
+        watcher.join(timeout=60)
+    finally:
+        stop_serve(process)
+    assert "error" not in result, result.get("error")
+    assert result["finished"].frame_count > 0

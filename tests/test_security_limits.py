@@ -240,7 +240,7 @@ def test_source_symlinks_are_followed_to_a_regular_file(served, tmp_path):
     ("params", "words"),
     [
         (EngineParams(lora=MotionLoraParams(rank=0)), "lora_rank must be 1..256"),
-        (EngineParams(lora=MotionLoraParams(steps=10_000)), "lora_steps must be 0..5000"),
+        (EngineParams(lora=MotionLoraParams(steps=10_000)), "lora_steps must be 0..1000"),
         (EngineParams(lora=MotionLoraParams(lr=float("nan"))), "lora_lr must be within (0, 1]"),
         (EngineParams(lora=MotionLoraParams(dropout=1.0)), "dropout"),
         (EngineParams(lora=MotionLoraParams(checkpoint_every=0)), "checkpoint"),

@@ -18,6 +18,7 @@ from framerelay.cli.param_flags import add_param_flags, given_params
 from framerelay.engine.params import DEFAULT_MODEL, JOB, MACHINE, EngineParams
 from framerelay.engine.presets import AUTO, PresetChoice
 from framerelay.engine.request import OUTPUT_FORMATS
+from framerelay.errors import InvalidSpecError
 from framerelay.jobs.spec import FrameRange, JobSpec, ParamOverrides
 from framerelay.progress import CancelToken, Progress
 
@@ -92,6 +93,14 @@ def _rate(text: str) -> Fraction:
 def _outputs(args: argparse.Namespace) -> tuple[Path, ...]:
     if len(args.edited) == 1:
         return (args.output,)
+    stems = [edit.stem for edit in args.edited]
+    repeated = next((stem for stem in stems if stems.count(stem) > 1), None)
+    if repeated is not None:
+        raise InvalidSpecError(
+            f"two edited frames are named {repeated!r}; each output in {args.output} is named "
+            "after its edited frame.",
+            "Rename the edited frames so that their names differ (the extension does not count).",
+        )
     suffix = "" if args.format == "png" else f".{args.format or 'mp4'}"
     return tuple(args.output / f"{edit.stem}{suffix}" for edit in args.edited)
 

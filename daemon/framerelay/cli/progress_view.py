@@ -59,10 +59,13 @@ def follow(client: DaemonClient, job_id: str, after_seq: int = 0) -> events_pb2.
     daemon restarts. Raises the job's error when it fails or is cancelled."""
     bars = PhaseBars()
     last, deadline = after_seq, None
+    current: DaemonClient | None = client
     try:
         while True:
             try:
-                for event in client.watch(job_id, last):
+                if current is None:  # a clean stop removes the discovery file until the restart
+                    current = DaemonClient.connect()
+                for event in current.watch(job_id, last):
                     last, deadline = event.seq, None
                     ended = show(event, bars)
                     if ended is not None:
@@ -73,7 +76,7 @@ def follow(client: DaemonClient, job_id: str, after_seq: int = 0) -> events_pb2.
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
-                client = DaemonClient.connect()
+                current = None
     finally:
         bars.close()
 

@@ -163,7 +163,12 @@ class JobSpec:
         if self.mask is not None:
             check_readable_file(self.mask, "mask")
         if self.input_lut is not None:
-            check_readable_file(self.input_lut, "input LUT")
+            check_readable_file(
+                self.input_lut,
+                "input LUT",
+                "Give the path of a 1D LUT in .cube format (LUT_1D_SIZE), or none for footage "
+                "that is not log.",
+            )
         if self.sequence_fps is not None and self.sequence_fps <= 0:
             raise InvalidSpecError(f"the sequence fps must be positive, got {self.sequence_fps}.")
         check_range(self.frame_range, self.source_fps)
@@ -329,11 +334,11 @@ def is_sequence_source(path: Path) -> bool:
         return False
 
 
-def check_readable_file(path: Path, what: str) -> None:
+def check_readable_file(path: Path, what: str, hint: str | None = None) -> None:
     check_absolute(path, what)
     problem = file_problem(path)
     if problem is not None:
-        raise EditUnreadableError(f"the {what} {str(path)!r} {problem}.")
+        raise EditUnreadableError(f"the {what} {str(path)!r} {problem}.", hint)
 
 
 def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:
