@@ -174,6 +174,22 @@ def test_footage_options_travel_with_the_spec(backend, tmp_path):
         api.submit(backend.spec(input_lut=tmp_path / "missing.cube"))
 
 
+def test_edits_of_different_frames_share_one_take_and_of_the_same_frame_make_one_each(backend):
+    api = backend.api
+    edits = [str(backend.edited)] * 2
+    apart = job_spec(
+        str(backend.source), edits, in_frame=0, out_frame=10, fps=24, edited_frame_indices=[1, 7]
+    )
+    job = api.submit(apart)["job"]
+    assert job["spec"]["editedFrameIndices"] == [1, 7] and len(job["outputPaths"]) == 1
+    same = job_spec(
+        str(backend.source), edits, in_frame=0, out_frame=10, fps=24, edited_frame_indices=[4, 4]
+    )
+    assert len(api.submit(same)["job"]["outputPaths"]) == 2
+    for job_id in (j["id"] for j in api.list_jobs()["jobs"]):
+        api.cancel(job_id)
+
+
 def test_jobs_are_listed_running_queued_awaiting_then_ended_latest_first(backend):
     api = backend.api
     ended = [api.submit(backend.spec(frames=2))["job"]["id"] for _ in range(3)]

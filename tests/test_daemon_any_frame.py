@@ -150,9 +150,14 @@ def test_edited_frame_indices_and_qc_through_the_daemon(tmp_path, media):
         off = clip_spec(source, edited, frames=12, params=specs_pb2.EditParams(qc=False))
         _, finished = _finish(client, off)
         assert list(finished.qc) == []
+        apart = clip_spec(source, edited, frames=12, edited_frame_indices=[2, 8])
+        apart.edited_frame_paths.append(str(edited))
+        _, finished = _finish(client, apart)  # one take split between the two edits
+        assert len(finished.output_paths) == 1 and len(finished.qc) == 1
         mixed = clip_spec(source, edited, frames=12, edited_frame_indices=[2, 2])
         mixed.edited_frame_paths.append(str(edited))
-        assert client.submit(mixed).state == jobs_pb2.JOB_STATE_QUEUED  # two takes of frame 2
+        answer = client.submit_answer(mixed)  # two takes of frame 2
+        assert answer.job.state == jobs_pb2.JOB_STATE_QUEUED and len(answer.job.output_paths) == 2
         near = clip_spec(source, edited, frames=12, edited_frame_indices=[2, 3])
         near.edited_frame_paths.append(str(edited))
         with pytest.raises(InvalidSpecError, match="at least 2 apart"):

@@ -917,7 +917,9 @@ class FakeDaemon(DaemonApi):
         output = spec.get("output", {})
         folder = Path(output.get("folder") or self.data_dir / "outputs" / job_id)
         stem = f"{Path(spec['sourcePath']).stem}_{job_id[:8]}"
-        count = max(1, len(spec.get("editedFramePaths", [])))
+        # one per take: edited frames at different frames share one
+        apart = len(set(spec.get("editedFrameIndices", []))) > 1
+        count = 1 if apart else max(1, len(spec.get("editedFramePaths", [])))
         names = [stem] if count == 1 else [f"{stem}_{n}" for n in range(1, count + 1)]
         ext = output.get("format", "OUTPUT_FORMAT_MOV").removeprefix("OUTPUT_FORMAT_").lower()
         if ext == "png":

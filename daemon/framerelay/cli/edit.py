@@ -35,13 +35,19 @@ def register(commands) -> None:
         description="Propagate each edited first frame through the source clip.",
     )
     parser.add_argument("source", type=Path, help="the source clip")
-    parser.add_argument("edited", type=Path, nargs="+", help="edited first frame(s)")
+    parser.add_argument(
+        "edited",
+        type=Path,
+        nargs="+",
+        help="edited frame(s): of the first frame, or of the frames --at names",
+    )
     parser.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
-        help="output file (.mp4, .mov or a folder for PNGs); a folder when several edits",
+        help="output file (.mp4, .mov or a folder for PNGs); a folder of one take per edit when "
+        "several edits of the same frame",
     )
     parser.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by path)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -91,7 +97,9 @@ def _rate(text: str) -> Fraction:
 
 
 def _outputs(args: argparse.Namespace) -> tuple[Path, ...]:
-    if len(args.edited) == 1:
+    """-o is the take, or the folder of one take per edited frame; edited frames at different
+    frames (--at) share one take."""
+    if len(args.edited) == 1 or len(set(args.at or ())) > 1:
         return (args.output,)
     stems = [edit.stem for edit in args.edited]
     repeated = next((stem for stem in stems if stems.count(stem) > 1), None)

@@ -139,6 +139,14 @@ class JobSpec:
         return (at,) * max(1, len(self.edited_frames))
 
     @property
+    def take_count(self) -> int:
+        """One take per edited frame, or one shared by edited frames at different frames (a
+        round trip awaiting its edit makes one)."""
+        if len(set(self.edit_frames)) > 1:
+            return 1
+        return max(1, len(self.edited_frames))
+
+    @property
     def awaits_edit(self) -> bool:
         """A round trip that has no edited frame yet."""
         return self.edit_session is not None and not self.edited_frames
@@ -456,14 +464,14 @@ def fraction_from_list(value: list[int] | None) -> Fraction | None:
 
 
 def plan_outputs(spec: JobSpec, job_id: str, default_root: Path) -> tuple[Path, ...]:
-    """One output per edited frame: `<folder>/<source stem>_<job id[:8]>[_<n>].<ext>`.
+    """One output per take: `<folder>/<source stem>_<job id[:8]>[_<n>].<ext>`.
 
     PNG outputs are folders of numbered frames, named without any dot (a dot would read as an
     extension).
     """
     folder = spec.output_folder or default_root / job_id
     stem = f"{spec.source.stem}_{job_id[:8]}"
-    count = max(1, len(spec.edited_frames))  # a round trip awaiting its edit makes one
+    count = spec.take_count
     names = [stem] if count == 1 else [f"{stem}_{n}" for n in range(1, count + 1)]
     if spec.output_format == "png":
         return tuple(folder / name.replace(".", "_") for name in names)

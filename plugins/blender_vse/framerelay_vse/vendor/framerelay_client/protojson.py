@@ -234,8 +234,12 @@ def echo_spec(spec: Mapping[str, Any]) -> JsonDict:
         echo["sourceFps"] = rational(Fraction(num, den))
     if spec.get("editedFramePaths"):
         echo["editedFramePaths"] = [normal_path(p) for p in spec["editedFramePaths"]]
+    if spec.get("editedFrameIndices"):
+        echo["editedFrameIndices"] = [int(i) for i in spec["editedFrameIndices"]]
     if spec.get("maskPath"):
         echo["maskPath"] = normal_path(spec["maskPath"])
+    if spec.get("segment"):
+        echo["segment"] = drop_zeros(dict(spec["segment"]))
     params = dict(spec.get("params", {}))
     preset = params.get("preset", "PRESET_UNSPECIFIED")
     params["preset"] = "PRESET_AUTO" if preset == "PRESET_UNSPECIFIED" else preset
