@@ -25,11 +25,12 @@ def clip(tmp_path):
 
 
 def _edit(tiny_model_dir, tmp_path, source, edited, output, *more) -> int:
+    edits = edited if isinstance(edited, list) else [edited]
     return main(
         [
             "edit",
             str(source),
-            str(edited),
+            *map(str, edits),
             "-o",
             str(output),
             "--model",
@@ -99,3 +100,18 @@ def test_segment_switches_are_checked(tmp_path, tiny_model_dir, clip, capsys):
         str(tmp_path / "nothing"), "--segment-from", "4",
     )  # fmt: skip
     assert status == 2 and "no QC sidecar" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_edits_of_two_frames_make_one_take_through_the_cli(tmp_path, tiny_model_dir, clip, capsys):
+    source, edited = clip
+    first = write_image(tmp_path / "edit0.png", pattern_frame(0, 96, 64))
+    output = tmp_path / "take"
+    status = _edit(
+        tiny_model_dir, tmp_path, source, [first, edited], output, "--at", "0", "--at", "5",
+        "--crossfade-frames", "0",
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert len(list(output.glob("frame_*.png"))) == 10
+    job = json.loads((tmp_path / "take.qc.json").read_text())["job"]
+    assert job["edit_frames"] == [0, 5] and job["params"]["crossfade_frames"] == 0
