@@ -190,6 +190,30 @@ def test_edits_of_different_frames_share_one_take_and_of_the_same_frame_make_one
         api.cancel(job_id)
 
 
+def test_a_segment_take_says_where_it_starts(backend):
+    # the forward half from frame 2 in 4-frame windows: [2, 6), [5, 9), [8, 12); frame 9 is
+    # window 2's first after its shared frame 8
+    common = {"in_frame": 0, "out_frame": 12, "fps": 24, "params": {"window": 4}}
+    api, edits = backend.api, [str(backend.edited)]
+    take = api.submit(job_spec(str(backend.source), edits, edited_frame_indices=[2], **common))
+    assert "finished" in watch_to_end(api, take["job"]["id"])[-1]
+    of = {"ofJob": take["job"]["id"], "fromFrame": 9}
+    segment = job_spec(str(backend.source), edits, edited_frame_indices=[2], segment=of, **common)
+    job = api.submit(segment)["job"]
+    assert job["spec"]["segment"] == of
+    finished = watch_to_end(api, job["id"])[-1]["finished"]
+    assert (finished["firstFrame"], finished["frameCount"]) == (9, 3)
+    whole = job_spec(
+        str(backend.source),
+        edits,
+        edited_frame_indices=[2],
+        segment={**of, "whole": True},
+        **common,
+    )
+    finished = watch_to_end(api, api.submit(whole)["job"]["id"])[-1]["finished"]
+    assert "firstFrame" not in finished and finished["frameCount"] == 12
+
+
 def test_jobs_are_listed_running_queued_awaiting_then_ended_latest_first(backend):
     api = backend.api
     ended = [api.submit(backend.spec(frames=2))["job"]["id"] for _ in range(3)]

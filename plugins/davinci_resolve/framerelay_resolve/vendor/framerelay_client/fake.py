@@ -1213,9 +1213,9 @@ class FakeDaemon(DaemonApi):
 
     def _finished(self, job: _Job) -> JsonDict:
         frame_range = job.spec.get("frameRange")
-        frames = (
-            frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
-        )
+        count = frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
+        first = segment_first_frame(job.spec, count)
+        frames = count - first
         fps = job.spec.get("sourceFps") or rational(Fraction(24))
         writer = job.script.output_writer
         if writer is not None:
@@ -1240,8 +1240,9 @@ class FakeDaemon(DaemonApi):
             "cacheHits": script.windows if "invert" in script.cached_phases else 0,
             "loraStepsRun": job.phase_steps.get("lora", 0),
         }
-        if frame_range and frame_range.get("inFrame"):
-            finished["firstFrame"] = frame_range["inFrame"]  # where to place the take
+        in_frame = frame_range.get("inFrame", 0) if frame_range else 0
+        if in_frame + first:
+            finished["firstFrame"] = in_frame + first  # where to place the take
         if params.get("qc", True):  # a QC report per take, its sidecar beside it
             finished["qc"] = [
                 {"verdict": FAKE_QC_VERDICT, "sidecarPath": f"{output}.qc.json"}
@@ -1564,6 +1565,27 @@ def crash_loop_error(crashes: int) -> JsonDict:
         "Free GPU memory (close other GPU programs, `framerelay unload`) or make the job smaller "
         "(--width/--height, --window), then retry it; the daemon's log tells more.",
     ).to_dict()
+
+
+def segment_first_frame(spec: JsonDict, count: int) -> int:
+    """Where a segment's take starts in the range, by the engine's window plan: the forward half
+    from the edited frame in windows of `window` frames sharing `overlap`; the segment starts
+    with the window that first writes `fromFrame` (after its shared frame, or at it with a new
+    edited frame). 0 for a whole take."""
+    segment = spec.get("segment")
+    if not segment or segment.get("whole"):
+        return 0
+    params = spec.get("params", {})
+    window, overlap = int(params.get("window", 14)), int(params.get("overlap", 1))
+    at = ([*spec.get("editedFrameIndices", []), 0])[0]
+    step = window - overlap
+    position = int(segment.get("fromFrame", 0)) - at
+    if segment.get("newEditedFrame"):
+        index = max(1, round(position / step))
+    else:
+        index = max(1, 0 if position < window else (position - overlap) // step)
+    start = at + index * step
+    return min(count - 1, start if segment.get("newEditedFrame") else start + overlap)
 
 
 def fake_estimate(spec: JsonDict) -> JsonDict:
