@@ -78,7 +78,7 @@ def register(commands) -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_param_flags(parser, (JOB, MACHINE))
-    take_options.add_take_switches(parser)
+    take_options.add_take_switches(parser, of_job=False)
     parser.set_defaults(func=run)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from framerelay.cli.footage_options import add_footage_switches
 from framerelay.cli.param_flags import add_param_flags, given_params
+from framerelay.cli.take_options import add_take_switches
 from framerelay.engine.params import JOB, TABLE
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import InvalidSpecError
@@ -20,7 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "edited",
         type=Path,
         nargs="*",
-        help="edited first frame(s), one output each; none with --roundtrip",
+        help="edited frame(s): of the first frame or of the frames --at names; none with "
+        "--roundtrip",
     )
     parser.add_argument("--in", dest="in_frame", type=int, help="first source frame (0-based)")
     parser.add_argument("--out", dest="out_frame", type=int, help="frame after the last one")
@@ -49,27 +51,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         "round trip with an image editor",
         "The daemon exports the frame, opens it in your editor and queues the job when you save.",
     )
-    takes = parser.add_argument_group("edit any frame, segments (docs/edit-any-frame.md)")
-    takes.add_argument(
-        "--at",
-        type=int,
-        action="append",
-        metavar="K",
-        help="the frame each edited frame is an edit of, from the range's first (once per edited "
-        "frame; default 0); the edit propagates both ways",
-    )
-    takes.add_argument(
-        "--segment-of", metavar="JOB", help="re-render a segment of this finished job's take"
-    )
-    takes.add_argument("--segment-from", type=int, metavar="N", help="the frame to start at")
-    takes.add_argument(
-        "--segment-new-frame",
-        action="store_true",
-        help="EDITED is a new edit of the take's frame N (a window's first)",
-    )
-    takes.add_argument(
-        "--segment-whole", action="store_true", help="write the whole range, not the segment only"
-    )
     roundtrip.add_argument(
         "--roundtrip", action="store_true", help="edit the frame in your image editor"
     )
@@ -91,6 +72,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a save after the job started queues a new job with it",
     )
+    add_take_switches(parser, of_job=True)
     parser.set_defaults(func=run)
 
 

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from framerelay.jobs.executor import ExecutionResult
 
 
-def add_take_switches(parser: argparse.ArgumentParser) -> None:
+def add_take_switches(parser: argparse.ArgumentParser, *, of_job: bool) -> None:
+    """--at and the segment switches, for `framerelay edit` (a segment of a take file, read from
+    its QC sidecar) and `framerelay submit` (`of_job`: of a finished job on the daemon)."""
     group = parser.add_argument_group("edit any frame, segments (docs/edit-any-frame.md)")
     group.add_argument(
         "--at",
@@ -27,12 +29,17 @@ def add_take_switches(parser: argparse.ArgumentParser) -> None:
         help="the frame each edited frame is an edit of, counted from the range's first (once per "
         "edited frame; default 0); the edit propagates forward and backward from it",
     )
-    group.add_argument(
-        "--segment-of",
-        type=Path,
-        metavar="TAKE",
-        help="re-render a segment of this earlier take (its .qc.json records how it was made)",
-    )
+    if of_job:
+        group.add_argument(
+            "--segment-of", metavar="JOB", help="re-render a segment of this finished job's take"
+        )
+    else:
+        group.add_argument(
+            "--segment-of",
+            type=Path,
+            metavar="TAKE",
+            help="re-render a segment of this earlier take (its .qc.json records how it was made)",
+        )
     group.add_argument(
         "--segment-from",
         type=int,
