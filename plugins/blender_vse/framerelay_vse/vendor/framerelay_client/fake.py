@@ -1577,7 +1577,7 @@ def segment_first_frame(spec: JsonDict, count: int) -> int:
         return 0
     params = spec.get("params", {})
     window, overlap = int(params.get("window", 14)), int(params.get("overlap", 1))
-    at = ([*spec.get("editedFrameIndices", []), 0])[0]
+    at = int([*spec.get("editedFrameIndices", []), 0][0])
     step = window - overlap
     position = int(segment.get("fromFrame", 0)) - at
     if segment.get("newEditedFrame"):
