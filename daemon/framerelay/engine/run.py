@@ -720,10 +720,8 @@ class _Job:
             self.controller.store = attention.SourceAttentionStore(0)
         self.adapters.reset()
         checkpoints = artifacts.checkpoint_dir(cache, key) if cache else self.scratch / key
-        if entry is not None:  # hosts show that these phases came from the cache
-            if params.lora.steps > 0:
-                report(Progress("lora", params.lora.steps, params.lora.steps, message="cached"))
-            report(Progress("invert", params.steps, params.steps, message="cached"))
+        if entry is not None:
+            report_cached_analysis(params, report)
             if params.lora.steps > 0:
                 lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)
             return artifacts.load_inversion(entry.path / artifacts.INVERSION_FILE, self.device)
@@ -838,6 +836,8 @@ def _run_half(job: _Job, h: int, chains: list[_Chain], takes: list[_Take], frame
             if index > 0 and window_params.skip_interval:
                 _ensure_anchor(job, state, report)
             inversion = job.analysis(window, key, window_params, state.anchor, report)
+        else:  # every take of the window came from the cache: so, in effect, did its analysis
+            report_cached_analysis(window_params, report)
 
         # 2. Edit (or take from the cache), decode, anchor the drift, hand frames to the takes.
         for chain in chains:
@@ -1190,6 +1190,13 @@ def _open_takes(job: _Job, plan: bidirectional.Plan, edits: list[_Edit], stack) 
         take.stitcher = Stitcher(plan, _emitter(job, take), job.scratch / f"take{t}")
         takes.append(take)
     return takes
+
+
+def report_cached_analysis(params: EngineParams, report) -> None:
+    """Hosts show that a window's LoRA and inversion came from the cache."""
+    if params.lora.steps > 0:
+        report(Progress("lora", params.lora.steps, params.lora.steps, message="cached"))
+    report(Progress("invert", params.steps, params.steps, message="cached"))
 
 
 def _first_number(span: footage.Span) -> int:
