@@ -97,6 +97,7 @@ def client_params_text(descriptor_set: bytes) -> str:
         descriptor_pb2.FieldDescriptorProto.TYPE_UINT32: "int",
         descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE: "float",
         descriptor_pb2.FieldDescriptorProto.TYPE_BOOL: "bool",
+        descriptor_pb2.FieldDescriptorProto.TYPE_STRING: "str",  # a choice: drift_region
     }
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file
     (message,) = [m for f in files for m in f.message_type if m.name == "EditParams"]

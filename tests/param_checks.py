@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-JSON_TYPES = {"uint32": int, "double": float, "bool": bool}
+JSON_TYPES = {"uint32": int, "double": float, "bool": bool, "string": str}
 
 
 def proto_type(field: Any) -> str:
@@ -18,6 +18,7 @@ def proto_type(field: Any) -> str:
         FieldDescriptor.TYPE_DOUBLE: "double",
         FieldDescriptor.TYPE_BOOL: "bool",
         FieldDescriptor.TYPE_ENUM: "enum",
+        FieldDescriptor.TYPE_STRING: "string",
     }
     return names.get(field.type, f"type {field.type}")
 
@@ -43,6 +44,10 @@ def proto_problems() -> list[str]:
     for name in rows.keys() & fields.keys():
         row, field = rows[name], fields[name]
         kind = proto_type(field)
+        if row.choices and name != "preset":  # another choice: a string, checked by the table
+            if kind != "string" or not field.has_presence:
+                problems.append(f"{name}: declare it `optional string` (one of {row.choices})")
+            continue
         if row.choices:
             values = [v.name for v in field.enum_type.values] if kind == "enum" else []
             wanted = ["PRESET_UNSPECIFIED", *(f"PRESET_{c.upper()}" for c in PRESET_NAMES)]

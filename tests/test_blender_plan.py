@@ -96,6 +96,11 @@ def test_plan_sends_the_visible_source_frames_and_freezes_the_insertion_point(fa
     assert plan.rate_note() == ""
 
 
+def test_the_playhead_names_the_frame_to_edit_within_the_strip(facts):
+    plan = plan_source(facts)  # shown from scene frame 15, 40 frames
+    assert [plan.index_at(f) for f in (3, 15, 16, 40, 54, 55, 90)] == [0, 0, 1, 25, 39, 39, 39]
+
+
 def test_a_clip_at_another_rate_played_frame_by_frame_is_planned_with_a_note(facts):
     plan = plan_source(replace(facts, media_rate=Fraction(30000, 1001), scene_rate=Fraction(24)))
     assert (plan.in_frame, plan.out_frame) == (5, 45)

@@ -252,11 +252,25 @@ def test_failed_job_reports_its_message_and_hint(venv, tmp_path, media):
     assert [s["name"] for s in facts["strips"]] == ["src"]
 
 
-@pytest.mark.parametrize("attach", [False, True], ids=["saved", "picked"])
-def test_round_trip_waits_for_the_edit_then_queues_and_places(venv, tmp_path, media, attach):
+@pytest.mark.parametrize(
+    ("attach", "playhead", "index"),
+    [(False, 1, 0), (True, 1, 0), (False, 30, 7)],
+    ids=["saved", "picked", "current-frame"],
+)
+def test_round_trip_waits_for_the_edit_then_queues_and_places(
+    venv, tmp_path, media, attach, playhead, index
+):
     source, edited = media
     with running_daemon(tmp_path, no_open=True) as (daemon, _):
-        facts = scenario(venv, "round_trip", tmp_path, source=source, edited=edited, attach=attach)
+        facts = scenario(
+            venv,
+            "round_trip",
+            tmp_path,
+            source=source,
+            edited=edited,
+            attach=attach,
+            playhead=playhead,
+        )
         [record] = facts["records"]
         job = job_json(daemon, record["job_id"])
     assert facts["answer"]["result"] == ["FINISHED"]
@@ -268,6 +282,10 @@ def test_round_trip_waits_for_the_edit_then_queues_and_places(venv, tmp_path, me
     assert "awaiting_edit" in seen
     assert seen.index("awaiting_edit") < seen.index("finished")
     assert job["edit"]["version"] == 1
+    # the strip shows source frames 3..47 from scene frame 23: the playhead names the frame to
+    # edit, the range stays the whole strip and the take lands where it always does
+    assert job["edit"]["sourceFrame"] == 3 + index
+    assert job["spec"]["editSession"].get("frameIndex", 0) == index
     assert job["spec"]["frameRange"] == {"inFrame": 3, "outFrame": 48}
     [take] = takes(facts)
     assert (take["channel"], take["start"], take["end"]) == (2, 23, 68)

@@ -132,7 +132,10 @@ def test_submit_get_and_list_give_the_job_as_the_api_does(backend):
     spec = backend.spec(preset="local", params={"steps": 10}, output_format="mp4")
     submitted = api.submit(spec)
     job = submitted["job"]
-    assert set(submitted) == {"job"}  # exportedPath is for round trips only
+    assert set(submitted) == {"job", "estimate"}  # exportedPath is for round trips only
+    estimate = submitted["estimate"]
+    assert int(estimate["peakVramBytes"]) > 0 and estimate["totalSeconds"] > 0
+    assert [p["phase"] for p in estimate["phases"]] == ["lora", "invert", "edit", "decode"]
     assert len(job["id"]) == 32 and job["lastSeq"] >= 1
     assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING")
     assert job["spec"] == {
@@ -171,6 +174,47 @@ def test_footage_options_travel_with_the_spec(backend, tmp_path):
         api.submit(backend.spec(input_lut=tmp_path / "missing.cube"))
 
 
+def test_edits_of_different_frames_share_one_take_and_of_the_same_frame_make_one_each(backend):
+    api = backend.api
+    edits = [str(backend.edited)] * 2
+    apart = job_spec(
+        str(backend.source), edits, in_frame=0, out_frame=10, fps=24, edited_frame_indices=[1, 7]
+    )
+    job = api.submit(apart)["job"]
+    assert job["spec"]["editedFrameIndices"] == [1, 7] and len(job["outputPaths"]) == 1
+    same = job_spec(
+        str(backend.source), edits, in_frame=0, out_frame=10, fps=24, edited_frame_indices=[4, 4]
+    )
+    assert len(api.submit(same)["job"]["outputPaths"]) == 2
+    for job_id in (j["id"] for j in api.list_jobs()["jobs"]):
+        api.cancel(job_id)
+
+
+def test_a_segment_take_says_where_it_starts(backend):
+    # the forward half from frame 2 in 4-frame windows: [2, 6), [5, 9), [8, 12); frame 9 is
+    # window 2's first after its shared frame 8
+    common = {"in_frame": 0, "out_frame": 12, "fps": 24, "params": {"window": 4}}
+    api, edits = backend.api, [str(backend.edited)]
+    take = api.submit(job_spec(str(backend.source), edits, edited_frame_indices=[2], **common))
+    assert "finished" in watch_to_end(api, take["job"]["id"])[-1]
+    of = {"ofJob": take["job"]["id"], "fromFrame": 9}
+    segment = job_spec(str(backend.source), edits, edited_frame_indices=[2], segment=of, **common)
+    job = api.submit(segment)["job"]
+    assert job["spec"]["segment"] == of
+    finished = watch_to_end(api, job["id"])[-1]["finished"]
+    assert (finished["firstFrame"], finished["frameCount"]) == (9, 3)
+    whole = job_spec(
+        str(backend.source),
+        edits,
+        edited_frame_indices=[2],
+        segment={**of, "whole": True},
+        **common,
+    )
+    finished = watch_to_end(api, api.submit(whole)["job"]["id"])[-1]["finished"]
+    assert "firstFrame" not in finished and finished["frameCount"] == 12
+
+
+@pytest.mark.slow
 def test_jobs_are_listed_running_queued_awaiting_then_ended_latest_first(backend):
     api = backend.api
     ended = [api.submit(backend.spec(frames=2))["job"]["id"] for _ in range(3)]
@@ -224,6 +268,7 @@ def test_a_job_walks_the_phases_to_finished(backend):
         assert all((p["clip"], p["clips"]) == (1, 1) for p in reports)
         if reports[-1]["total"] > 1:
             assert reports[-1]["etaSeconds"] == 0.0
+    qc_path = job["outputPaths"][0] + ".qc.json"  # a QC report per take, beside it
     finished = dict(events[-1]["finished"])
     seconds = finished.pop("phaseSeconds")
     assert set(seconds) == set(PHASES) and all(s >= 0 for s in seconds.values())
@@ -245,6 +290,7 @@ def test_a_job_walks_the_phases_to_finished(backend):
         "seed": 23,
         "windows": 1,
         "loraStepsRun": 4,
+        "qc": [{"verdict": "OK: fake executor, nothing measured.", "sidecarPath": qc_path}],
     }
 
     view = JobView.from_job(job)
@@ -380,7 +426,8 @@ def test_a_round_trip_exports_takes_the_attached_edit_and_runs(backend):
     exported = submitted["exportedPath"]
     assert exported.endswith(f"/edits/{job['id']}/frame_edit.png")
     assert job["state"] == "JOB_STATE_AWAITING_EDIT" and "position" not in job
-    assert job["spec"]["frameRange"] == {"inFrame": 3, "outFrame": 8}  # starts at the edit
+    assert job["spec"]["frameRange"] == {"inFrame": 2, "outFrame": 8}  # both ways from the edit
+    assert job["spec"]["editSession"]["frameIndex"] == 1
     assert job["edit"] == {
         "exportedPath": exported,
         "width": 64,
@@ -409,7 +456,8 @@ def test_a_round_trip_exports_takes_the_attached_edit_and_runs(backend):
     assert received["kind"] == "EDIT_EVENT_KIND_EDIT_RECEIVED" and received["version"] == 1
     assert received["source"] == str(backend.edited) and [received["path"]] == copy
     assert queued == {"position": 1, "reason": "QUEUED_REASON_EDIT_RECEIVED"}
-    assert events[-1]["finished"]["frameCount"] == 5
+    assert events[-1]["finished"]["frameCount"] == 6  # the whole range: both ways from frame 1
+    assert events[-1]["finished"]["firstFrame"] == 2
     for event in events:
         view = reduce(view, event)
     assert view.state == "JOB_STATE_FINISHED" and view.edit_version == 1
@@ -488,6 +536,7 @@ def events_until(api: DaemonApi, job_id: str, done, after_seq: int = 0) -> list[
     raise AssertionError(f"no such event for job {job_id}: {events[-3:]}")
 
 
+@pytest.mark.slow
 def test_a_pause_holds_the_queue_until_resumed_and_the_running_job_finishes(backend):
     api = backend.api
     first = api.submit(backend.spec())["job"]["id"]
@@ -507,6 +556,7 @@ def test_a_pause_holds_the_queue_until_resumed_and_the_running_job_finishes(back
     assert "queuePaused" not in api.status()
 
 
+@pytest.mark.slow
 def test_a_pause_that_interrupts_queues_the_running_job_first_to_resume_from_its_cache(backend):
     api = backend.api
     job = api.submit(backend.spec())["job"]["id"]
@@ -557,6 +607,7 @@ def test_a_cancel_wins_over_a_pause_that_interrupted_the_job(backend):
     assert api.get_job(job)["state"] == "JOB_STATE_CANCELLED"
 
 
+@pytest.mark.slow
 def test_unloading_the_model_is_refused_while_a_job_runs(backend):
     api = backend.api
     job = api.submit(backend.spec())["job"]["id"]

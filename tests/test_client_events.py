@@ -196,6 +196,11 @@ def test_what_a_finished_job_did_is_the_views():
         cache_hits=3,
         lora_steps_run=250,
         warnings=("a.mov is interlaced",),
+        qc=(
+            {"verdict": "OK.", "sidecar": "/o/a.mov.qc.json", "warp_error": 0.01},
+            {"verdict": "Check: flickers; worst frames 7.", "sidecar": "/o/b.mov.qc.json"},
+        ),
+        first_frame=1014,
     )
     body = json_format.MessageToDict(finished_to_proto(finished))
     view = reduce(JobView.empty(JOB), event(1, finished=body))
@@ -209,6 +214,9 @@ def test_what_a_finished_job_did_is_the_views():
     assert view.seed == 0 and view.phase_seconds == {"load": 3.5, "lora": 60.25, "encode": 1.0}
     assert (view.windows, view.cache_hits, view.lora_steps_run) == (4, 3, 250)
     assert view.warnings == ("a.mov is interlaced",) and view.frame_count == 48
+    assert view.qc_verdicts == ("OK.", "Check: flickers; worst frames 7.")
+    assert view.qc_sidecars == ("/o/a.mov.qc.json", "/o/b.mov.qc.json")
+    assert view.first_frame == 1014  # where a host places the take
     job = {"id": JOB, "state": "JOB_STATE_FINISHED", "result": body}
     assert JobView.from_job(job).preset_choices == view.preset_choices
 

@@ -184,6 +184,7 @@ def test_refused_and_silent_daemons_are_unreachable():
             client.status()
 
 
+@pytest.mark.slow
 def test_calls_that_may_take_long_wait_longer(monkeypatch):
     """Freeing the GPU or deleting cache files can take a while: those calls get SLOW_SECONDS."""
     monkeypatch.setattr(client_http, "SLOW_SECONDS", 1.2)
@@ -206,6 +207,7 @@ def test_calls_that_may_take_long_wait_longer(monkeypatch):
     assert all(seconds >= 1.1 for seconds in waited.values()), waited
 
 
+@pytest.mark.slow
 def test_keep_alives_keep_a_quiet_stream_open(tmp_path, monkeypatch):
     """A job held before its first step: the stream carries only keep-alives meanwhile."""
     monkeypatch.setattr(http_facade, "KEEPALIVE_SECONDS", 0.05)
@@ -243,6 +245,7 @@ def test_a_leaked_token_is_replaced_and_the_client_reads_the_new_one(tmp_path):
         assert client.status()["version"]  # refused once, re-read the file, retried
 
 
+@pytest.mark.slow
 def test_a_watch_goes_on_across_a_daemon_restart(tmp_path):
     """serve stops mid-job and starts again on new ports with a new token: the same watch
     resumes after the last seq it saw, through the job's recovery, to its end."""

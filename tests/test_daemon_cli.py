@@ -149,6 +149,27 @@ def test_submit_rejects_a_range_without_its_other_end(daemon, tmp_path, capsys):
     assert "--in and --out go together" in capsys.readouterr().err
 
 
+def test_submit_prints_the_estimate_and_sends_the_frame_and_the_segment(daemon, tmp_path, capsys):
+    source, edited = make_media(tmp_path / "media", frames=40)
+    common = ["--in", "0", "--out", "30", "--fps", "24", "--format", "mp4"]
+    assert main(["submit", str(source), str(edited), *common, "--at", "5", "--watch"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("estimate: peak VRAM ") and "window(s)" in out.splitlines()[0]
+    assert "  QC: OK: fake executor, nothing measured." in out
+    _, client, _ = daemon
+    (earlier,) = client.list().jobs
+    assert list(earlier.spec.edited_frame_indices) == [5]
+
+    segment = ["--segment-of", earlier.id, "--segment-from", "20", "--max-guidance", "3"]
+    assert main(["submit", str(source), *common, "--at", "5", *segment, "--watch"]) == 0
+    out = capsys.readouterr().out
+    # the forward half from frame 5: windows [5, 19), [18, 30); frame 20 is window 1's, from 19
+    assert "  the take starts at source frame 19" in out
+    job = next(j for j in client.list().jobs if j.id != earlier.id)
+    assert job.spec.segment.of_job == earlier.id and job.spec.segment.from_frame == 20
+    assert list(job.spec.edited_frame_paths) == [str(edited.resolve())]
+
+
 def test_jobs_shows_control_characters_of_a_label_as_question_marks():
     # Any token holder chooses the label: it must not send escapes or line breaks to the terminal.
     from framerelay.cli.jobs import row
@@ -161,6 +182,7 @@ def test_jobs_shows_control_characters_of_a_label_as_question_marks():
     assert line.endswith("?[2J?]0;title?évil?line")
 
 
+@pytest.mark.slow
 def test_watch_follows_a_job_across_a_clean_restart(tmp_path, monkeypatch):
     # docs/daemon.md: `framerelay watch` reconnects and resumes if the daemon restarts. A clean
     # stop removes the discovery file until the new daemon writes one; watch used to give up

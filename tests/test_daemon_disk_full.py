@@ -60,6 +60,7 @@ def written(disk: Path, stderr: Path) -> int:
     return logs + stderr.stat().st_size
 
 
+@pytest.mark.slow
 def test_a_full_data_disk_stops_the_job_keeps_serving_and_recovers_by_itself(tmp_path):
     source, edited = make_media(tmp_path / "media")
     spec = clip_spec(source, edited, output=specs_pb2.OutputSpec(folder=str(source.parent)))
@@ -155,6 +156,7 @@ class FillingStore(JobStore):
         return super().append(job_id, payload, now)
 
 
+@pytest.mark.slow
 def test_without_room_for_its_end_the_job_waits_in_memory_and_the_worker_backs_off(tmp_path):
     """No reserve to free: the job's end is kept and stored once the disk has room; meanwhile
     the worker retries with a growing pause, not in a loop, and the event loop stays free."""
@@ -194,6 +196,7 @@ def test_without_room_for_its_end_the_job_waits_in_memory_and_the_worker_backs_o
     assert second.state is JobState.finished
 
 
+@pytest.mark.slow
 def test_a_disk_that_takes_no_write_is_not_retried_in_a_loop(tmp_path):
     """Room by every measure, yet no job can start (a quota, no inodes): the pause still grows."""
     source, edited = make_media(tmp_path / "media")

@@ -8,6 +8,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from framerelay.jobs.fake_executor import FakeExecutor
 from tests.daemon_harness import clip_spec, make_media, running_daemon, wait_for
 
@@ -64,6 +66,7 @@ def test_a_hundred_simultaneous_requests_are_all_answered_within_seconds(tmp_pat
     assert peak <= server.max_handlers
 
 
+@pytest.mark.slow
 def test_connections_beyond_the_bound_wait_for_a_thread_or_get_a_quick_503(tmp_path, monkeypatch):
     import framerelay.service.http_facade as facade_module
 

@@ -45,7 +45,8 @@ def test_a_cache_hit_says_so_in_a_progress_event(tmp_path, tiny_model_dir):
         return [e.progress.phase for e in events if e.progress.message == "cached"]
 
     assert kinds(first)[-1] == "finished" and kinds(second)[-1] == "finished"
-    assert cached(first) == [] and cached(second) == ["lora", "invert"]
+    # the second comes whole from the cache: its analysis and its take
+    assert cached(first) == [] and cached(second) == ["lora", "invert", "edit"]
     invert = next(e.progress for e in second if e.progress.phase == "invert")
     assert invert.step == invert.total == 2  # the phase is complete
     assert ArtifactCache(tmp_path / "cache").ls()  # the engine used the daemon's cache folder

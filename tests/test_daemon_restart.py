@@ -35,6 +35,7 @@ def crash(process) -> None:
     process.communicate(timeout=10)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_killed_daemon_resumes_its_job_without_losing_or_reusing_a_sequence_number(tmp_path):
     source, edited = make_media(tmp_path / "media")

@@ -380,18 +380,20 @@ def test_a_later_frame_and_a_16_bit_tiff(daemon, holds, media):
     source_frame = read_frame(media, 5).astype(np.float64) * 257  # 8-bit swscale reference
     assert np.abs(exported[:, :, ::-1] - source_frame).max() <= 1.5 * 257  # kept beyond 8 bits
     assert job.edit.source_frame == 5
-    assert (job.spec.frame_range.in_frame, job.spec.frame_range.out_frame) == (5, 10)
-    assert job.spec.edit_session.frame_index == 0  # frame 0 of the new range is the edited one
+    # the range stays whole: the edit of its frame 3 propagates both ways (docs/edit-any-frame.md)
+    assert (job.spec.frame_range.in_frame, job.spec.frame_range.out_frame) == (2, 10)
+    assert job.spec.edit_session.frame_index == 3
 
-    with pytest.raises(InvalidSpecError, match="fewer than two"):
-        client.submit(roundtrip_spec(media, frames=8, first=2, frame_index=7))
+    with pytest.raises(InvalidSpecError, match="outside the range"):
+        client.submit(roundtrip_spec(media, frames=8, first=2, frame_index=8))
+    last = client.submit(roundtrip_spec(media, frames=8, first=2, frame_index=7))
+    assert last.edit.source_frame == 9  # the range's last frame: the edit propagates backward
     whole_clip = specs_pb2.JobSpec(
         source_path=str(media), edit_session=specs_pb2.EditSessionSpec(frame_index=4)
     )
     later = client.submit(whole_clip)
     assert later.edit.source_frame == 4
-    assert (later.spec.frame_range.in_frame, later.spec.frame_range.out_frame) == (4, 12)
-    assert later.spec.source_fps.num / later.spec.source_fps.den == 24
+    assert not later.spec.HasField("frame_range")
 
 
 def test_resubmitting_a_request_id_returns_the_same_round_trip(daemon, media, tmp_path):
@@ -607,8 +609,8 @@ def test_round_trip_specs_are_checked(daemon, media, tmp_path):
     both.edited_frame_paths.append(str(other))
     with pytest.raises(InvalidSpecError, match="starts without an edited frame"):
         client.submit(both)
-    with pytest.raises(InvalidSpecError, match="leaves fewer than two"):
-        client.submit(roundtrip_spec(media, frames=4, frame_index=3))
+    with pytest.raises(InvalidSpecError, match="outside the range"):
+        client.submit(roundtrip_spec(media, frames=4, frame_index=4))
     missing = roundtrip_spec(media)
     missing.source_path = str(tmp_path / "nope.mp4")
     with pytest.raises(FramerelayError, match="does not exist"):
@@ -654,7 +656,7 @@ def test_the_cli_submits_a_round_trip_and_attaches_a_file(
     job = client.list().jobs[0]
     assert job.state == jobs_pb2.JOB_STATE_AWAITING_EDIT
     assert job.spec.edit_session.follow_saves and job.edit.source_frame == 1
-    assert job.spec.frame_range.in_frame == 1 and job.spec.edit_session.frame_index == 0
+    assert job.spec.frame_range.in_frame == 0 and job.spec.edit_session.frame_index == 1
     assert job.edit.exported_path in out
 
     assert main(["jobs"]) == 0

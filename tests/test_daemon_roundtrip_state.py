@@ -65,9 +65,9 @@ def test_a_round_trip_spec_needs_no_edited_frame_and_survives_json_and_proto(med
 
 def test_a_round_trip_spec_is_checked(media):
     source, edited = media
-    with pytest.raises(InvalidSpecError, match="fewer than two"):
-        roundtrip(source, frame_index=9).validate()
-    roundtrip(source, frame_index=8).validate()
+    with pytest.raises(InvalidSpecError, match="outside the range"):
+        roundtrip(source, frame_index=10).validate()
+    roundtrip(source, frame_index=9).validate()  # the last frame: the edit propagates backward
     with pytest.raises(InvalidSpecError, match="0 or more"):
         roundtrip(source, frame_index=-1).validate()
     two = JobSpec(source, (edited, edited), edit_session=EditSessionSpec())

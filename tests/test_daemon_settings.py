@@ -52,6 +52,7 @@ def editor_cli(state: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_each_editor_setter_is_read_back_by_a_restarted_daemon(tmp_path, monkeypatch):
     state = tmp_path / "state"
     bin_dir = tmp_path / "bin"

@@ -257,6 +257,7 @@ def test_source_attention_used_equals_what_inversion_saw(tiny_pipe, clip_inputs,
         assert torch.allclose(probs, recorded[key].to(probs), atol=1e-5), key
 
 
+@pytest.mark.slow
 def test_stored_and_recomputed_source_give_the_same_edit_bit_for_bit(tiny_pipe, clip_inputs):
     stored, store, _ = _run(tiny_pipe, clip_inputs, 1 << 30)
     recomputed, empty, _ = _run(tiny_pipe, clip_inputs, 0)

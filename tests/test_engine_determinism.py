@@ -122,12 +122,27 @@ def test_a_cache_hit_gives_the_frames_of_the_miss(tiny_model_dir, media, referen
     miss, first = edited_frames(
         tiny_model_dir, edit_request(media, tmp_path / "a", cache_dir=cache)
     )
+    taken, third = edited_frames(  # every window's edited latents from the cache's takes
+        tiny_model_dir, edit_request(media, tmp_path / "c", cache_dir=cache)
+    )
+    from framerelay.cache import ArtifactCache
+
+    store = ArtifactCache(cache)
+    for entry in store.ls():  # the analysis (LoRA, inversion) only: the editing pass runs again
+        if entry.kind == "take":
+            store.remove(entry.key)
     hit, second = edited_frames(
         tiny_model_dir, edit_request(media, tmp_path / "b", cache_dir=cache)
     )
     assert (first.cache_hits, second.cache_hits, second.lora_steps_run) == (0, 2, 0)
+    assert (third.work["take_hits"], third.work["edit_passes"], second.work["edit_passes"]) == (
+        2,
+        0,
+        2,
+    )
     assert_identical(miss, reference)
     assert_identical(hit, reference)
+    assert_identical(taken, reference)
 
 
 @pytest.mark.parametrize("budget_mb", [0, 1])

@@ -178,6 +178,7 @@ def test_untagged_720p_red_stays_red_and_is_tagged_bt709(tmp_path, tiny_model_di
     assert np.abs(got - (255, 0, 0)).max() <= 3  # not (233, 0, 2)
 
 
+@pytest.mark.slow
 def test_4k_outside_the_mask_is_the_source_at_full_resolution(tmp_path, tiny_model_dir):
     """The real tiny model (random weights) re-renders the frame at 64x128; with the mask,
     everything outside the feathered region is the 4K source's own pixels."""

@@ -253,6 +253,14 @@ def test_a_re_edit_by_a_warm_engine_reuses_the_source_store(tmp_path, tiny_model
     first, messages = edit_clip(source, "a.mp4")
     assert first.cache_hits == 0 and not messages[-1].startswith("source attention from")
     assert len(engine.stores) == 1
+    # the same edit again would come whole from the cache's takes (docs/segments.md): drop them
+    # so that this re-edit runs its editing pass from the kept store
+    from framerelay.cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path / "cache")
+    for entry in cache.ls():
+        if entry.kind == "take":
+            cache.remove(entry.key)
     again, messages = edit_clip(source, "b.mp4")
     assert again.cache_hits == 1
     assert messages[-1] == "cached"  # the inversion came whole from the artifact cache

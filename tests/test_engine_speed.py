@@ -36,6 +36,7 @@ def _condition() -> Condition:
     )
 
 
+@pytest.mark.slow
 def test_compiled_matching_unet_does_not_recompile_per_step_or_break_its_graph():
     from torch._dynamo.utils import counters
 

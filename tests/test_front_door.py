@@ -130,3 +130,16 @@ def test_edit_and_a_daemon_job_give_the_same_frames_and_the_same_account(
     assert "seed 7; decode " in printed
     line = f"5 frames, 10 fps, 96x64, preset {choice.reason}, 2 window(s), 2 LoRA steps, 0 cache"
     assert line in printed
+
+
+def test_edits_of_different_frames_make_one_output_and_of_the_same_frame_one_each(media, tmp_path):
+    source, edited = media
+    other = write_image(tmp_path / "other.png", pattern_frame(6, 96, 64))
+    argv = ["edit", str(source), str(edited), str(other), "-o", str(tmp_path / "take.mp4")]
+    spec, outputs = edit.build_job(parse(edit.register, [*argv, "--at", "0", "--at", "6"]))
+    assert spec.edit_frames == (0, 6) and spec.take_count == 1
+    assert outputs == (tmp_path / "take.mp4",)  # one take, split between the two edits
+    argv[-1] = str(tmp_path / "takes")
+    spec, outputs = edit.build_job(parse(edit.register, [*argv, "--at", "3", "--at", "3"]))
+    assert spec.take_count == 2
+    assert outputs == (tmp_path / "takes" / "edit.mp4", tmp_path / "takes" / "other.mp4")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from bench import gpu_check
 
 
+@pytest.mark.slow
 def test_dry_run_reports_every_phase(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

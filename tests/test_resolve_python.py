@@ -62,7 +62,10 @@ def test_the_take_lands_on_a_new_track_above_at_the_absolute_record_frame(tmp_pa
         spec = job["spec"]
         assert spec["frameRange"] == {"inFrame": 5, "outFrame": 25}
         assert spec["sourceFps"] == {"num": 24, "den": 1}
-        assert job["edit"]["sourceFrame"] == 5  # the frame the editor opened: the clip's first
+        # Edit current frame: the editor opened the frame under the playhead (5 record frames in),
+        # and the job still covers the whole clip, so the take lands on the clip
+        assert job["edit"]["sourceFrame"] == 10
+        assert spec["editSession"]["frameIndex"] == 5
         assert spec["hostContext"]["record_frame"] == str(START + 10)
         report = flow.place_finished()
 

@@ -52,6 +52,23 @@ def test_source_frames_cover_the_record_span_exactly(record, media, timeline, so
     assert rates.placed_duration(source, media, timeline) == record
 
 
+@pytest.mark.parametrize(
+    ("media", "timeline", "playheads", "indices"),
+    [
+        (Fraction(24), Fraction(24), (90, 100, 101, 147, 200), (0, 0, 1, 47, 47)),
+        # 30 fps media on a 24 fps timeline: record frame 8 shows source frame 10 (8 * 1.25)
+        (Fraction(30), Fraction(24), (100, 108, 137, 200), (0, 10, 46, 59)),
+    ],
+)
+def test_the_playhead_names_the_source_frame_to_edit(media, timeline, playheads, indices):
+    count = rates.source_frames_for(48, media, timeline)
+    record = placement.SendRecord(
+        "p", "pid", "t", "tid", "item", "A001", 100, 48, 1, timeline, False, media, 7, count, ""
+    )
+    plan = placement.SendPlan("/clips/a.mov", 7, 7 + count, media, record, "A001")
+    assert tuple(plan.index_at(p) for p in playheads) == indices
+
+
 def test_a_record_span_no_whole_source_count_fits_is_refused():
     # 23.976 media on a 24 fps timeline: 999 source frames give 999 record frames, 1000 give
     # 1001; nothing gives 1000, so a 1000-frame clip would land one frame short or long.

@@ -354,6 +354,7 @@ def test_settings_are_read_and_written_through_the_daemon(tmp_path):
     assert kept == str(renders)
 
 
+@pytest.mark.slow
 def test_the_ui_thread_never_waits_on_a_stalled_daemon(tmp_path):
     """A daemon that accepts connections and never answers: every action returns at once and
     the event loop keeps turning."""

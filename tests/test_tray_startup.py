@@ -80,6 +80,7 @@ def test_without_a_tray_the_window_is_the_app_and_says_so_once(tmp_path):
     assert app.notices == [NO_TRAY_NOTICE]
 
 
+@pytest.mark.slow
 def test_without_a_daemon_the_check_says_so_and_fails(tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     checked = subprocess.run(

@@ -120,11 +120,13 @@ def failing_job(source: str, edited: str) -> dict:
     return {"records": kit.records(), "strips": kit.strips(scene), **kit.session_facts()}
 
 
-def round_trip(source: str, edited: str, attach: bool = False) -> dict:
-    """Edit First Frame; save an edit next to the exported frame (as an editor would), or pick
-    it with Use Edited Image… (AttachEdit); the daemon queues the job and the take is placed."""
+def round_trip(source: str, edited: str, attach: bool = False, playhead: int = 1) -> dict:
+    """Edit Current Frame (the playhead at `playhead`); save an edit next to the exported frame
+    (as an editor would), or pick it with Use Edited Image… (AttachEdit); the daemon queues the
+    job and the take is placed."""
     scene = kit.scene()
     kit.add_movie(scene, source, start=20, trim_start=3)
+    scene.frame_current = playhead
     answer = kit.run_operator("edit_first_frame")
     record = scene.framerelay.jobs[0]
     kit.pump(lambda: record.state == "awaiting_edit" and record.exported_path, what="export")

@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from framerelay.cli import take_options
 from framerelay.cli.footage_options import add_footage_switches
 from framerelay.cli.param_flags import add_param_flags, given_params
 from framerelay.engine.params import DEFAULT_MODEL, JOB, MACHINE, EngineParams
@@ -34,13 +35,19 @@ def register(commands) -> None:
         description="Propagate each edited first frame through the source clip.",
     )
     parser.add_argument("source", type=Path, help="the source clip")
-    parser.add_argument("edited", type=Path, nargs="+", help="edited first frame(s)")
+    parser.add_argument(
+        "edited",
+        type=Path,
+        nargs="+",
+        help="edited frame(s): of the first frame, or of the frames --at names",
+    )
     parser.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
-        help="output file (.mp4, .mov or a folder for PNGs); a folder when several edits",
+        help="output file (.mp4, .mov or a folder for PNGs); a folder of one take per edit when "
+        "several edits of the same frame",
     )
     parser.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: by path)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -71,6 +78,7 @@ def register(commands) -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_param_flags(parser, (JOB, MACHINE))
+    take_options.add_take_switches(parser, of_job=False)
     parser.set_defaults(func=run)
 
 
@@ -89,7 +97,9 @@ def _rate(text: str) -> Fraction:
 
 
 def _outputs(args: argparse.Namespace) -> tuple[Path, ...]:
-    if len(args.edited) == 1:
+    """-o is the take, or the folder of one take per edited frame; edited frames at different
+    frames (--at) share one take."""
+    if len(args.edited) == 1 or len(set(args.at or ())) > 1:
         return (args.output,)
     stems = [edit.stem for edit in args.edited]
     repeated = next((stem for stem in stems if stems.count(stem) > 1), None)
@@ -132,7 +142,7 @@ def build_job(args: argparse.Namespace) -> tuple[JobSpec, tuple[Path, ...]]:
         keep_unedited=args.keep_unedited,
         audio=args.audio,
     ).validate()
-    return with_frame_range(spec, args), outputs
+    return take_options.apply(with_frame_range(spec, args), args), outputs
 
 
 def with_frame_range(spec: JobSpec, args: argparse.Namespace) -> JobSpec:
@@ -177,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
     for output in outputs:
         check_writable(output)
+    checked = take_options.preflight(spec, outputs, args.device, args.cache_dir)
+    print(checked.line)  # refused above (exit 2) when the job cannot fit
     executor = EngineExecutor(
         default_model=args.model,
         device=args.device,
@@ -194,11 +206,12 @@ def run(args: argparse.Namespace) -> int:
             raise from_os_error(error) from error
         finally:
             bars.close()
-    print_result(result)
+    checked.record(spec, result)
+    print_result(result, segment=spec.segment is not None)
     return 0
 
 
-def print_result(result: ExecutionResult) -> None:
+def print_result(result: ExecutionResult, segment: bool = False) -> None:
     """What the job did: the finished event's content, as lines."""
     width, height = result.size
     times = " · ".join(
@@ -209,6 +222,10 @@ def print_result(result: ExecutionResult) -> None:
         print(f"warning: {warning}")
     presets = result.preset_choices or tuple(PresetChoice(p) for p in result.preset.split(","))
     seconds = sum(result.phase_seconds.values())
+    for report in result.qc:
+        print(f"QC: {report['verdict']} ({report['sidecar']})")
+    if segment:
+        print(f"a segment: the take starts at frame {result.first_frame}")
     for output, choice in zip(result.outputs, presets, strict=False):
         print(
             f"wrote {output}: {result.frame_count} frames, {result.fps} fps, {width}x{height}, "

@@ -114,5 +114,9 @@ def print_finished(job_id: str, result: events_pb2.Finished) -> None:
         print(f"  preset {choice.reason}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
+    for report in result.qc:
+        print(f"  QC: {report.verdict} ({report.sidecar_path})")
+    if result.first_frame:
+        print(f"  the take starts at source frame {result.first_frame}")
     for path in result.output_paths:
         print(path)

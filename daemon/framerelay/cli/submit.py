@@ -8,6 +8,7 @@ from pathlib import Path
 
 from framerelay.cli.footage_options import add_footage_switches
 from framerelay.cli.param_flags import add_param_flags, given_params
+from framerelay.cli.take_options import add_take_switches
 from framerelay.engine.params import JOB, TABLE
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import InvalidSpecError
@@ -20,7 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "edited",
         type=Path,
         nargs="*",
-        help="edited first frame(s), one output each; none with --roundtrip",
+        help="edited frame(s): of the first frame or of the frames --at names; none with "
+        "--roundtrip",
     )
     parser.add_argument("--in", dest="in_frame", type=int, help="first source frame (0-based)")
     parser.add_argument("--out", dest="out_frame", type=int, help="frame after the last one")
@@ -70,6 +72,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a save after the job started queues a new job with it",
     )
+    add_take_switches(parser, of_job=True)
     parser.set_defaults(func=run)
 
 
@@ -95,6 +98,8 @@ def parse_context(items: list[str]) -> dict[str, str]:
 
 def check_edited(args: argparse.Namespace) -> None:
     roundtrip_only = args.frame or args.tiff or args.no_open or args.follow_saves
+    if args.segment_of and not args.segment_new_frame and not args.edited:
+        return  # the earlier job's edited frame
     if args.roundtrip and args.edited:
         raise InvalidSpecError(
             "--roundtrip takes no edited frame: the edit comes from your image editor.",
@@ -175,6 +180,14 @@ def build_spec(args: argparse.Namespace):
         spec.keep_unedited = False
     if not args.audio:
         spec.copy_audio = False
+    spec.edited_frame_indices.extend(args.at or ())
+    if args.segment_of:
+        if args.segment_from is None:
+            raise InvalidSpecError("a segment needs --segment-from N (from the range's first).")
+        spec.segment.of_job = args.segment_of
+        assign(spec.segment, "from_frame", args.segment_from, "--segment-from")
+        spec.segment.new_edited_frame = args.segment_new_frame
+        spec.segment.whole = args.segment_whole
     if args.roundtrip:
         assign(spec.edit_session, "frame_index", args.frame, "--frame")
         spec.edit_session.sixteen_bit = args.tiff
@@ -190,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
 
     spec = build_spec(args)
     with DaemonClient.connect() as client:
-        job = client.submit(spec)
+        answer = client.submit_answer(spec)
+        job = answer.job
+        if answer.HasField("estimate"):
+            print(describe_estimate(answer.estimate))
         if job.HasField("edit"):
             print(f"job {job.id} awaits your edit of {job.edit.exported_path}")
             print("save the edited frame in the same folder (PNG, TIFF, JPEG or PSD)")
@@ -199,3 +215,17 @@ def run(args: argparse.Namespace) -> int:
         if args.watch:
             print_finished(job.id, follow(client, job.id))
     return 0
+
+
+def describe_estimate(estimate) -> str:
+    """The submit answer's estimate (docs/estimates.md), one line."""
+    times = ", ".join(f"{p.phase} {p.seconds:.0f} s" for p in estimate.phases)
+    guess = "" if estimate.calibrated else " (a first guess until a job has run there)"
+    memory = f"peak VRAM {estimate.peak_vram_bytes / 2**30:.1f} GB ({estimate.peak_phase})"
+    if estimate.gpu_total_bytes:
+        memory += f" of {estimate.gpu_total_bytes / 2**30:.0f}"
+    disk = (estimate.cache_bytes + estimate.output_bytes + estimate.scratch_bytes) / 1e9
+    return (
+        f"estimate: {memory}, disk {disk:.1f} GB, {estimate.windows} window(s), "
+        f"{estimate.total_seconds:.0f} s{guess}: {times}"
+    )

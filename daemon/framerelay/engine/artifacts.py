@@ -93,3 +93,73 @@ def store_window(
 def checkpoint_dir(cache: ArtifactCache, key: str) -> Path:
     """Where a window's LoRA training checkpoints live until its entry is stored."""
     return cache.root / "checkpoints" / key
+
+
+# -- takes: what one edit made of one window -------------------------------------------------------
+
+TAKE_FILE = "take.safetensors"
+
+
+def take_key(
+    window: str,
+    condition: str,
+    previous: str | None,
+    params: EngineParams,
+    matching: object,
+    edit_index: int,
+    region: str | None,
+) -> str:
+    """Everything that determines one edit's latents for one window: the window's analysis, what
+    conditions it (the edited frame's hash, or "chain" after the previous take of the chain), the
+    chain so far (`previous`, which covers the anchor window's take), the editing parameters and
+    the edit region."""
+    return cache_key(
+        kind="take",
+        format=ARTIFACT_FORMAT_VERSION,
+        window=window,
+        condition=condition,
+        previous=previous,
+        guidance=(params.min_guidance, params.max_guidance),
+        matching=matching,
+        edit_index=edit_index,  # the conditioning noise is seeded per edit
+        region=region,
+    )
+
+
+def store_take(
+    cache: ArtifactCache,
+    key: str,
+    latents: torch.Tensor,
+    anchor: tuple[Condition, list[torch.Tensor]] | None,
+    clip: str = "",
+) -> Entry:
+    """A window's edited latents; for an anchor window also its condition and trajectory, which
+    later windows replay for skip-interval attention."""
+    tensors = {"latents": latents}
+    if anchor is not None:
+        condition, trajectory = anchor
+        tensors |= {
+            "trajectory": torch.stack(trajectory),
+            "image_embeddings": condition.image_embeddings,
+            "image_latent": condition.image_latent,
+            "added_time_ids": condition.added_time_ids,
+        }
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+
+    def write(folder: Path) -> None:
+        save_file(tensors, str(folder / TAKE_FILE))
+
+    return cache.put(key, write, {"kind": "take", "frames": latents.shape[1], "clip": clip})
+
+
+def load_take(
+    entry: Entry, device: torch.device
+) -> tuple[torch.Tensor, tuple[Condition, list[torch.Tensor]] | None]:
+    tensors = {name: t.to(device) for name, t in load_file(str(entry.path / TAKE_FILE)).items()}
+    anchor = None
+    if "trajectory" in tensors:
+        condition = Condition(
+            tensors["image_embeddings"], tensors["image_latent"], tensors["added_time_ids"]
+        )
+        anchor = (condition, list(tensors["trajectory"].unbind(0)))
+    return tensors["latents"], anchor

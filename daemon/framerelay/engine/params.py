@@ -28,6 +28,7 @@ __all__ = ["PRESETS", "PRESET_NAMES", "EngineParams", "MatchingParams", "MotionL
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid"
 DRAFT_STEPS = 12  # the draft mode's sampling steps (and no LoRA)
+DRIFT_REGIONS = ("auto", "unedited", "all")
 
 # Who sets a parameter: every client of a job (the proto, both CLIs, the client package), only
 # whoever runs the engine (`framerelay edit`, not a job: it changes how, not what, is computed),
@@ -315,6 +316,32 @@ class EngineParams:
         low=0,
         high=MAX_MEMORY_BUDGET_MB,
         flag="--memory-budget",
+    )
+    # Issue 19 (docs/edit-any-frame.md, docs/drift-and-qc.md): all applied after the cache.
+    crossfade_frames: int = param(
+        4,
+        "edited frames at different frames: frames cross-faded at each boundary (0: a hard cut)",
+        keys_cache=False,
+        low=0,
+        high=48,
+    )
+    drift_strength: float = param(
+        0.0,
+        "hold each window's colour and contrast to the first window's: 0 off .. 1 all the way",
+        keys_cache=False,
+        low=0.0,
+        high=1.0,
+    )
+    drift_region: str = param(
+        "auto",
+        "where drift is measured: unedited (outside the mask or the edit), all, or auto",
+        keys_cache=False,
+        choices=DRIFT_REGIONS,
+    )
+    qc: bool = param(
+        True,
+        "a QC report per take: the verdict in the finished event, the details in <output>.qc.json",
+        keys_cache=False,
     )
     # Nested parameters, named in the table by prefix + field name.
     matching: MatchingParams = field(default_factory=MatchingParams, metadata={_GROUP: ""})

@@ -95,14 +95,20 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 1.0
 
 
-def choose_preset(source: np.ndarray, edited: np.ndarray) -> PresetChoice:
-    """Both (H, W, 3) float in [0, 1], the same size."""
+def changed_area(source: np.ndarray, edited: np.ndarray) -> np.ndarray:
+    """Where the edit changed the frame (rule 1): bool (H, W); both (H, W, 3) in [0, 1]."""
     import numpy as np
 
     if source.shape != edited.shape:
         raise ValueError(f"frames differ in shape: {source.shape} vs {edited.shape}")
-    difference = _box_blur(np.abs(edited - source).max(axis=2))
-    changed = float((difference > CHANGE_LEVEL).mean())
+    return _box_blur(np.abs(edited - source).max(axis=2)) > CHANGE_LEVEL
+
+
+def choose_preset(source: np.ndarray, edited: np.ndarray) -> PresetChoice:
+    """Both (H, W, 3) float in [0, 1], the same size."""
+    import numpy as np
+
+    changed = float(changed_area(source, edited).mean())
     weights = np.array([0.299, 0.587, 0.114])
     correlation = _correlation(
         _gradient_magnitude(source @ weights), _gradient_magnitude(edited @ weights)

@@ -13,6 +13,23 @@ OUTPUT_FORMATS = ("mp4", "mov", "png")
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Re-render windows `start_window`... of a chained take (docs/segments.md).
+
+    The earlier take ran with `base` parameters and `base_edited_frame`; windows before
+    `start_window` are taken from the cache as that take made them (or recomputed exactly), the
+    rest run with the request's parameters. With `new_frame`, the request's edited frame
+    conditions window `start_window` in place of the previous window's last frame.
+    """
+
+    start_window: int  # of the forward half, counted from 0
+    base: EngineParams
+    base_edited_frame: Path | None = None  # None: the request's edited frame
+    new_frame: bool = False
+    whole: bool = False  # write the whole range instead of the re-rendered frames only
+
+
+@dataclass(frozen=True)
 class EditRequest:
     source: Path
     edited_frames: tuple[Path, ...]  # one output per edited frame
@@ -35,6 +52,10 @@ class EditRequest:
     input_lut: Path | None = None  # 1D .cube LUT: source codes -> BT.709 display (log footage)
     keep_unedited: bool = True  # outside the (feathered) mask, the source's own pixels
     audio: bool = True  # copy the processed range of the source's audio into .mp4/.mov
+    # Edit any frame (docs/edit-any-frame.md): per edited frame, its index in the range. All equal:
+    # one take per edited frame; all different: one take split between them. Empty: all 0.
+    edit_frames: tuple[int, ...] = ()
+    segment: Segment | None = None
 
 
 @dataclass(frozen=True)
@@ -51,3 +72,8 @@ class EditResult:
     lora_steps_run: int = 0  # 0 when every window's LoRA came from the cache
     cache_hits: int = 0
     warnings: tuple[str, ...] = ()  # what the footage made framerelay change or drop
+    qc: tuple[dict, ...] = ()  # per output: qc.summary (verdict, headline numbers, sidecar path)
+    first_frame: int = 0  # the range index of each output's first frame (a segment's start)
+    work: dict[str, int] = field(default_factory=dict)  # what ran: inversions, edit passes...
+    # Seconds of computing per phase (lora, invert, edit, decode, qc): the machine's speed
+    compute_seconds: dict[str, float] = field(default_factory=dict)

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from framerelay.engine import segments
 from framerelay.engine.params import DEFAULT_MODEL
-from framerelay.engine.request import EditRequest, EditResult
+from framerelay.engine.request import EditRequest, EditResult, Segment
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.progress import CancelToken, ProgressSink
 
@@ -91,6 +92,27 @@ def edit_request_for(
         input_lut=spec.input_lut,
         keep_unedited=spec.keep_unedited,
         audio=spec.audio,
+        edit_frames=spec.edited_frame_indices,
+        segment=segment_for(spec),
+    )
+
+
+def segment_for(spec) -> Segment | None:
+    """The engine's segment for a job's SegmentSpec (the earlier job's part filled in at submit)."""
+    segment = spec.segment
+    if segment is None:
+        return None
+    from framerelay.jobs.spec import engine_params
+
+    params = spec.engine_params()
+    at = spec.edited_frame_indices[0]
+    start = segments.window_for(segment.from_frame, at, params, segment.new_edited_frame)
+    return Segment(
+        start_window=start,
+        base=engine_params(segment.base_preset, segment.base_params),
+        base_edited_frame=segment.base_edited_frame,
+        new_frame=segment.new_edited_frame,
+        whole=segment.whole,
     )
 
 
@@ -107,7 +129,8 @@ def preview_png(frame: Any, longest: int = PREVIEW_SIZE) -> tuple[bytes, int, in
     return buffer.getvalue(), picture.width, picture.height
 
 
-def result_from(edit: EditResult) -> ExecutionResult:
+def result_from(edit: EditResult, first_number: int = 0) -> ExecutionResult:
+    """`first_number`: the frame number of the job's range's first frame (its in_frame)."""
     return ExecutionResult(
         outputs=edit.outputs,
         frame_count=edit.frame_count,
@@ -121,6 +144,10 @@ def result_from(edit: EditResult) -> ExecutionResult:
         cache_hits=edit.cache_hits,
         lora_steps_run=edit.lora_steps_run,
         warnings=edit.warnings,
+        qc=edit.qc,
+        first_frame=first_number + edit.first_frame,
+        compute_seconds=dict(edit.compute_seconds),
+        work={**edit.work, "lora_steps": edit.lora_steps_run},
     )
 
 
@@ -162,7 +189,8 @@ class EngineExecutor:
         def preview(frame: Any) -> None:
             report.preview(*preview_png(frame), "edit")
 
-        return result_from(engine.edit(request, report.progress, cancel, preview))
+        start = run.spec.frame_range.in_frame if run.spec.frame_range is not None else 0
+        return result_from(engine.edit(request, report.progress, cancel, preview), start)
 
     def _engine_for(self, model: str) -> WarmEngine:
         """The warm engine when it holds `model`, else a new one (it loads on first use)."""

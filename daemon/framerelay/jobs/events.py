@@ -79,6 +79,8 @@ class Finished:
     cache_hits: int = 0
     lora_steps_run: int = 0
     warnings: tuple[str, ...] = ()
+    qc: tuple[dict, ...] = ()  # per output: the QC report's headline (engine/qc.py `summary`)
+    first_frame: int = 0  # the source frame number where the outputs start
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ def payload_from_json(kind: str, data: dict[str, Any]) -> Payload:
             "outputs": tuple(data["outputs"]),
             "preset_choices": tuple(PresetChoice(**c) for c in data.get("preset_choices", ())),
             "warnings": tuple(data.get("warnings", ())),
+            "qc": tuple(data.get("qc", ())),
         }
     elif cls in (Failed, Cancelled):
         data = {**data, "error": error_from_json(data["error"])}

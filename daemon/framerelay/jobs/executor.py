@@ -44,6 +44,11 @@ class ExecutionResult:
     cache_hits: int = 0  # windows whose LoRA and inversion came from the cache
     lora_steps_run: int = 0
     warnings: tuple[str, ...] = ()
+    qc: tuple[dict, ...] = ()  # per output: the QC report's headline (engine/qc.py `summary`)
+    first_frame: int = 0  # the source frame number where the outputs start (a segment's)
+    # Not in the finished event: what the machine's speed is measured from (jobs/preflight.py)
+    compute_seconds: dict[str, float] = field(default_factory=dict)  # lora, invert, edit, decode
+    work: dict[str, int] = field(default_factory=dict)  # what ran: LoRA steps, inversions...
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ class FakeExecutor:
         self._load(progress, cancel)
         self._wait_for_gate(cancel)
         done = read_checkpoint(run.work_dir)
+        seconds: dict[str, float] = {}
         for phase, total in self.phases:
+            started = time.perf_counter()
             if phase in done:
                 record.skipped_phases.append(phase)
                 progress(phase, total, total, "cached")
@@ -113,9 +115,27 @@ class FakeExecutor:
                 report.preview(preview_png(self.frame_size), *self.frame_size, phase)
             done.append(phase)
             write_checkpoint(run.work_dir, done)
+            seconds[phase] = time.perf_counter() - started
         result = self._write_outputs(run)
         lora_steps = sum(phase == "lora" for phase, _ in record.steps)
-        return replace(result, phase_seconds=times.until_now("encode"), lora_steps_run=lora_steps)
+        # the engine's compute times and work counts, for the machine's speed (jobs/preflight.py)
+        return replace(
+            result,
+            phase_seconds=times.until_now("encode"),
+            lora_steps_run=lora_steps,
+            compute_seconds={
+                "lora": seconds.get("lora", 0.0),
+                "invert": seconds.get("invert", 0.0),
+                "edit": seconds.get("edit", 0.0),
+                "decode": seconds.get("encode", 0.0),
+            },
+            work={
+                "lora_steps": lora_steps,
+                "inversions": 1,
+                "edit_passes": len(run.outputs),
+                "decoded_windows": len(run.outputs),
+            },
+        )
 
     def _wait_for_gate(self, cancel: CancelToken) -> None:
         while self.gate is not None and not self.gate.wait(0.01):
@@ -132,11 +152,18 @@ class FakeExecutor:
         progress("load", 1, 1)
 
     def _write_outputs(self, run: Execution) -> ExecutionResult:
+        """As the engine: the whole range, or a re-rendered segment from its first frame; a QC
+        sidecar next to each output unless the job turned QC off."""
         spec = run.spec
-        frames = spec.frame_range.count if spec.frame_range else self.default_frames
+        count = spec.frame_range.count if spec.frame_range else self.default_frames
+        first = fake_first_frame(spec, count)
+        frames = count - first
         fps = spec.source_fps or DEFAULT_FPS
+        reports = []
         for index, output in enumerate(run.outputs):
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
+            if spec.qc:
+                reports.append(write_fake_qc(output, spec, first, count))
         choices = tuple(fake_choice(spec.preset) for _ in run.outputs)
         return ExecutionResult(
             run.outputs,
@@ -146,7 +173,43 @@ class FakeExecutor:
             ",".join(c.preset for c in choices),
             preset_choices=choices,
             seed=spec.engine_params().seed,
+            qc=tuple(reports),
+            first_frame=(spec.frame_range.in_frame if spec.frame_range else 0) + first,
         )
+
+
+def fake_first_frame(spec, count: int) -> int:
+    """Where a segment's output starts, by the engine's window plan (engine/segments.py)."""
+    if spec.segment is None or spec.segment.whole:
+        return 0
+    from framerelay.engine import segments
+
+    params = spec.engine_params()
+    at = spec.edited_frame_indices[0]
+    start = segments.window_for(spec.segment.from_frame, at, params, spec.segment.new_edited_frame)
+    first = segments.window_start(start, at, params)
+    return min(count - 1, first if spec.segment.new_edited_frame else first + params.overlap)
+
+
+def write_fake_qc(output: Path, spec, first: int, count: int) -> dict[str, Any]:
+    """A QC sidecar of the engine's layout (engine/qc.py) with the fake's verdict: it measures
+    nothing, and says so."""
+    from framerelay.engine import qc
+
+    number = spec.frame_range.in_frame if spec.frame_range else 0
+    report = {
+        "version": qc.REPORT_VERSION,
+        "verdict": "OK: fake executor, nothing measured.",
+        "frames": [number + first, number + count - 1],
+        "temporal": {"warp_error": None, "source_warp_error": None, "ratio": None},
+        "unedited": None,
+        "first_frame": [],
+        "embedding": None,
+        "drift": {"strength": 0.0, "region": "auto", "windows": []},
+        "worst_frames": [],
+        "per_frame": [],
+    }
+    return qc.summary(report, qc.write_sidecar(output, report))
 
 
 def fake_choice(asked: str) -> PresetChoice:

@@ -31,7 +31,7 @@ from framerelay.jobs.events import (
 from framerelay.jobs.hub import EventHub
 from framerelay.jobs.job import EditStatus, Job, JobState
 from framerelay.jobs.output_policy import OutputPolicy, check_writable
-from framerelay.jobs.spec import JobSpec, check_clip_length, plan_outputs
+from framerelay.jobs.spec import ClipInfo, JobSpec, plan_outputs, probe_clip
 from framerelay.jobs.store import JobStore
 from framerelay.progress import CancelToken
 
@@ -78,8 +78,9 @@ class JobQueue:
 
     # --- clients ---
 
-    def admit(self, spec: JobSpec) -> None:
+    def admit(self, spec: JobSpec) -> ClipInfo | None:
         """Every check that needs no job id: the spec, the output folder, the clip's length.
+        Returns what the clip's header says (None without the media extra).
 
         Touches only the file system, so it may run outside the event loop.
         """
@@ -87,7 +88,7 @@ class JobQueue:
         self.policy.check_spec(spec)
         if spec.output_folder is not None:
             check_writable(spec.output_folder / "output")
-        check_clip_length(spec)
+        return probe_clip(spec)
 
     def submit(
         self, spec: JobSpec, *, reason: str = "submitted", edit: EditStatus | None = None

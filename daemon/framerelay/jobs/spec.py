@@ -77,6 +77,20 @@ class ParamOverrides(Mapping[str, Any]):
 
 
 @dataclass(frozen=True)
+class SegmentSpec:
+    """Re-render one segment of an earlier job's take (docs/segments.md)."""
+
+    of_job: str
+    from_frame: int  # counted from the start of the range
+    new_edited_frame: bool = False  # edited_frames[0] is a new edit of the take's from_frame
+    whole: bool = False  # write the whole range, not the segment only
+    # The earlier job's, copied in at submit so that the job stands alone:
+    base_preset: str = "auto"
+    base_params: ParamOverrides = field(default_factory=ParamOverrides)
+    base_edited_frame: Path | None = None
+
+
+@dataclass(frozen=True)
 class EditSessionSpec:
     """A round trip with an image editor: the job waits for the user's edit of one frame."""
 
@@ -108,6 +122,29 @@ class JobSpec:
     input_lut: Path | None = None  # 1D .cube input transform for log footage
     keep_unedited: bool = True  # outside the mask, the source's own pixels
     audio: bool = True  # copy the source's audio into .mp4/.mov outputs
+    # Edit any frame (docs/edit-any-frame.md): per edited frame, its index in the range.
+    edit_frames: tuple[int, ...] = ()
+    segment: SegmentSpec | None = None
+
+    @property
+    def qc(self) -> bool:
+        return self.params.qc is not False
+
+    @property
+    def edited_frame_indices(self) -> tuple[int, ...]:
+        """Per edited frame, its index in the range; a round trip's is the frame it exported."""
+        if self.edit_frames:
+            return self.edit_frames
+        at = self.edit_session.frame_index if self.edit_session is not None else 0
+        return (at,) * max(1, len(self.edited_frames))
+
+    @property
+    def take_count(self) -> int:
+        """One take per edited frame, or one shared by edited frames at different frames (a
+        round trip awaiting its edit makes one)."""
+        if len(set(self.edit_frames)) > 1:
+            return 1
+        return max(1, len(self.edited_frames))
 
     @property
     def awaits_edit(self) -> bool:
@@ -154,6 +191,9 @@ class JobSpec:
             )
         check_output_folder(self.output_folder)
         self.engine_params().validate()
+        check_edit_frames(self)
+        if self.segment is not None:
+            check_segment(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +217,8 @@ class JobSpec:
             "input_lut": str(self.input_lut) if self.input_lut else None,
             "keep_unedited": self.keep_unedited,
             "audio": self.audio,
+            "edit_frames": list(self.edit_frames),
+            "segment": segment_to_dict(self.segment) if self.segment else None,
         }
 
     @classmethod
@@ -206,6 +248,8 @@ class JobSpec:
             input_lut=Path(data["input_lut"]) if data.get("input_lut") else None,
             keep_unedited=bool(data.get("keep_unedited", True)),
             audio=bool(data.get("audio", True)),
+            edit_frames=tuple(int(f) for f in data.get("edit_frames", ())),
+            segment=segment_from_dict(data["segment"]) if data.get("segment") else None,
         )
 
 
@@ -323,28 +367,39 @@ def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:
     limits.check_frame_count(frame_range.count)
 
 
-def check_clip_length(spec: JobSpec) -> None:
-    """Refuses a frame range that ends after the source clip; reads the clip's header only.
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a probe of the source's header says about the frames a job processes."""
+
+    frame_count: int  # of the job's range, in the source's frames
+    width: int  # stored size
+    height: int
+    deep: bool  # more than 8 bits per sample
+
+
+def probe_clip(spec: JobSpec) -> ClipInfo | None:
+    """Reads the clip's header; refuses a frame range that ends after the clip. None without the
+    media extra (the engine checks when it decodes).
 
     Slow on some containers (those without a frame count are indexed packet by packet), so the
     daemon calls it outside its event loop.
     """
-    if spec.frame_range is None or spec.source_fps is None:
-        return
     try:
         from framerelay.media import video
     except ImportError:  # a daemon without the media extra: the engine checks when it decodes
         log.debug("no media support; the frame range is checked when the job runs")
-        return
+        return None
     try:
         if is_sequence_source(spec.source):
             from framerelay.media import footage
 
-            info: footage.Footage | video.VideoInfo = footage.probe(
-                spec.source, spec.sequence_fps or spec.source_fps
-            )
+            found = footage.probe(spec.source, spec.sequence_fps or spec.source_fps)
+            fps, count = found.fps, found.frame_count
+            (width, height), deep = found.stored_size, found.bit_depth > 8
         else:
             info = video.probe(spec.source)
+            fps, count, width, height = info.fps, info.frame_count, info.width, info.height
+            deep = any(mark in info.pix_fmt for mark in ("10", "12", "16", "f32"))
     except FramerelayError:
         raise
     except Exception as error:
@@ -353,16 +408,19 @@ def check_clip_length(spec: JobSpec) -> None:
         ) from error
     from framerelay.media.frame_range import to_source_frames
 
-    _, out_frame = to_source_frames(  # the host may count frames at its own rate
-        spec.frame_range.in_frame, spec.frame_range.out_frame, spec.source_fps, info.fps
+    if spec.frame_range is None or spec.source_fps is None:
+        return ClipInfo(count, width, height, deep)
+    in_frame, out_frame = to_source_frames(  # the host may count frames at its own rate
+        spec.frame_range.in_frame, spec.frame_range.out_frame, spec.source_fps, fps
     )
-    if out_frame > info.frame_count:
+    if out_frame > count:
         raise InvalidSpecError(
             f"the frame range [{spec.frame_range.in_frame}, {spec.frame_range.out_frame}) ends "
-            f"after the clip, which has {info.frame_count} frames at {info.fps} fps.",
+            f"after the clip, which has {count} frames at {fps} fps.",
             "out_frame is exclusive and counts from the clip's first frame; check the host's "
             "in and out points.",
         )
+    return ClipInfo(out_frame - in_frame, width, height, deep)
 
 
 def check_edit_session(
@@ -375,11 +433,11 @@ def check_edit_session(
         )
     if session.frame_index < 0:
         raise InvalidSpecError(f"the frame to edit must be 0 or more, got {session.frame_index}.")
-    if frame_range is not None and session.frame_index > frame_range.count - 2:
+    if frame_range is not None and session.frame_index >= frame_range.count:
         raise InvalidSpecError(
-            f"frame {session.frame_index} leaves fewer than two frames of the range "
-            f"[{frame_range.in_frame}, {frame_range.out_frame}) to propagate the edit into.",
-            f"Pick a frame from 0 to {frame_range.count - 2}; the edit propagates forward from it.",
+            f"frame {session.frame_index} is outside the range "
+            f"[{frame_range.in_frame}, {frame_range.out_frame}).",
+            f"Pick a frame from 0 to {frame_range.count - 1}, counted from the range's first.",
         )
 
 
@@ -406,15 +464,88 @@ def fraction_from_list(value: list[int] | None) -> Fraction | None:
 
 
 def plan_outputs(spec: JobSpec, job_id: str, default_root: Path) -> tuple[Path, ...]:
-    """One output per edited frame: `<folder>/<source stem>_<job id[:8]>[_<n>].<ext>`.
+    """One output per take: `<folder>/<source stem>_<job id[:8]>[_<n>].<ext>`.
 
     PNG outputs are folders of numbered frames, named without any dot (a dot would read as an
     extension).
     """
     folder = spec.output_folder or default_root / job_id
     stem = f"{spec.source.stem}_{job_id[:8]}"
-    count = max(1, len(spec.edited_frames))  # a round trip awaiting its edit makes one
+    count = spec.take_count
     names = [stem] if count == 1 else [f"{stem}_{n}" for n in range(1, count + 1)]
     if spec.output_format == "png":
         return tuple(folder / name.replace(".", "_") for name in names)
     return tuple(folder / f"{name}.{spec.output_format}" for name in names)
+
+
+def check_edit_frames(spec: JobSpec) -> None:
+    """Indices per edited frame: one each, within the range when it is known, all equal (one take
+    per edited frame) or all different (one take shared by them)."""
+    frames = spec.edit_frames
+    if not frames:
+        return
+    if spec.edited_frames and len(frames) != len(spec.edited_frames):
+        raise InvalidSpecError(
+            f"{len(spec.edited_frames)} edited frames but {len(frames)} frame indices.",
+            "Give one index per edited frame (the frame it is an edit of).",
+        )
+    if spec.edit_session is not None and frames != (spec.edit_session.frame_index,):
+        raise InvalidSpecError(
+            "a round trip edits the frame its edit_session names.",
+            "Leave edited_frame_indices empty for a round trip.",
+        )
+    if 1 < len(set(frames)) < len(frames):
+        raise InvalidSpecError(
+            "some edited frames share a frame index and others do not.",
+            "Give every edited frame the same index (one take each) or all different indices "
+            "(one take split between them).",
+        )
+    from framerelay.engine.bidirectional import check_keyframes
+
+    count = spec.frame_range.count if spec.frame_range is not None else limits.MAX_FRAMES
+    check_keyframes(count, tuple(sorted(set(frames))))
+
+
+def check_segment(spec: JobSpec) -> None:
+    segment = spec.segment
+    assert segment is not None
+    limits.check_text(segment.of_job, "segment's job", limits.MAX_REQUEST_ID_LENGTH)
+    if not segment.of_job:
+        raise InvalidSpecError("a segment names the job whose take it re-renders (of_job).")
+    if segment.from_frame < 1:
+        raise InvalidSpecError(
+            f"a segment starts after the edited frame, got from_frame {segment.from_frame}.",
+            "Give the frame (counted from the range's first) where the re-render should start.",
+        )
+    if len(spec.edited_frames) > 1 or len(set(spec.edited_frame_indices)) > 1:
+        raise InvalidSpecError(
+            "a segment re-renders a take of one edited frame.",
+            "Re-render the whole job to change a take of several edited frames.",
+        )
+
+
+def segment_to_dict(segment: SegmentSpec) -> dict[str, Any]:
+    return {
+        "of_job": segment.of_job,
+        "from_frame": segment.from_frame,
+        "new_edited_frame": segment.new_edited_frame,
+        "whole": segment.whole,
+        "base_preset": segment.base_preset,
+        "base_params": dict(segment.base_params),
+        "base_edited_frame": str(segment.base_edited_frame) if segment.base_edited_frame else None,
+    }
+
+
+def segment_from_dict(data: dict[str, Any]) -> SegmentSpec:
+    base = data.get("base_params", {})
+    return SegmentSpec(
+        of_job=data["of_job"],
+        from_frame=int(data["from_frame"]),
+        new_edited_frame=bool(data.get("new_edited_frame", False)),
+        whole=bool(data.get("whole", False)),
+        base_preset=data.get("base_preset", "auto"),
+        base_params=ParamOverrides({k: v for k, v in base.items() if k in OVERRIDABLE}),
+        base_edited_frame=Path(data["base_edited_frame"])
+        if data.get("base_edited_frame")
+        else None,
+    )

@@ -39,8 +39,10 @@ from framerelay.jobs.events import (
 )
 from framerelay.jobs.executor import Execution, ExecutionResult, Executor
 from framerelay.jobs.job import Job
+from framerelay.jobs.preflight import MachineRecord, model_key, shape_of
 from framerelay.jobs.queue import JobQueue, interrupted
 from framerelay.jobs.reserve import DiskReserve
+from framerelay.jobs.spec import ClipInfo
 from framerelay.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,7 @@ class Worker:
         idle_unload_s: float = 600.0,
         progress_interval_s: float = 0.1,
         reserve: DiskReserve | None = None,
+        machine: MachineRecord | None = None,
     ):
         self.queue = queue
         self.executor = executor
@@ -149,6 +152,7 @@ class Worker:
         self.idle_unload_s = idle_unload_s
         self.progress_interval_s = progress_interval_s
         self.reserve = reserve
+        self.machine = machine  # this machine's measured speeds (jobs/preflight.py)
         self.waiting_on: FramerelayError | None = None  # the queue is held until it clears
         self._job_id: str | None = None
         self._token: CancelToken | None = None
@@ -350,7 +354,24 @@ class Worker:
             log.error("job %s reported outputs that are missing or empty: %s", job_id, missing)
             message = f"the output {missing[0]} was not written."
             return Failed(ErrorInfo.of(ErrorCode.internal, message))
+        self._measured(self.queue.get(job_id).spec, result)
         return finished(result)
+
+    def _measured(self, spec, result: ExecutionResult) -> None:
+        """Keeps how fast this machine ran the job's phases, for the next estimates."""
+        if self.machine is None or not result.compute_seconds:
+            return
+        status = self.executor.status()
+        width, height = result.size
+        count = spec.frame_range.count if spec.frame_range is not None else result.frame_count
+        self.machine.record(
+            shape_of(spec, ClipInfo(count, width, height, False)),
+            model_key(spec),
+            status.device,
+            status.vram_total_bytes,
+            result.compute_seconds,
+            result.work,
+        )
 
     def _report(self, job_id: str, payload: Payload) -> None:
         """Records a progress report or a preview; a full disk stops the job."""
@@ -405,6 +426,8 @@ def finished(result: ExecutionResult) -> Finished:
         cache_hits=result.cache_hits,
         lora_steps_run=result.lora_steps_run,
         warnings=result.warnings,
+        qc=result.qc,
+        first_frame=result.first_frame,
     )
 
 

@@ -318,6 +318,19 @@ def select_range(
     return Span(footage, frames, _absolute_time(footage._video[1], frames.start))
 
 
+def sub_span(span: Span, offset: int) -> Span:
+    """The span's frames from `offset` on (a re-rendered segment), with their own start time."""
+    if offset == 0:
+        return span
+    frames = span.frames[offset:]
+    footage = span.footage
+    if footage._video is not None:
+        start_time = _absolute_time(footage._video[1], frames.start)
+    else:
+        start_time = frames.start / footage.fps
+    return Span(footage, frames, start_time)
+
+
 def _numbered(index: video.FrameIndex, first: int | None, stop: int | None, path: Path) -> range:
     count = len(index)
     start = 0 if first is None else first

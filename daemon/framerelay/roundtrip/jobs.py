@@ -35,7 +35,7 @@ from framerelay.errors import EditUnreadableError, FramerelayError, InvalidSpecE
 from framerelay.jobs.events import EditUpdate, JobEvent, Started
 from framerelay.jobs.job import Job, JobState, takes_edit
 from framerelay.jobs.queue import JobQueue
-from framerelay.jobs.spec import FrameRange, JobSpec, check_readable_file
+from framerelay.jobs.spec import JobSpec, check_readable_file
 from framerelay.roundtrip.editor import EditorConfig, Launcher, open_in_editor
 from framerelay.roundtrip.records import (
     EDITS_FOLDER,
@@ -364,7 +364,7 @@ def _discard(round_trip: RoundTrip) -> None:
 
 
 def frame_to_edit(spec: JobSpec) -> FrameToEdit:
-    """Reads the frame to edit; a frame after the first moves the range to start at it."""
+    """Reads the frame to edit. The job keeps its range: the edit propagates both ways from it."""
     from framerelay.media import colour, footage, image
 
     options = spec.edit_session
@@ -377,25 +377,15 @@ def frame_to_edit(spec: JobSpec) -> FrameToEdit:
         frame_range.out_frame if frame_range else None,
         spec.source_fps,
     )
-    if options.frame_index > selection.frame_count - 2:
+    if options.frame_index >= selection.frame_count:
         raise InvalidSpecError(
-            f"frame {options.frame_index} leaves fewer than two of the clip's "
-            f"{selection.frame_count} frames to propagate the edit into.",
-            f"Pick a frame from 0 to {selection.frame_count - 2}.",
+            f"frame {options.frame_index} is outside the clip's {selection.frame_count} frames.",
+            f"Pick a frame from 0 to {selection.frame_count - 1}.",
         )
     source_frame = selection.frames.start + options.frame_index
     lut = colour.load_cube(spec.input_lut) if spec.input_lut else None
     shown = footage.display_frame_at(found, source_frame, lut)  # as the NLE shows it
     frame = image.to_uint16(shown) if options.sixteen_bit else image.to_uint8(shown)
-    if options.frame_index:  # the range now starts at the edited frame: its frame 0
-        first = spec.frame_range.in_frame if spec.frame_range else 0
-        end = spec.frame_range.out_frame if spec.frame_range else found.frame_count
-        spec = replace(
-            spec,
-            frame_range=FrameRange(first + options.frame_index, end),
-            source_fps=spec.source_fps or found.fps,
-            edit_session=replace(options, frame_index=0),
-        )
     return FrameToEdit(frame, source_frame, spec)
 
 

@@ -11,15 +11,18 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from google.protobuf.message import Message
 
 from framerelay import __version__
 from framerelay.errors import BusyError, InvalidSpecError
+from framerelay.jobs import preflight
 from framerelay.jobs.executor import Executor
+from framerelay.jobs.job import Job, JobState
 from framerelay.jobs.queue import CancelOutcome, JobQueue
+from framerelay.jobs.spec import ClipInfo, JobSpec
 from framerelay.jobs.worker import Worker
 from framerelay.proto.v1 import daemon_pb2, jobs_pb2
 from framerelay.service.cache import CacheStore
@@ -29,6 +32,7 @@ from framerelay.service.convert import (
     detected_editor_to_proto,
     editor_config_from_proto,
     editor_config_to_proto,
+    estimate_to_proto,
     event_to_proto,
     job_to_proto,
     spec_from_proto,
@@ -78,8 +82,12 @@ class DaemonApi:
         edits: EditSessions | None = None,
         worker: Worker | None = None,
         defaults: DefaultsSettings | None = None,
+        machine: preflight.MachineRecord | None = None,
+        cache_root: Path | None = None,
     ):
         self.queue = queue
+        self.machine = machine  # this machine's measured speeds; None: no estimates
+        self.cache_root = cache_root
         self.executor = executor
         self.cache = cache
         self.edits = edits  # round trips with an image editor; None: not offered
@@ -97,11 +105,37 @@ class DaemonApi:
     ) -> daemon_pb2.SubmitJobResponse:
         defaults = self.defaults.current() if self.defaults else JobDefaults()
         spec = spec_from_proto(with_defaults(request.spec, defaults))
-        await asyncio.to_thread(self.queue.admit, spec)  # file checks and a probe: off the loop
+        if spec.segment is not None:
+            spec = segment_of(spec, self.queue.get(spec.segment.of_job))
+        # file checks, a probe and the pre-flight estimate: off the loop
+        clip = await asyncio.to_thread(self.queue.admit, spec)
+        if spec.segment is not None:
+            check_segment_window(spec, clip)
+        checked = await asyncio.to_thread(self._preflight, spec, clip)
         if spec.edit_session is not None:
-            return await self._submit_round_trip(spec)
-        job = self.queue.enqueue_admitted(spec)
-        return daemon_pb2.SubmitJobResponse(job=job_to_proto(job, self.queue.position(job)))
+            response = await self._submit_round_trip(spec)
+        else:
+            job = self.queue.enqueue_admitted(spec)
+            response = daemon_pb2.SubmitJobResponse(job=job_to_proto(job, self.queue.position(job)))
+        if checked is not None:
+            response.estimate.CopyFrom(estimate_to_proto(checked.estimate, checked.gpu_total_bytes))
+        return response
+
+    def _preflight(self, spec: JobSpec, clip: ClipInfo | None) -> preflight.Preflight | None:
+        """The estimate; raises when the job cannot fit (docs/estimates.md)."""
+        if self.machine is None:
+            return None
+        status = self.executor.status()
+        return preflight.check(
+            spec,
+            clip,
+            self.machine,
+            preflight.model_key(spec),
+            status.device,
+            status.vram_total_bytes,
+            spec.output_folder or self.queue.output_root,
+            self.cache_root,
+        )
 
     async def get_job(self, request: daemon_pb2.GetJobRequest) -> daemon_pb2.GetJobResponse:
         return daemon_pb2.GetJobResponse(job=self._job(request.job_id))
@@ -304,3 +338,62 @@ class DaemonApi:
         return daemon_pb2.SetDefaultsResponse(
             defaults=defaults_to_proto(defaults), config_path=str(settings.path)
         )
+
+
+def segment_of(spec: JobSpec, earlier: Job) -> JobSpec:
+    """A segment job with the earlier job's parameters and edited frame filled in
+    (docs/segments.md); refuses one that does not continue that take."""
+    segment = spec.segment
+    assert segment is not None
+    base = earlier.spec
+    if earlier.state is not JobState.finished:
+        raise InvalidSpecError(
+            f"job {earlier.id} has not finished ({earlier.state.value}); only a finished take "
+            "can have a segment re-rendered.",
+            "Wait for it to finish, or submit the whole job again.",
+        )
+    if base.segment is not None:
+        raise InvalidSpecError(
+            f"job {earlier.id} is itself a re-rendered segment.",
+            "Re-render a segment of the original job's take, or the whole take.",
+        )
+    if (spec.source, spec.frame_range) != (base.source, base.frame_range):
+        raise InvalidSpecError(
+            "a segment re-renders the same source and frame range as the earlier job.",
+            f"Send the earlier job's source ({base.source.name}) and frame range.",
+        )
+    if len(base.edited_frames) != 1:
+        raise InvalidSpecError(
+            f"job {earlier.id} made {len(base.edited_frames)} takes or keyframes.",
+            "Segments re-render takes of one edited frame; submit the whole job again.",
+        )
+    at = base.edited_frame_indices
+    edited = spec.edited_frames if segment.new_edited_frame else base.edited_frames
+    if segment.new_edited_frame and len(edited) != 1:
+        raise InvalidSpecError(
+            "a segment with a new edited frame needs that one edited frame.",
+            "Send the edit of the take's frame at from_frame as edited_frame_paths[0].",
+        )
+    filled = replace(
+        segment,
+        base_preset=base.preset,
+        base_params=base.params,
+        base_edited_frame=base.edited_frames[0],
+    )
+    return replace(spec, edited_frames=edited, edit_frames=at, edit_session=None, segment=filled)
+
+
+def check_segment_window(spec: JobSpec, clip: ClipInfo | None) -> None:
+    """The segment's window exists in the take, and a new edited frame starts one."""
+    from framerelay.engine import segments
+
+    segment = spec.segment
+    assert segment is not None
+    params = spec.engine_params()
+    at = spec.edited_frame_indices[0]
+    start = segments.window_for(segment.from_frame, at, params, segment.new_edited_frame)
+    count = clip.frame_count if clip is not None else None
+    if count is None and spec.frame_range is not None:
+        count = spec.frame_range.count
+    if count is not None:
+        segments.check_start(start, at, count, params)

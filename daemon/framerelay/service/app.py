@@ -20,6 +20,7 @@ from framerelay import __version__
 from framerelay.cache import ArtifactCache
 from framerelay.errors import InvalidSpecError
 from framerelay.jobs.executor import Executor
+from framerelay.jobs.preflight import MachineRecord
 from framerelay.jobs.queue import JobQueue
 from framerelay.jobs.reserve import DiskReserve
 from framerelay.jobs.store import JobStore
@@ -114,6 +115,7 @@ class Daemon:
         if not reserve.ensure():
             log.warning("the disk of %s is full; jobs wait until it has room", config.data_dir)
         defaults = DefaultsSettings(config_file(config.config_dir), config.output_policy())
+        machine = MachineRecord(config.data_dir)  # measured speeds, for the estimates
         self._worker = Worker(
             queue,
             self.executor,
@@ -121,8 +123,18 @@ class Daemon:
             idle_unload_s=config.idle_unload_s,
             progress_interval_s=config.progress_interval_s,
             reserve=reserve,
+            machine=machine,
         )
-        api = DaemonApi(queue, self.executor, self.cache, self._edits, self._worker, defaults)
+        api = DaemonApi(
+            queue,
+            self.executor,
+            self.cache,
+            self._edits,
+            self._worker,
+            defaults,
+            machine=machine,
+            cache_root=config.cache_dir,
+        )
         self._server = grpc.aio.server(
             interceptors=[TokenInterceptor(self.auth)], options=GRPC_OPTIONS
         )

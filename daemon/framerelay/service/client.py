@@ -55,7 +55,11 @@ class DaemonClient:
             raise error_from_rpc(error) from None
 
     def submit(self, spec: specs_pb2.JobSpec) -> jobs_pb2.Job:
-        return self._call(self._stub.SubmitJob, daemon_pb2.SubmitJobRequest(spec=spec)).job
+        return self.submit_answer(spec).job
+
+    def submit_answer(self, spec: specs_pb2.JobSpec) -> daemon_pb2.SubmitJobResponse:
+        """The whole answer: the job, a round trip's exported frame, the pre-flight estimate."""
+        return self._call(self._stub.SubmitJob, daemon_pb2.SubmitJobRequest(spec=spec))
 
     def get(self, job_id: str) -> jobs_pb2.Job:
         return self._call(self._stub.GetJob, daemon_pb2.GetJobRequest(job_id=job_id)).job

@@ -18,6 +18,7 @@ from framerelay.jobs.spec import (
     FrameRange,
     JobSpec,
     ParamOverrides,
+    SegmentSpec,
 )
 from framerelay.proto.v1 import (
     daemon_pb2,
@@ -118,6 +119,27 @@ def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
         input_lut=Path(message.input_lut_path) if message.input_lut_path else None,
         keep_unedited=message.keep_unedited if message.HasField("keep_unedited") else True,
         audio=message.copy_audio if message.HasField("copy_audio") else True,
+        edit_frames=tuple(message.edited_frame_indices),
+        segment=segment_from_proto(message.segment) if message.HasField("segment") else None,
+    )
+
+
+def segment_from_proto(message: specs_pb2.SegmentSpec) -> SegmentSpec:
+    """The client's part; the daemon fills in the earlier job's at submit."""
+    return SegmentSpec(
+        of_job=message.of_job,
+        from_frame=message.from_frame,
+        new_edited_frame=message.new_edited_frame,
+        whole=message.whole,
+    )
+
+
+def segment_to_proto(segment: SegmentSpec) -> specs_pb2.SegmentSpec:
+    return specs_pb2.SegmentSpec(
+        of_job=segment.of_job,
+        from_frame=segment.from_frame,
+        new_edited_frame=segment.new_edited_frame,
+        whole=segment.whole,
     )
 
 
@@ -177,6 +199,9 @@ def spec_to_proto(spec: JobSpec) -> specs_pb2.JobSpec:
         message.keep_unedited = False
     if not spec.audio:
         message.copy_audio = False
+    message.edited_frame_indices.extend(spec.edit_frames)
+    if spec.segment is not None:
+        message.segment.CopyFrom(segment_to_proto(spec.segment))
     return message
 
 
@@ -215,6 +240,53 @@ def finished_to_proto(result: events.Finished) -> events_pb2.Finished:
         cache_hits=result.cache_hits,
         lora_steps_run=result.lora_steps_run,
         warnings=list(result.warnings),
+        qc=[qc_to_proto(report) for report in result.qc],
+        first_frame=result.first_frame,
+    )
+
+
+QC_NUMBERS = (
+    "warp_error",
+    "source_warp_error",
+    "unedited_psnr",
+    "unedited_ssim",
+    "first_frame_psnr",
+    "first_frame_ssim",
+    "embedding_consistency",
+    "source_embedding_consistency",
+    "drift_before",
+    "drift_after",
+)
+
+
+def qc_to_proto(report: dict) -> events_pb2.QcReport:
+    message = events_pb2.QcReport(
+        verdict=report.get("verdict", ""),
+        worst_frames=list(report.get("worst_frames", ())),
+        sidecar_path=report.get("sidecar", ""),
+    )
+    for name in QC_NUMBERS:
+        if report.get(name) is not None:
+            setattr(message, name, report[name])
+    return message
+
+
+def estimate_to_proto(estimate, gpu_total_bytes: int) -> daemon_pb2.Estimate:
+    return daemon_pb2.Estimate(
+        peak_vram_bytes=int(estimate.peak_vram_bytes),
+        peak_phase=estimate.peak_phase,
+        cache_bytes=int(estimate.cache_bytes),
+        output_bytes=int(estimate.output_bytes),
+        scratch_bytes=int(estimate.scratch_bytes),
+        phases=[
+            daemon_pb2.PhaseEstimate(phase=phase, seconds=seconds)
+            for phase, seconds in estimate.seconds.items()
+        ],
+        total_seconds=estimate.total_seconds,
+        calibrated=estimate.calibrated,
+        gpu_total_bytes=gpu_total_bytes,
+        windows=estimate.windows,
+        profile=estimate.profile,
     )
 
 

@@ -62,11 +62,11 @@ class FRAMERELAY_OT_propagate(SubmitBase, bpy.types.Operator):
 
 
 class FRAMERELAY_OT_edit_first_frame(SubmitBase, bpy.types.Operator):
-    """Open the strip's first visible frame in your image editor; the take is queued when you
-    save it"""
+    """Open the strip's frame under the playhead (its first when the playhead is off the strip)
+    in your image editor; the edit propagates both ways and the take is queued when you save it"""
 
-    bl_idname = "framerelay.edit_first_frame"
-    bl_label = "Edit First Frame"
+    bl_idname = "framerelay.edit_first_frame"  # the id predates editing any frame: kept
+    bl_label = "Edit Current Frame"
     roundtrip = True
 
 

@@ -70,6 +70,11 @@ class SourcePlan:
     def rates_differ(self) -> bool:
         return self.media_rate != self.scene_rate
 
+    def index_at(self, scene_frame: int) -> int:
+        """ "Edit current frame": the range index of the frame shown at `scene_frame` (frame for
+        frame, as Blender plays it), clamped to the range."""
+        return min(max(0, scene_frame - self.record_start), self.frame_count - 1)
+
     def rate_note(self) -> str:
         """Said to the user when the clip's rate differs from the scene's; empty otherwise."""
         if not self.rates_differ:

@@ -1,5 +1,5 @@
 """Submitting the active strip: a job with an edited image (Propagate) or a round trip through
-the user's image editor (Edit First Frame). Main thread only."""
+the user's image editor (Edit Current Frame). Main thread only."""
 
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def build_spec(scene: Any, plan: SourcePlan, take: int, roundtrip: bool) -> dict
         output_format=settings.output_format,
         version=f"{EXTENSION_VERSION} blender {compat.blender_version()}",
     )
-    session = {"frame_index": 0, "sixteen_bit": settings.sixteen_bit}
+    # Edit current frame: the playhead's frame (the clip's first when it is outside the strip)
+    at = plan.index_at(scene.frame_current)
+    session = {"frame_index": at, "sixteen_bit": settings.sixteen_bit}
     session["follow_saves"] = settings.follow_saves
     return client_spec.job_spec(
         plan.source_path,

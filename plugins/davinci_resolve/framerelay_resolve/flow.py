@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from . import BIN_NAME
 from .capabilities import Capabilities
-from .errors import ResolveError
+from .errors import NoClip, ResolveError
 from .placement import (
     Item,
     Placed,
@@ -158,7 +158,7 @@ class Flow:
             host_context=plan.record.to_context(),
             request_id="resolve-" + uuid.uuid4().hex,
             label=plan.label,
-            roundtrip=None if image else {"frame_index": 0},
+            roundtrip=None if image else {"frame_index": self._playhead_index(timeline, plan)},
         )
         reply = self.client.submit(body)
         sent = Sent(reply["job"], plan, how, str(reply.get("exportedPath") or ""))
@@ -173,6 +173,14 @@ class Flow:
                 + sent.exported_path
             )
         return sent
+
+    def _playhead_index(self, timeline: Timeline, plan: SendPlan) -> int:
+        """The frame a round trip exports: the one under the playhead, when it is over the clip
+        (Edit current frame); else the clip's first."""
+        try:
+            return plan.index_at(timeline.playhead())
+        except NoClip:
+            return 0
 
     # --- following ---
 

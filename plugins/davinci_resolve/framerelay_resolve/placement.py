@@ -292,6 +292,17 @@ class SendPlan:
     record: SendRecord
     label: str
 
+    def index_at(self, playhead: int) -> int:
+        """ "Edit current frame": the range index of the source frame shown at record frame
+        `playhead`, clamped to the range (the edit then propagates both ways from it)."""
+        last = self.out_frame - self.in_frame - 1
+        offset = playhead - self.record.record_frame
+        if offset <= 0:
+            return 0
+        if self.record.media_fps != self.record.timeline_fps:
+            offset = rates.source_frame_at(offset, self.record.timeline_fps, self.record.media_fps)
+        return min(offset, last)
+
 
 def plan_send(timeline: Timeline, item: Item) -> SendPlan:
     """What to submit for `item`: the source file's frame range at its own rate, and the record."""

@@ -85,3 +85,9 @@ def source_frames_for(record_frames: int, media_fps: Fraction, timeline_fps: Fra
         "Trim the clip by one frame, or set the clip's frame rate to the timeline's "
         "(Clip Attributes), then send it again.",
     )
+
+
+def source_frame_at(record_offset: int, timeline_fps: Fraction, media_fps: Fraction) -> int:
+    """The source frame (counted from the clip's first) shown `record_offset` record frames into
+    a clip whose media runs at another rate: the one whose time span holds that record frame."""
+    return timecode.rescale_frame(record_offset, timeline_fps, media_fps, "floor")

@@ -74,19 +74,27 @@ class SubmitJobResponse(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     EXPORTED_PATH_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
     exported_path: _builtins.str
     """Round-trip jobs: the exported frame to edit (also Job.edit.exported_path)."""
     @_builtins.property
     def job(self) -> _jobs_pb2.Job: ...
+    @_builtins.property
+    def estimate(self) -> Global___Estimate:
+        """What the job will take on this machine (docs/estimates.md). A job that cannot fit is refused
+        instead: RESOURCE_EXHAUSTED with the need and a hint.
+        """
+
     def __init__(
         self,
         *,
         job: _jobs_pb2.Job | None = ...,
         exported_path: _builtins.str = ...,
+        estimate: Global___Estimate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate", b"estimate", "job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exported_path", b"exported_path", "job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimate", b"estimate", "exported_path", b"exported_path", "job", b"job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1092,3 +1100,87 @@ class SetDefaultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetDefaultsResponse: _TypeAlias = SetDefaultsResponse  # noqa: Y015
+
+@_typing.final
+class Estimate(_message.Message):
+    """A pre-flight estimate: from the accounting model of the real-size pipeline, scaled to the job,
+    with times from this machine's measured speed once a job has run here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEAK_VRAM_BYTES_FIELD_NUMBER: _builtins.int
+    PEAK_PHASE_FIELD_NUMBER: _builtins.int
+    CACHE_BYTES_FIELD_NUMBER: _builtins.int
+    OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
+    SCRATCH_BYTES_FIELD_NUMBER: _builtins.int
+    PHASES_FIELD_NUMBER: _builtins.int
+    TOTAL_SECONDS_FIELD_NUMBER: _builtins.int
+    CALIBRATED_FIELD_NUMBER: _builtins.int
+    GPU_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    peak_vram_bytes: _builtins.int
+    """Peak GPU memory, the weights included (the source attention store takes what is left)."""
+    peak_phase: _builtins.str
+    """The phase of the peak: lora, edit_anchored, edit, invert, encode or decode."""
+    cache_bytes: _builtins.int
+    """Disk: the artifact cache's new entries, the outputs, scratch space while the job runs."""
+    output_bytes: _builtins.int
+    scratch_bytes: _builtins.int
+    total_seconds: _builtins.float
+    calibrated: _builtins.bool
+    """True once this machine's speed was measured on a job; false: a first guess."""
+    gpu_total_bytes: _builtins.int
+    """The GPU's memory, when known (0: not known yet, or no GPU)."""
+    windows: _builtins.int
+    profile: _builtins.str
+    """The accounting model used."""
+    @_builtins.property
+    def phases(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseEstimate]:
+        """Seconds per phase (lora, invert, edit, decode), not counting what the cache already holds."""
+
+    def __init__(
+        self,
+        *,
+        peak_vram_bytes: _builtins.int = ...,
+        peak_phase: _builtins.str = ...,
+        cache_bytes: _builtins.int = ...,
+        output_bytes: _builtins.int = ...,
+        scratch_bytes: _builtins.int = ...,
+        phases: _abc.Iterable[Global___PhaseEstimate] | None = ...,
+        total_seconds: _builtins.float = ...,
+        calibrated: _builtins.bool = ...,
+        gpu_total_bytes: _builtins.int = ...,
+        windows: _builtins.int = ...,
+        profile: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_bytes", b"cache_bytes", "calibrated", b"calibrated", "gpu_total_bytes", b"gpu_total_bytes", "output_bytes", b"output_bytes", "peak_phase", b"peak_phase", "peak_vram_bytes", b"peak_vram_bytes", "phases", b"phases", "profile", b"profile", "scratch_bytes", b"scratch_bytes", "total_seconds", b"total_seconds", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Estimate: _TypeAlias = Estimate  # noqa: Y015
+
+@_typing.final
+class PhaseEstimate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    SECONDS_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    seconds: _builtins.float
+    def __init__(
+        self,
+        *,
+        phase: _builtins.str = ...,
+        seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["phase", b"phase", "seconds", b"seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseEstimate: _TypeAlias = PhaseEstimate  # noqa: Y015

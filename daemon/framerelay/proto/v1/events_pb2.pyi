@@ -281,6 +281,8 @@ class Finished(_message.Message):
     CACHE_HITS_FIELD_NUMBER: _builtins.int
     LORA_STEPS_RUN_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    QC_FIELD_NUMBER: _builtins.int
+    FIRST_FRAME_FIELD_NUMBER: _builtins.int
     frame_count: _builtins.int
     width: _builtins.int
     height: _builtins.int
@@ -293,6 +295,10 @@ class Finished(_message.Message):
     cache_hits: _builtins.int
     lora_steps_run: _builtins.int
     """Motion LoRA training steps run (0 when every window's LoRA came from the cache)."""
+    first_frame: _builtins.int
+    """The source frame number where the outputs start: the range's first frame, or a re-rendered
+    segment's (place the take there).
+    """
     @_builtins.property
     def output_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -308,6 +314,10 @@ class Finished(_message.Message):
     @_builtins.property
     def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """What the footage made framerelay change or drop (alpha into .mp4, interlacing, ...)."""
+
+    @_builtins.property
+    def qc(self) -> _containers.RepeatedCompositeFieldContainer[Global___QcReport]:
+        """One QC report per output (docs/drift-and-qc.md); empty when the job turned QC off."""
 
     def __init__(
         self,
@@ -325,10 +335,12 @@ class Finished(_message.Message):
         cache_hits: _builtins.int = ...,
         lora_steps_run: _builtins.int = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
+        qc: _abc.Iterable[Global___QcReport] | None = ...,
+        first_frame: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fps", b"fps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "fps", b"fps", "frame_count", b"frame_count", "height", b"height", "lora_steps_run", b"lora_steps_run", "output_paths", b"output_paths", "phase_seconds", b"phase_seconds", "preset", b"preset", "preset_choices", b"preset_choices", "seed", b"seed", "warnings", b"warnings", "width", b"width", "windows", b"windows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "first_frame", b"first_frame", "fps", b"fps", "frame_count", b"frame_count", "height", b"height", "lora_steps_run", b"lora_steps_run", "output_paths", b"output_paths", "phase_seconds", b"phase_seconds", "preset", b"preset", "preset_choices", b"preset_choices", "qc", b"qc", "seed", b"seed", "warnings", b"warnings", "width", b"width", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,6 +383,116 @@ class PresetChoice(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PresetChoice: _TypeAlias = PresetChoice  # noqa: Y015
+
+@_typing.final
+class QcReport(_message.Message):
+    """The headline of a take's QC report; the whole report (per frame, per window) is the JSON
+    sidecar next to the output.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    WORST_FRAMES_FIELD_NUMBER: _builtins.int
+    WARP_ERROR_FIELD_NUMBER: _builtins.int
+    SOURCE_WARP_ERROR_FIELD_NUMBER: _builtins.int
+    UNEDITED_PSNR_FIELD_NUMBER: _builtins.int
+    UNEDITED_SSIM_FIELD_NUMBER: _builtins.int
+    FIRST_FRAME_PSNR_FIELD_NUMBER: _builtins.int
+    FIRST_FRAME_SSIM_FIELD_NUMBER: _builtins.int
+    EMBEDDING_CONSISTENCY_FIELD_NUMBER: _builtins.int
+    SOURCE_EMBEDDING_CONSISTENCY_FIELD_NUMBER: _builtins.int
+    DRIFT_BEFORE_FIELD_NUMBER: _builtins.int
+    DRIFT_AFTER_FIELD_NUMBER: _builtins.int
+    SIDECAR_PATH_FIELD_NUMBER: _builtins.int
+    verdict: _builtins.str
+    """One line: OK, or what to check, naming the worst frames."""
+    warp_error: _builtins.float
+    """Mean flow-warp error between consecutive frames (of 1), the take's and the source's."""
+    source_warp_error: _builtins.float
+    unedited_psnr: _builtins.float
+    """Outside the mask (jobs with a mask): the model's output against the source."""
+    unedited_ssim: _builtins.float
+    first_frame_psnr: _builtins.float
+    """The take's frame at each edited frame against the edit (the lowest)."""
+    first_frame_ssim: _builtins.float
+    embedding_consistency: _builtins.float
+    """Cosine similarity of consecutive frames' image-encoder embeddings, the take's and the source's."""
+    source_embedding_consistency: _builtins.float
+    drift_before: _builtins.float
+    """The largest colour/contrast drift of a window from the anchor window, in 8-bit levels, before
+    and after drift control (after: absent when it was off).
+    """
+    drift_after: _builtins.float
+    sidecar_path: _builtins.str
+    """The JSON sidecar: <output>.qc.json."""
+    @_builtins.property
+    def worst_frames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Source frame numbers, worst first."""
+
+    def __init__(
+        self,
+        *,
+        verdict: _builtins.str = ...,
+        worst_frames: _abc.Iterable[_builtins.int] | None = ...,
+        warp_error: _builtins.float | None = ...,
+        source_warp_error: _builtins.float | None = ...,
+        unedited_psnr: _builtins.float | None = ...,
+        unedited_ssim: _builtins.float | None = ...,
+        first_frame_psnr: _builtins.float | None = ...,
+        first_frame_ssim: _builtins.float | None = ...,
+        embedding_consistency: _builtins.float | None = ...,
+        source_embedding_consistency: _builtins.float | None = ...,
+        drift_before: _builtins.float | None = ...,
+        drift_after: _builtins.float | None = ...,
+        sidecar_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_drift_after", b"_drift_after", "_drift_before", b"_drift_before", "_embedding_consistency", b"_embedding_consistency", "_first_frame_psnr", b"_first_frame_psnr", "_first_frame_ssim", b"_first_frame_ssim", "_source_embedding_consistency", b"_source_embedding_consistency", "_source_warp_error", b"_source_warp_error", "_unedited_psnr", b"_unedited_psnr", "_unedited_ssim", b"_unedited_ssim", "_warp_error", b"_warp_error", "drift_after", b"drift_after", "drift_before", b"drift_before", "embedding_consistency", b"embedding_consistency", "first_frame_psnr", b"first_frame_psnr", "first_frame_ssim", b"first_frame_ssim", "source_embedding_consistency", b"source_embedding_consistency", "source_warp_error", b"source_warp_error", "unedited_psnr", b"unedited_psnr", "unedited_ssim", b"unedited_ssim", "warp_error", b"warp_error"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_drift_after", b"_drift_after", "_drift_before", b"_drift_before", "_embedding_consistency", b"_embedding_consistency", "_first_frame_psnr", b"_first_frame_psnr", "_first_frame_ssim", b"_first_frame_ssim", "_source_embedding_consistency", b"_source_embedding_consistency", "_source_warp_error", b"_source_warp_error", "_unedited_psnr", b"_unedited_psnr", "_unedited_ssim", b"_unedited_ssim", "_warp_error", b"_warp_error", "drift_after", b"drift_after", "drift_before", b"drift_before", "embedding_consistency", b"embedding_consistency", "first_frame_psnr", b"first_frame_psnr", "first_frame_ssim", b"first_frame_ssim", "sidecar_path", b"sidecar_path", "source_embedding_consistency", b"source_embedding_consistency", "source_warp_error", b"source_warp_error", "unedited_psnr", b"unedited_psnr", "unedited_ssim", b"unedited_ssim", "verdict", b"verdict", "warp_error", b"warp_error", "worst_frames", b"worst_frames"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__drift_after: _TypeAlias = _typing.Literal["drift_after"]  # noqa: Y015
+    _WhichOneofArgType__drift_after: _TypeAlias = _typing.Literal["_drift_after", b"_drift_after"]  # noqa: Y015
+    _WhichOneofReturnType__drift_before: _TypeAlias = _typing.Literal["drift_before"]  # noqa: Y015
+    _WhichOneofArgType__drift_before: _TypeAlias = _typing.Literal["_drift_before", b"_drift_before"]  # noqa: Y015
+    _WhichOneofReturnType__embedding_consistency: _TypeAlias = _typing.Literal["embedding_consistency"]  # noqa: Y015
+    _WhichOneofArgType__embedding_consistency: _TypeAlias = _typing.Literal["_embedding_consistency", b"_embedding_consistency"]  # noqa: Y015
+    _WhichOneofReturnType__first_frame_psnr: _TypeAlias = _typing.Literal["first_frame_psnr"]  # noqa: Y015
+    _WhichOneofArgType__first_frame_psnr: _TypeAlias = _typing.Literal["_first_frame_psnr", b"_first_frame_psnr"]  # noqa: Y015
+    _WhichOneofReturnType__first_frame_ssim: _TypeAlias = _typing.Literal["first_frame_ssim"]  # noqa: Y015
+    _WhichOneofArgType__first_frame_ssim: _TypeAlias = _typing.Literal["_first_frame_ssim", b"_first_frame_ssim"]  # noqa: Y015
+    _WhichOneofReturnType__source_embedding_consistency: _TypeAlias = _typing.Literal["source_embedding_consistency"]  # noqa: Y015
+    _WhichOneofArgType__source_embedding_consistency: _TypeAlias = _typing.Literal["_source_embedding_consistency", b"_source_embedding_consistency"]  # noqa: Y015
+    _WhichOneofReturnType__source_warp_error: _TypeAlias = _typing.Literal["source_warp_error"]  # noqa: Y015
+    _WhichOneofArgType__source_warp_error: _TypeAlias = _typing.Literal["_source_warp_error", b"_source_warp_error"]  # noqa: Y015
+    _WhichOneofReturnType__unedited_psnr: _TypeAlias = _typing.Literal["unedited_psnr"]  # noqa: Y015
+    _WhichOneofArgType__unedited_psnr: _TypeAlias = _typing.Literal["_unedited_psnr", b"_unedited_psnr"]  # noqa: Y015
+    _WhichOneofReturnType__unedited_ssim: _TypeAlias = _typing.Literal["unedited_ssim"]  # noqa: Y015
+    _WhichOneofArgType__unedited_ssim: _TypeAlias = _typing.Literal["_unedited_ssim", b"_unedited_ssim"]  # noqa: Y015
+    _WhichOneofReturnType__warp_error: _TypeAlias = _typing.Literal["warp_error"]  # noqa: Y015
+    _WhichOneofArgType__warp_error: _TypeAlias = _typing.Literal["_warp_error", b"_warp_error"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_after) -> _WhichOneofReturnType__drift_after | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_before) -> _WhichOneofReturnType__drift_before | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding_consistency) -> _WhichOneofReturnType__embedding_consistency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_frame_psnr) -> _WhichOneofReturnType__first_frame_psnr | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first_frame_ssim) -> _WhichOneofReturnType__first_frame_ssim | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__source_embedding_consistency) -> _WhichOneofReturnType__source_embedding_consistency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__source_warp_error) -> _WhichOneofReturnType__source_warp_error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unedited_psnr) -> _WhichOneofReturnType__unedited_psnr | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unedited_ssim) -> _WhichOneofReturnType__unedited_ssim | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__warp_error) -> _WhichOneofReturnType__warp_error | None: ...
+
+Global___QcReport: _TypeAlias = QcReport  # noqa: Y015
 
 @_typing.final
 class Failed(_message.Message):

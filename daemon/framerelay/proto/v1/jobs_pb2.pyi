@@ -96,7 +96,9 @@ class Job(_message.Message):
     def error(self) -> _errors_pb2.ErrorInfo: ...
     @_builtins.property
     def output_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Where the outputs will be written, one per edited frame."""
+        """Where the outputs will be written, one per take: one per edited frame, or one for edited
+        frames at different frames (edited_frame_indices), which share a take.
+        """
 
     @_builtins.property
     def edit(self) -> Global___EditStatus:

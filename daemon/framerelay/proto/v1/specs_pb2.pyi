@@ -148,6 +148,10 @@ class EditParams(_message.Message):
     LORA_DROPOUT_FIELD_NUMBER: _builtins.int
     LORA_HEIGHT_FIELD_NUMBER: _builtins.int
     LORA_WIDTH_FIELD_NUMBER: _builtins.int
+    CROSSFADE_FRAMES_FIELD_NUMBER: _builtins.int
+    DRIFT_STRENGTH_FIELD_NUMBER: _builtins.int
+    DRIFT_REGION_FIELD_NUMBER: _builtins.int
+    QC_FIELD_NUMBER: _builtins.int
     preset: Global___Preset.ValueType
     height: _builtins.int
     width: _builtins.int
@@ -183,6 +187,21 @@ class EditParams(_message.Message):
     lora_dropout: _builtins.float
     lora_height: _builtins.int
     lora_width: _builtins.int
+    crossfade_frames: _builtins.int
+    """Several edited frames at different frames in one take (docs/edit-any-frame.md): frames
+    cross-faded at each boundary between two edited frames' shares; 0 cuts hard. Absent: 4.
+    """
+    drift_strength: _builtins.float
+    """Drift control (docs/drift-and-qc.md): 0 off (the default) .. 1 every window of a long take
+    held to the first window's colour and contrast.
+    """
+    drift_region: _builtins.str
+    """Where drift control measures colour and contrast: "auto" (unedited for local edits, all for
+    style and shape edits; the default), "unedited" (outside the mask, or outside what the edited
+    frame changed) or "all".
+    """
+    qc: _builtins.bool
+    """A QC report per take (Finished.qc and a JSON sidecar next to each output); absent: on."""
     def __init__(
         self,
         *,
@@ -212,10 +231,14 @@ class EditParams(_message.Message):
         lora_dropout: _builtins.float | None = ...,
         lora_height: _builtins.int | None = ...,
         lora_width: _builtins.int | None = ...,
+        crossfade_frames: _builtins.int | None = ...,
+        drift_strength: _builtins.float | None = ...,
+        drift_region: _builtins.str | None = ...,
+        qc: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_fps_id", b"_fps_id", "_height", b"_height", "_lora_dropout", b"_lora_dropout", "_lora_height", b"_lora_height", "_lora_lr", b"_lora_lr", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_lora_width", b"_lora_width", "_mask_threshold", b"_mask_threshold", "_mask_threshold_last", b"_mask_threshold_last", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_motion_bucket_id", b"_motion_bucket_id", "_noise_aug_strength", b"_noise_aug_strength", "_overlap", b"_overlap", "_sarp_alpha", b"_sarp_alpha", "_sarp_threshold", b"_sarp_threshold", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "fps_id", b"fps_id", "height", b"height", "lora_dropout", b"lora_dropout", "lora_height", b"lora_height", "lora_lr", b"lora_lr", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "lora_width", b"lora_width", "mask_threshold", b"mask_threshold", "mask_threshold_last", b"mask_threshold_last", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "motion_bucket_id", b"motion_bucket_id", "noise_aug_strength", b"noise_aug_strength", "overlap", b"overlap", "sarp_alpha", b"sarp_alpha", "sarp_threshold", b"sarp_threshold", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_crossfade_frames", b"_crossfade_frames", "_drift_region", b"_drift_region", "_drift_strength", b"_drift_strength", "_fps_id", b"_fps_id", "_height", b"_height", "_lora_dropout", b"_lora_dropout", "_lora_height", b"_lora_height", "_lora_lr", b"_lora_lr", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_lora_width", b"_lora_width", "_mask_threshold", b"_mask_threshold", "_mask_threshold_last", b"_mask_threshold_last", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_motion_bucket_id", b"_motion_bucket_id", "_noise_aug_strength", b"_noise_aug_strength", "_overlap", b"_overlap", "_qc", b"_qc", "_sarp_alpha", b"_sarp_alpha", "_sarp_threshold", b"_sarp_threshold", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "crossfade_frames", b"crossfade_frames", "drift_region", b"drift_region", "drift_strength", b"drift_strength", "fps_id", b"fps_id", "height", b"height", "lora_dropout", b"lora_dropout", "lora_height", b"lora_height", "lora_lr", b"lora_lr", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "lora_width", b"lora_width", "mask_threshold", b"mask_threshold", "mask_threshold_last", b"mask_threshold_last", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "motion_bucket_id", b"motion_bucket_id", "noise_aug_strength", b"noise_aug_strength", "overlap", b"overlap", "qc", b"qc", "sarp_alpha", b"sarp_alpha", "sarp_threshold", b"sarp_threshold", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_fps_id", b"_fps_id", "_height", b"_height", "_lora_dropout", b"_lora_dropout", "_lora_height", b"_lora_height", "_lora_lr", b"_lora_lr", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_lora_width", b"_lora_width", "_mask_threshold", b"_mask_threshold", "_mask_threshold_last", b"_mask_threshold_last", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_motion_bucket_id", b"_motion_bucket_id", "_noise_aug_strength", b"_noise_aug_strength", "_overlap", b"_overlap", "_sarp_alpha", b"_sarp_alpha", "_sarp_threshold", b"_sarp_threshold", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "fps_id", b"fps_id", "height", b"height", "lora_dropout", b"lora_dropout", "lora_height", b"lora_height", "lora_lr", b"lora_lr", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "lora_width", b"lora_width", "mask_threshold", b"mask_threshold", "mask_threshold_last", b"mask_threshold_last", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "motion_bucket_id", b"motion_bucket_id", "noise_aug_strength", b"noise_aug_strength", "overlap", b"overlap", "preset", b"preset", "sarp_alpha", b"sarp_alpha", "sarp_threshold", b"sarp_threshold", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_crossfade_frames", b"_crossfade_frames", "_drift_region", b"_drift_region", "_drift_strength", b"_drift_strength", "_fps_id", b"_fps_id", "_height", b"_height", "_lora_dropout", b"_lora_dropout", "_lora_height", b"_lora_height", "_lora_lr", b"_lora_lr", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_lora_width", b"_lora_width", "_mask_threshold", b"_mask_threshold", "_mask_threshold_last", b"_mask_threshold_last", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_motion_bucket_id", b"_motion_bucket_id", "_noise_aug_strength", b"_noise_aug_strength", "_overlap", b"_overlap", "_qc", b"_qc", "_sarp_alpha", b"_sarp_alpha", "_sarp_threshold", b"_sarp_threshold", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "crossfade_frames", b"crossfade_frames", "drift_region", b"drift_region", "drift_strength", b"drift_strength", "fps_id", b"fps_id", "height", b"height", "lora_dropout", b"lora_dropout", "lora_height", b"lora_height", "lora_lr", b"lora_lr", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "lora_width", b"lora_width", "mask_threshold", b"mask_threshold", "mask_threshold_last", b"mask_threshold_last", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "motion_bucket_id", b"motion_bucket_id", "noise_aug_strength", b"noise_aug_strength", "overlap", b"overlap", "preset", b"preset", "qc", b"qc", "sarp_alpha", b"sarp_alpha", "sarp_threshold", b"sarp_threshold", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attention_matching: _TypeAlias = _typing.Literal["attention_matching"]  # noqa: Y015
     _WhichOneofArgType__attention_matching: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching"]  # noqa: Y015
@@ -223,6 +246,12 @@ class EditParams(_message.Message):
     _WhichOneofArgType__beta1: _TypeAlias = _typing.Literal["_beta1", b"_beta1"]  # noqa: Y015
     _WhichOneofReturnType__beta2: _TypeAlias = _typing.Literal["beta2"]  # noqa: Y015
     _WhichOneofArgType__beta2: _TypeAlias = _typing.Literal["_beta2", b"_beta2"]  # noqa: Y015
+    _WhichOneofReturnType__crossfade_frames: _TypeAlias = _typing.Literal["crossfade_frames"]  # noqa: Y015
+    _WhichOneofArgType__crossfade_frames: _TypeAlias = _typing.Literal["_crossfade_frames", b"_crossfade_frames"]  # noqa: Y015
+    _WhichOneofReturnType__drift_region: _TypeAlias = _typing.Literal["drift_region"]  # noqa: Y015
+    _WhichOneofArgType__drift_region: _TypeAlias = _typing.Literal["_drift_region", b"_drift_region"]  # noqa: Y015
+    _WhichOneofReturnType__drift_strength: _TypeAlias = _typing.Literal["drift_strength"]  # noqa: Y015
+    _WhichOneofArgType__drift_strength: _TypeAlias = _typing.Literal["_drift_strength", b"_drift_strength"]  # noqa: Y015
     _WhichOneofReturnType__fps_id: _TypeAlias = _typing.Literal["fps_id"]  # noqa: Y015
     _WhichOneofArgType__fps_id: _TypeAlias = _typing.Literal["_fps_id", b"_fps_id"]  # noqa: Y015
     _WhichOneofReturnType__height: _TypeAlias = _typing.Literal["height"]  # noqa: Y015
@@ -253,6 +282,8 @@ class EditParams(_message.Message):
     _WhichOneofArgType__noise_aug_strength: _TypeAlias = _typing.Literal["_noise_aug_strength", b"_noise_aug_strength"]  # noqa: Y015
     _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
     _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__qc: _TypeAlias = _typing.Literal["qc"]  # noqa: Y015
+    _WhichOneofArgType__qc: _TypeAlias = _typing.Literal["_qc", b"_qc"]  # noqa: Y015
     _WhichOneofReturnType__sarp_alpha: _TypeAlias = _typing.Literal["sarp_alpha"]  # noqa: Y015
     _WhichOneofArgType__sarp_alpha: _TypeAlias = _typing.Literal["_sarp_alpha", b"_sarp_alpha"]  # noqa: Y015
     _WhichOneofReturnType__sarp_threshold: _TypeAlias = _typing.Literal["sarp_threshold"]  # noqa: Y015
@@ -273,6 +304,12 @@ class EditParams(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__beta1) -> _WhichOneofReturnType__beta1 | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__beta2) -> _WhichOneofReturnType__beta2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__crossfade_frames) -> _WhichOneofReturnType__crossfade_frames | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_region) -> _WhichOneofReturnType__drift_region | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__drift_strength) -> _WhichOneofReturnType__drift_strength | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__fps_id) -> _WhichOneofReturnType__fps_id | None: ...
     @_typing.overload
@@ -304,6 +341,8 @@ class EditParams(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__qc) -> _WhichOneofReturnType__qc | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sarp_alpha) -> _WhichOneofReturnType__sarp_alpha | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sarp_threshold) -> _WhichOneofReturnType__sarp_threshold | None: ...
@@ -319,6 +358,50 @@ class EditParams(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__window) -> _WhichOneofReturnType__window | None: ...
 
 Global___EditParams: _TypeAlias = EditParams  # noqa: Y015
+
+@_typing.final
+class SegmentSpec(_message.Message):
+    """Re-render one segment of an earlier take (docs/segments.md): the windows from the one that
+    first writes from_frame on run again with this job's parameters (or a new edited frame); the
+    earlier windows are reused from the cache. The job's source, frame range and edited frame index
+    must be the earlier job's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OF_JOB_FIELD_NUMBER: _builtins.int
+    FROM_FRAME_FIELD_NUMBER: _builtins.int
+    NEW_EDITED_FRAME_FIELD_NUMBER: _builtins.int
+    WHOLE_FIELD_NUMBER: _builtins.int
+    of_job: _builtins.str
+    """The job whose take is re-rendered; it must have finished."""
+    from_frame: _builtins.int
+    """Counted from the start of the frame range, after the edited frame. The segment starts at the
+    first frame its window writes (Finished.first_frame tells which).
+    """
+    new_edited_frame: _builtins.bool
+    """edited_frame_paths[0] is a new edit of the take's frame from_frame, which must be a window's
+    first frame (a refusal names the nearest); otherwise it is the earlier job's edited frame.
+    """
+    whole: _builtins.bool
+    """Write the whole range (the frames before the segment bit for bit as before) instead of the
+    segment only.
+    """
+    def __init__(
+        self,
+        *,
+        of_job: _builtins.str = ...,
+        from_frame: _builtins.int = ...,
+        new_edited_frame: _builtins.bool = ...,
+        whole: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_frame", b"from_frame", "new_edited_frame", b"new_edited_frame", "of_job", b"of_job", "whole", b"whole"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentSpec: _TypeAlias = SegmentSpec  # noqa: Y015
 
 @_typing.final
 class OutputSpec(_message.Message):
@@ -392,6 +475,8 @@ class JobSpec(_message.Message):
     INPUT_LUT_PATH_FIELD_NUMBER: _builtins.int
     KEEP_UNEDITED_FIELD_NUMBER: _builtins.int
     COPY_AUDIO_FIELD_NUMBER: _builtins.int
+    EDITED_FRAME_INDICES_FIELD_NUMBER: _builtins.int
+    SEGMENT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional client-chosen key: submitting the same request_id again returns the first job."""
     label: _builtins.str
@@ -417,7 +502,9 @@ class JobSpec(_message.Message):
 
     @_builtins.property
     def edited_frame_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """One or more edited versions of the range's first frame; one output per edited frame."""
+        """One or more edited frames. Without edited_frame_indices they are versions of the range's
+        first frame, one output each.
+        """
 
     @_builtins.property
     def params(self) -> Global___EditParams: ...
@@ -440,6 +527,19 @@ class JobSpec(_message.Message):
         frames, or a pattern like /shots/a_%04d.exr); absent: source_fps, else 24.
         """
 
+    @_builtins.property
+    def edited_frame_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Edit any frame (docs/edit-any-frame.md): per edited frame, the index of the frame it is an
+        edit of, counted from the start of frame_range (or of the clip); the edit propagates forward
+        and backward from it over the whole range. All equal: one take per edited frame; all
+        different: one take, each edited frame owning the frames nearest to it. Empty: all 0.
+        A host's "Edit current frame" sends the playhead's index here (or in edit_session).
+        """
+
+    @_builtins.property
+    def segment(self) -> Global___SegmentSpec:
+        """Re-render one segment of an earlier take."""
+
     def __init__(
         self,
         *,
@@ -459,10 +559,12 @@ class JobSpec(_message.Message):
         input_lut_path: _builtins.str = ...,
         keep_unedited: _builtins.bool | None = ...,
         copy_audio: _builtins.bool | None = ...,
+        edited_frame_indices: _abc.Iterable[_builtins.int] | None = ...,
+        segment: Global___SegmentSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio", "_keep_unedited", b"_keep_unedited", "copy_audio", b"copy_audio", "edit_session", b"edit_session", "frame_range", b"frame_range", "keep_unedited", b"keep_unedited", "output", b"output", "params", b"params", "sequence_fps", b"sequence_fps", "source_fps", b"source_fps"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio", "_keep_unedited", b"_keep_unedited", "copy_audio", b"copy_audio", "edit_session", b"edit_session", "frame_range", b"frame_range", "keep_unedited", b"keep_unedited", "output", b"output", "params", b"params", "segment", b"segment", "sequence_fps", b"sequence_fps", "source_fps", b"source_fps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio", "_keep_unedited", b"_keep_unedited", "copy_audio", b"copy_audio", "edit_session", b"edit_session", "edited_frame_paths", b"edited_frame_paths", "frame_range", b"frame_range", "host_context", b"host_context", "input_lut_path", b"input_lut_path", "keep_unedited", b"keep_unedited", "label", b"label", "mask_path", b"mask_path", "model", b"model", "output", b"output", "params", b"params", "request_id", b"request_id", "sequence_fps", b"sequence_fps", "source_fps", b"source_fps", "source_path", b"source_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio", "_keep_unedited", b"_keep_unedited", "copy_audio", b"copy_audio", "edit_session", b"edit_session", "edited_frame_indices", b"edited_frame_indices", "edited_frame_paths", b"edited_frame_paths", "frame_range", b"frame_range", "host_context", b"host_context", "input_lut_path", b"input_lut_path", "keep_unedited", b"keep_unedited", "label", b"label", "mask_path", b"mask_path", "model", b"model", "output", b"output", "params", b"params", "request_id", b"request_id", "segment", b"segment", "sequence_fps", b"sequence_fps", "source_fps", b"source_fps", "source_path", b"source_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__copy_audio: _TypeAlias = _typing.Literal["copy_audio"]  # noqa: Y015
     _WhichOneofArgType__copy_audio: _TypeAlias = _typing.Literal["_copy_audio", b"_copy_audio"]  # noqa: Y015
@@ -485,8 +587,8 @@ class EditSessionSpec(_message.Message):
     FOLLOW_SAVES_FIELD_NUMBER: _builtins.int
     frame_index: _builtins.int
     """The frame to edit, counted from the start of frame_range (or of the clip); 0: the first.
-    The edit propagates forward from it: a frame after the first moves the job's frame range
-    to start there.
+    The edit propagates forward and backward from it over the whole range (a host's "Edit
+    current frame" sends the playhead's index).
     """
     sixteen_bit: _builtins.bool
     """Export a 16-bit TIFF instead of an 8-bit sRGB PNG."""

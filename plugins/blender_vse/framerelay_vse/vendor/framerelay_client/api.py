@@ -66,7 +66,11 @@ class DaemonApi(ABC):
         return self.call("GetStatus")
 
     def submit(self, spec: Mapping[str, Any]) -> JsonDict:
-        """SubmitJob: `{"job": …, "exportedPath": …}` (exportedPath for round trips only).
+        """SubmitJob: `{"job": …, "estimate": …, "exportedPath": …}`: the estimate is the
+        daemon's pre-flight one for this machine (peakVramBytes, cacheBytes, outputBytes,
+        phases with seconds, docs/estimates.md); a job that cannot fit is refused instead
+        (OutOfMemory or DiskFull, with a hint).
+        exportedPath is for round trips only.
 
         Build `spec` with `framerelay_client.spec.job_spec`."""
         return self.call("SubmitJob", {"spec": dict(spec)})

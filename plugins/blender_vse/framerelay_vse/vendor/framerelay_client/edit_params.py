@@ -31,4 +31,8 @@ PARAMS: dict[str, type] = {
     "lora_dropout": float,
     "lora_height": int,
     "lora_width": int,
+    "crossfade_frames": int,
+    "drift_strength": float,
+    "drift_region": str,
+    "qc": bool,
 }

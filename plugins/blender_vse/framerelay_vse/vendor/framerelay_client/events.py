@@ -108,6 +108,11 @@ class JobView:
     cache_hits: int = 0  # windows whose LoRA and inversion came from the cache
     lora_steps_run: int = 0
     warnings: tuple[str, ...] = ()  # what the footage made framerelay change or drop
+    qc_verdicts: tuple[
+        str, ...
+    ] = ()  # one per output: the QC report's one line (docs/drift-and-qc.md)
+    qc_sidecars: tuple[str, ...] = ()  # one per output: <output>.qc.json
+    first_frame: int = 0  # the source frame the outputs start at: place the take there
 
     @classmethod
     def empty(cls, job_id: str) -> JobView:
@@ -351,6 +356,11 @@ def _result_fields(finished: Mapping[str, Any]) -> dict[str, Any]:
         "cache_hits": int(finished.get("cacheHits", 0)),
         "lora_steps_run": int(finished.get("loraStepsRun", 0)),
         "warnings": tuple(str(w) for w in finished.get("warnings", ())),
+        "qc_verdicts": tuple(str(_mapping(q).get("verdict", "")) for q in finished.get("qc", ())),
+        "qc_sidecars": tuple(
+            str(_mapping(q).get("sidecarPath", "")) for q in finished.get("qc", ())
+        ),
+        "first_frame": int(finished.get("firstFrame", 0)),
     }
     if "windows" in finished:
         fields["windows"] = int(finished["windows"])

@@ -25,7 +25,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "OutputFormat": tuple(f"OUTPUT_FORMAT_{n}" for n in ("UNSPECIFIED", "MP4", "MOV", "PNG")),
     "JobState": ("JOB_STATE_UNSPECIFIED", *JOB_STATES),
 }
-_PARAM_TYPES = {int: "uint32", float: "double", bool: "bool"}
+_PARAM_TYPES = {int: "uint32", float: "double", bool: "bool", str: "string"}
 # message -> field (lowerCamelCase) -> type: a scalar, "enum:X", "message:X", "[]" + a type for a
 # repeated field, "map" for map<string, string>. A test checks this against the .proto files.
 MESSAGES: dict[str, dict[str, str]] = {
@@ -46,6 +46,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "inputLutPath": "string",
         "keepUnedited": "bool",
         "copyAudio": "bool",
+        "editedFrameIndices": "[]uint32",
+        "segment": "message:SegmentSpec",
+    },
+    "SegmentSpec": {
+        "ofJob": "string",
+        "fromFrame": "uint32",
+        "newEditedFrame": "bool",
+        "whole": "bool",
     },
     "FrameRange": {"inFrame": "uint32", "outFrame": "uint32"},
     "Rational": {"num": "int32", "den": "int32"},
@@ -226,8 +234,12 @@ def echo_spec(spec: Mapping[str, Any]) -> JsonDict:
         echo["sourceFps"] = rational(Fraction(num, den))
     if spec.get("editedFramePaths"):
         echo["editedFramePaths"] = [normal_path(p) for p in spec["editedFramePaths"]]
+    if spec.get("editedFrameIndices"):
+        echo["editedFrameIndices"] = [int(i) for i in spec["editedFrameIndices"]]
     if spec.get("maskPath"):
         echo["maskPath"] = normal_path(spec["maskPath"])
+    if spec.get("segment"):
+        echo["segment"] = drop_zeros(dict(spec["segment"]))
     params = dict(spec.get("params", {}))
     preset = params.get("preset", "PRESET_UNSPECIFIED")
     params["preset"] = "PRESET_AUTO" if preset == "PRESET_UNSPECIFIED" else preset

@@ -18,6 +18,12 @@ from .timecode import parse_fps
 
 PRESETS = ("auto", "local", "style", "shape")
 OUTPUT_FORMATS = ("mov", "mp4", "png")
+SEGMENT_OPTIONS: dict[str, type] = {
+    "of_job": str,
+    "from_frame": int,
+    "new_edited_frame": bool,
+    "whole": bool,
+}
 ROUNDTRIP_OPTIONS: dict[str, type] = {
     "frame_index": int,
     "sixteen_bit": bool,
@@ -50,6 +56,8 @@ def job_spec(
     keep_unedited: bool = True,
     copy_audio: bool = True,
     sequence_fps: Fraction | str | float | int | None = None,
+    edited_frame_indices: tuple[int, ...] | list[int] = (),
+    segment: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JobSpec dict for `Client.submit`.
 
@@ -61,6 +69,11 @@ def job_spec(
     `input_lut`: a 1D `.cube` for log footage; `keep_unedited=False` takes every pixel from the
     model; `copy_audio=False` drops the source's audio; `sequence_fps`: the rate of an image
     sequence source (a folder or a `####` pattern).
+    `edited_frame_indices`: per edited frame, the index (from in_frame) of the frame it is an edit
+    of; the edit propagates both ways over the whole range ("Edit current frame": the playhead's
+    index; a round trip takes it as roundtrip["frame_index"]). `segment`: {"of_job", "from_frame",
+    "new_edited_frame", "whole"} re-renders part of an earlier job's take; Finished.firstFrame
+    says where the new take starts.
     `preset`, `output_format` and `output_folder` None: the daemon's job defaults
     (`get_defaults`).
     """
@@ -103,6 +116,13 @@ def job_spec(
     if sequence_fps is not None:
         rate = parse_fps(sequence_fps)
         spec["sequenceFps"] = {"num": rate.numerator, "den": rate.denominator}
+    if edited_frame_indices:
+        for index in edited_frame_indices:
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise InvalidSpec(f"an edited frame index must be 0 or more, got {index!r}.")
+        spec["editedFrameIndices"] = list(edited_frame_indices)
+    if segment is not None:
+        spec["segment"] = _options(segment, SEGMENT_OPTIONS, "segment option")
     return spec
 
 

@@ -155,6 +155,7 @@ class Script:
         return error_for_code(code, SCRIPTED_MESSAGES.get(code, "the job failed."))
 
 
+FAKE_QC_VERDICT = "OK: fake executor, nothing measured."  # the daemon's fake executor's
 SCRIPTED_MESSAGES = {  # what the worker says for the engine's usual failures
     "ERROR_CODE_OUT_OF_MEMORY": "the job ran out of memory.",
     "ERROR_CODE_DISK_FULL": "the disk is full.",
@@ -475,11 +476,13 @@ class FakeDaemon(DaemonApi):
             job = existing or self._submit_round_trip(spec)
             response = {"job": self._job_json(job)}
             exported = (job.edit or {}).get("exportedPath")
-            return {**response, "exportedPath": exported} if exported else response
+            if exported:
+                response["exportedPath"] = exported
+            return {**response, "estimate": fake_estimate(spec)}
         if existing is None:
             self._refuse_on_a_full_disk()
         job = existing or self._enqueue_new(spec, "QUEUED_REASON_SUBMITTED")
-        return {"job": self._job_json(job)}
+        return {"job": self._job_json(job), "estimate": fake_estimate(spec)}
 
     def _get_job(self, request: JsonDict) -> JsonDict:
         return {"job": self._job_json(self._job(request.get("jobId", "")))}
@@ -914,7 +917,9 @@ class FakeDaemon(DaemonApi):
         output = spec.get("output", {})
         folder = Path(output.get("folder") or self.data_dir / "outputs" / job_id)
         stem = f"{Path(spec['sourcePath']).stem}_{job_id[:8]}"
-        count = max(1, len(spec.get("editedFramePaths", [])))
+        # one per take: edited frames at different frames share one
+        apart = len(set(spec.get("editedFrameIndices", []))) > 1
+        count = 1 if apart else max(1, len(spec.get("editedFramePaths", [])))
         names = [stem] if count == 1 else [f"{stem}_{n}" for n in range(1, count + 1)]
         ext = output.get("format", "OUTPUT_FORMAT_MOV").removeprefix("OUTPUT_FORMAT_").lower()
         if ext == "png":
@@ -984,21 +989,13 @@ class FakeDaemon(DaemonApi):
             if frame_range
             else clip.frame_count
         )
-        if index > count - 2:
+        if index >= count:
             raise InvalidSpec(
-                f"frame {index} leaves fewer than two of the clip's {count} frames to propagate "
-                "the edit into.",
-                f"Pick a frame from 0 to {count - 2}.",
+                f"frame {index} is outside the clip's {count} frames.",
+                f"Pick a frame from 0 to {count - 1}.",
             )
         first = frame_range.get("inFrame", 0) if frame_range else 0
-        if index:  # the range now starts at the edited frame: its frame 0
-            end = frame_range.get("outFrame", 0) if frame_range else clip.frame_count
-            spec = dict(spec)
-            spec["frameRange"] = drop_zeros({"inFrame": first + index, "outFrame": end})
-            spec.setdefault("sourceFps", rational(clip.fps))
-            session.pop("frameIndex", None)
-            spec["editSession"] = session
-            spec = echo_spec(spec)
+        # the job keeps its range: the edit propagates both ways from the exported frame
         job_id = uuid.uuid4().hex
         suffix = "tiff" if session.get("sixteenBit") else "png"
         folder = str(self.data_dir / "edits" / job_id)
@@ -1216,9 +1213,9 @@ class FakeDaemon(DaemonApi):
 
     def _finished(self, job: _Job) -> JsonDict:
         frame_range = job.spec.get("frameRange")
-        frames = (
-            frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
-        )
+        count = frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
+        first = segment_first_frame(job.spec, count)
+        frames = count - first
         fps = job.spec.get("sourceFps") or rational(Fraction(24))
         writer = job.script.output_writer
         if writer is not None:
@@ -1243,6 +1240,14 @@ class FakeDaemon(DaemonApi):
             "cacheHits": script.windows if "invert" in script.cached_phases else 0,
             "loraStepsRun": job.phase_steps.get("lora", 0),
         }
+        in_frame = frame_range.get("inFrame", 0) if frame_range else 0
+        if in_frame + first:
+            finished["firstFrame"] = in_frame + first  # where to place the take
+        if params.get("qc", True):  # a QC report per take, its sidecar beside it
+            finished["qc"] = [
+                {"verdict": FAKE_QC_VERDICT, "sidecarPath": f"{output}.qc.json"}
+                for output in job.outputs
+            ]
         return drop_zeros(finished)
 
     def _cancelled_payload(self, job: _Job, reason: str) -> JsonDict:
@@ -1495,11 +1500,10 @@ def _check_session(session: JsonDict, edited: list[str], frame_range: JsonDict |
     index = int(session.get("frameIndex", 0))
     if frame_range is not None:
         first, end = frame_range.get("inFrame", 0), frame_range.get("outFrame", 0)
-        if index > end - first - 2:
+        if index >= end - first:
             raise InvalidSpec(
-                f"frame {index} leaves fewer than two frames of the range [{first}, {end}) to "
-                "propagate the edit into.",
-                f"Pick a frame from 0 to {end - first - 2}; the edit propagates forward from it.",
+                f"frame {index} is outside the range [{first}, {end}).",
+                f"Pick a frame from 0 to {end - first - 1}, counted from the range's first.",
             )
 
 
@@ -1561,3 +1565,47 @@ def crash_loop_error(crashes: int) -> JsonDict:
         "Free GPU memory (close other GPU programs, `framerelay unload`) or make the job smaller "
         "(--width/--height, --window), then retry it; the daemon's log tells more.",
     ).to_dict()
+
+
+def segment_first_frame(spec: JsonDict, count: int) -> int:
+    """Where a segment's take starts in the range, by the engine's window plan: the forward half
+    from the edited frame in windows of `window` frames sharing `overlap`; the segment starts
+    with the window that first writes `fromFrame` (after its shared frame, or at it with a new
+    edited frame). 0 for a whole take."""
+    segment = spec.get("segment")
+    if not segment or segment.get("whole"):
+        return 0
+    params = spec.get("params", {})
+    window, overlap = int(params.get("window", 14)), int(params.get("overlap", 1))
+    at = int([*spec.get("editedFrameIndices", []), 0][0])
+    step = window - overlap
+    position = int(segment.get("fromFrame", 0)) - at
+    if segment.get("newEditedFrame"):
+        index = max(1, round(position / step))
+    else:
+        index = max(1, 0 if position < window else (position - overlap) // step)
+    start = at + index * step
+    return min(count - 1, start if segment.get("newEditedFrame") else start + overlap)
+
+
+def fake_estimate(spec: JsonDict) -> JsonDict:
+    """The pre-flight estimate's fields (daemon.proto Estimate), from a fixed stand-in rate: the
+    daemon's come from the accounting of the real model and this machine's measured speed."""
+    frame_range = spec.get("frameRange")
+    frames = frame_range.get("outFrame", 0) - frame_range.get("inFrame", 0) if frame_range else 8
+    window = int(spec.get("params", {}).get("window", 14))
+    windows = 1 if frames <= window else 1 + -(-(frames - window) // (window - 1))
+    phases = [
+        {"phase": phase, "seconds": float(seconds * windows)}
+        for phase, seconds in (("lora", 240.0), ("invert", 10.0), ("edit", 25.0), ("decode", 1.0))
+    ]
+    return {
+        "peakVramBytes": str(20 * 10**9),
+        "peakPhase": "edit_anchored" if windows > 1 else "lora",
+        "cacheBytes": str(130 * 10**6 * windows),
+        "outputBytes": str(64 * 64 * frames),
+        "phases": phases,
+        "totalSeconds": sum(p["seconds"] for p in phases),
+        "windows": windows,
+        "profile": "fake",
+    }
