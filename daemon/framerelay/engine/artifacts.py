@@ -16,6 +16,8 @@ from framerelay.engine.params import EngineParams, cache_values
 
 ARTIFACT_FORMAT_VERSION = 3  # 2: SARP-perturbed source condition, zero-padded SARP gradient;
 # 3: one EDM preconditioning (edm.py) for sampling, inversion and the LoRA loss (last-bit changes)
+TAKE_FORMAT_VERSION = 1  # a take's latents; bump when the editing pass's bits change (e.g. a new
+# CPU attention path) while the LoRA and the inversion keep theirs
 LORA_FILE = "motion_lora.safetensors"
 INVERSION_FILE = "inversion.safetensors"
 
@@ -115,7 +117,7 @@ def take_key(
     the edit region."""
     return cache_key(
         kind="take",
-        format=ARTIFACT_FORMAT_VERSION,
+        format=(ARTIFACT_FORMAT_VERSION, TAKE_FORMAT_VERSION),
         window=window,
         condition=condition,
         previous=previous,
