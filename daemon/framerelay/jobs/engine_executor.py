@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -131,23 +132,15 @@ def preview_png(frame: Any, longest: int = PREVIEW_SIZE) -> tuple[bytes, int, in
 
 def result_from(edit: EditResult, first_number: int = 0) -> ExecutionResult:
     """`first_number`: the frame number of the job's range's first frame (its in_frame)."""
+    same = {f.name: getattr(edit, f.name) for f in fields(ExecutionResult)}
     return ExecutionResult(
-        outputs=edit.outputs,
-        frame_count=edit.frame_count,
-        fps=edit.fps,
-        size=edit.size,
-        preset=edit.preset,
-        preset_choices=edit.preset_choices,
-        seed=edit.seed,
-        phase_seconds=dict(edit.phase_seconds),
-        windows=edit.windows,
-        cache_hits=edit.cache_hits,
-        lora_steps_run=edit.lora_steps_run,
-        warnings=edit.warnings,
-        qc=edit.qc,
-        first_frame=first_number + edit.first_frame,
-        compute_seconds=dict(edit.compute_seconds),
-        work={**edit.work, "lora_steps": edit.lora_steps_run},
+        **{
+            **same,
+            "phase_seconds": dict(edit.phase_seconds),
+            "compute_seconds": dict(edit.compute_seconds),
+            "first_frame": first_number + edit.first_frame,
+            "work": {**edit.work, "lora_steps": edit.lora_steps_run},
+        }
     )
 
 

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -410,24 +410,17 @@ class Worker:
 
 
 def finished(result: ExecutionResult) -> Finished:
-    """The finished event: everything the run did."""
+    """The finished event: everything the run did (the fields the two share, by name)."""
+    same = {f.name: getattr(result, f.name) for f in fields(Finished) if hasattr(result, f.name)}
     width, height = result.size
     return Finished(
-        outputs=tuple(str(p) for p in result.outputs),
-        frame_count=result.frame_count,
-        fps=result.fps,
-        width=width,
-        height=height,
-        preset=result.preset,
-        preset_choices=result.preset_choices,
-        seed=result.seed,
-        phase_seconds=dict(result.phase_seconds),
-        windows=result.windows,
-        cache_hits=result.cache_hits,
-        lora_steps_run=result.lora_steps_run,
-        warnings=result.warnings,
-        qc=result.qc,
-        first_frame=result.first_frame,
+        **{
+            **same,
+            "outputs": tuple(str(p) for p in result.outputs),
+            "width": width,
+            "height": height,
+            "phase_seconds": dict(result.phase_seconds),
+        }
     )
 
 
