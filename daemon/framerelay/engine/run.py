@@ -43,6 +43,7 @@ from framerelay.engine.presets import choose_preset
 from framerelay.engine.region import latent_region, load_region, propagate_region
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
+from framerelay.engine.window_tasks import WindowHooks
 from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
 from framerelay.media import audio, colour, footage, geometry, image, writer
@@ -399,6 +400,46 @@ def _invert_window(
     return inversion
 
 
+def analyse_window(
+    pipe,
+    window: _Window,
+    params: EngineParams,
+    anchor: Anchor | None,
+    controller: attention.AttentionController,
+    checkpoints: Path,
+    progress: ProgressSink,
+    cancel: CancelToken | None,
+    autocast: torch.dtype | None,
+) -> tuple[Inversion, int]:
+    """A window's analysis, what its cache entry holds: the motion LoRA (left in the UNet) and the
+    inversion (recorded into `controller.store`); and the LoRA steps run. The job's own windows
+    and a pool's helpers (engine/fanout.py) run this same function."""
+    steps_run = 0
+    if params.lora.steps > 0:
+        steps_run = _train_lora(
+            pipe, window, params, anchor, controller, checkpoints, progress, cancel, autocast
+        )
+    inversion = _invert_window(pipe, window, params, anchor, controller, progress, cancel)
+    return inversion, steps_run
+
+
+def store_analysis(
+    cache: ArtifactCache,
+    key: str,
+    unet,
+    inversion: Inversion,
+    params: EngineParams,
+    scratch: Path,
+    clip: str,
+) -> None:
+    """Stores a window's analysis as its cache entry; the entry supersedes its LoRA checkpoints."""
+    lora_file = None
+    if params.lora.steps > 0:
+        lora_file = lora.save_motion_lora(unet, scratch / f"{key}.safetensors")
+    artifacts.store_window(cache, key, inversion, lora_file, clip)
+    shutil.rmtree(artifacts.checkpoint_dir(cache, key), ignore_errors=True)
+
+
 def _edit_condition(pipe, edit: _Edit, params: EngineParams) -> Condition:
     generator = torch.Generator().manual_seed(params.seed + 1 + edit.index)
     if edit.last_latent is None:
@@ -467,12 +508,14 @@ def run_edit(
     cancel: CancelToken | None = None,
     engine: Engine | None = None,
     preview: Callable[[np.ndarray], None] | None = None,
+    hooks: WindowHooks | None = None,
 ) -> EditResult:
     """Propagate each edited first frame through the source clip; one output per edited frame.
 
     The motion LoRA and the inversion are computed once per window and shared by every edit, and
     kept in the artifact cache so that another edit of the same clip reuses them. `preview` gets
     the last frame (uint8, H×W×3, source size) of each window of the first edit once it is done.
+    `hooks` (a worker pool, docs/scale.md) may have other workers analyse windows into the cache.
     """
     clock, timings = time.perf_counter(), {}
     params = _check_request(request)
@@ -542,6 +585,8 @@ def run_edit(
                 anchor_key,
             )
             window = _Window(index, frames)
+            if hooks is not None:  # another worker may be analysing this window: wait for it
+                hooks.ready(index, key)
             entry = cache.get(key) if cache is not None else None
             hits += entry is not None
             store_shape = (
@@ -565,32 +610,21 @@ def run_edit(
                 if params.lora.steps > 0:
                     report(Progress("lora", params.lora.steps, params.lora.steps, message="cached"))
                 report(Progress("invert", params.steps, params.steps, message="cached"))
-            if params.lora.steps > 0:
-                if entry is not None:
-                    lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)
-                else:
-                    lora_steps += _train_lora(
-                        pipe,
-                        window,
-                        params,
-                        anchor,
-                        controller,
-                        checkpoints,
-                        report,
-                        cancel,
-                        autocast,
-                    )
-
             if entry is not None:
+                if params.lora.steps > 0:
+                    lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)
                 inversion = artifacts.load_inversion(entry.path / artifacts.INVERSION_FILE, device)
             else:
-                inversion = _invert_window(pipe, window, params, anchor, controller, report, cancel)
+                inversion, steps_run = analyse_window(
+                    pipe, window, params, anchor, controller, checkpoints, report, cancel, autocast
+                )
+                lora_steps += steps_run
                 if cache is not None:
-                    lora_file = None
-                    if params.lora.steps > 0:
-                        lora_file = lora.save_motion_lora(pipe.unet, scratch / f"{key}.safetensors")
-                    artifacts.store_window(cache, key, inversion, lora_file, str(request.source))
-                    shutil.rmtree(checkpoints, ignore_errors=True)  # the entry supersedes them
+                    store_analysis(
+                        cache, key, pipe.unet, inversion, params, scratch, str(request.source)
+                    )
+                if hooks is not None:
+                    hooks.analysed(index, key)
 
             for edit in edits:
                 latents = _edit_window(

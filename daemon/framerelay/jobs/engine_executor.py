@@ -17,12 +17,15 @@ from typing import Any
 
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.engine.request import EditRequest, EditResult
+from framerelay.engine.window_tasks import WindowTask
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
-from framerelay.progress import CancelToken
+from framerelay.jobs.slot_process import Helpers
+from framerelay.progress import CancelToken, ProgressSink
 
 log = logging.getLogger(__name__)
 
 ENGINE_MODULE = "framerelay.engine.run"
+FANOUT_MODULE = "framerelay.engine.fanout"
 PREVIEW_SIZE = 256  # longest side of a preview picture, in pixels
 
 
@@ -89,7 +92,10 @@ class EngineExecutor:
         self._engine: Any = None  # framerelay.engine.run.Engine, once a job has run
         self._lock = threading.Lock()
 
-    def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
+    def execute(
+        self, run: Execution, report: Reporter, cancel: CancelToken, helpers: Helpers | None = None
+    ) -> ExecutionResult:
+        """Runs the job; with `helpers` (a worker pool), other workers may analyse its windows."""
         request = edit_request_for(run, self.default_model, self.device, self.dtype, self.cache_dir)
         module = importlib.import_module(ENGINE_MODULE)
         engine = self._engine_for(module, request.model)
@@ -99,17 +105,34 @@ class EngineExecutor:
         def preview(frame: Any) -> None:
             report.preview(*preview_png(frame), "edit")
 
-        edit = module.run_edit(request, report.progress, cancel, engine=engine, preview=preview)
+        hooks = None
+        if helpers is not None:
+            fanout = importlib.import_module(FANOUT_MODULE)
+            tasks = fanout.plan(run.job_id, request, engine, run.work_dir / "windows")
+            helpers.plan(tasks)
+            hooks = helpers if tasks else None
+        edit = module.run_edit(
+            request, report.progress, cancel, engine=engine, preview=preview, hooks=hooks
+        )
         return result_from(edit)
 
-    def _engine_for(self, module: ModuleType, model: str) -> Any:
-        """The warm engine when it holds `model`, else a new one (it loads on first use)."""
+    def analyse(self, task: WindowTask, progress: ProgressSink, cancel: CancelToken) -> None:
+        """Analyses a window of a job whose chain runs in another worker, into the cache."""
+        assert task.request is not None
+        module = importlib.import_module(ENGINE_MODULE)
+        engine = self._engine_for(module, task.request.model, task.dtype)
+        importlib.import_module(FANOUT_MODULE).analyse(engine, task, progress, cancel)
+
+    def _engine_for(self, module: ModuleType, model: str, dtype: str | None = None) -> Any:
+        """The warm engine when it holds `model` (in `dtype`), else a new one (it loads on first
+        use)."""
+        dtype = dtype or self.dtype
         with self._lock:
             engine = self._engine
-            if engine is None or not engine.matches(model, self.device, self.dtype):
+            if engine is None or not engine.matches(model, self.device, dtype):
                 if engine is not None:
                     engine.unload()
-                engine = module.Engine(model, self.device, self.dtype)
+                engine = module.Engine(model, self.device, dtype)
                 self._engine = engine
             return engine
 
