@@ -61,6 +61,7 @@ class FakeExecutor:
         preview_phase: str | None = None,
         windows: int = 1,
         window_log: Path | None = None,
+        gate_path: Path | None = None,
     ):
         self.phases = phases
         self.step_seconds = step_seconds
@@ -70,6 +71,7 @@ class FakeExecutor:
         self.fail = fail
         self.fail_phase = fail_phase
         self.gate = gate  # when given, each job waits for it before its first step
+        self.gate_path = gate_path  # the same across processes: waits until the file exists
         self.preview_phase = preview_phase  # when given, a preview follows its last step
         # With windows > 1, the analysis phases (lora, invert) and edit run per window, and a
         # pool's helpers may analyse windows 1.. (as engine/fanout.py does); each analysis
@@ -102,20 +104,20 @@ class FakeExecutor:
                 record.reports_after_cancel += 1
             report.progress(Progress(phase, step, total, clip, self.windows, message))
 
-        self._load(progress, cancel)
-        self._wait_for_gate(cancel)
-        done = read_checkpoint(run.work_dir)
         tasks = self._plan(run) if self.windows > 1 else []
         if helpers is not None:
             helpers.plan(tasks)
+        self._load(progress, cancel)
+        self._wait_for_gate(cancel)
+        done = read_checkpoint(run.work_dir)
         for phase, total in self.phases:
+            if tasks and phase in WINDOW_PHASES[1:]:
+                continue  # run with the first, window by window
             if phase in done:
                 record.skipped_phases.append(phase)
                 progress(phase, total, total, "cached")
                 continue
-            if tasks and phase in WINDOW_PHASES:
-                if phase != WINDOW_PHASES[0]:
-                    continue
+            if tasks and phase == WINDOW_PHASES[0]:
                 self._windows(run, tasks, helpers, record, progress, cancel)
                 phase = WINDOW_PHASES[-1]
                 done.extend(WINDOW_PHASES[:-1])
@@ -195,6 +197,9 @@ class FakeExecutor:
     def _wait_for_gate(self, cancel: CancelToken) -> None:
         while self.gate is not None and not self.gate.wait(0.01):
             cancel.raise_if_cancelled()
+        while self.gate_path is not None and not Path(self.gate_path).exists():
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
 
     def _load(self, progress: Callable[[str, int, int], None], cancel: CancelToken) -> None:
         with self._lock:

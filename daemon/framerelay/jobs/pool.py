@@ -139,12 +139,29 @@ class PoolExecutor:
                 demand += coordinator.demand()
             return len(free) > demand
 
+    def reserve(self, job_id: str) -> None:
+        """Holds a free slot for a job the worker starts now (it calls `execute` from a thread
+        a moment later), so that the next `has_room` does not count that slot."""
+        with self._lock:
+            slot = self._free_slot()
+            if slot is not None:
+                slot.work[job_id] = _Work(job_id, job_id)
+
+    def release(self, job_id: str) -> None:
+        """Frees a slot reserved for a job that ended before it got there."""
+        with self._lock:
+            for slot in self._slots:
+                work = slot.work.get(job_id)
+                if work is not None and work.done is None:
+                    del slot.work[job_id]
+        self._room()
+
     def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
         done = threading.Event()
         work = _Work(run.job_id, run.job_id, report=report, done=done)
         with self._lock:
-            slot = self._free_slot()
-            while slot is None:  # a helper took the slot the worker saw: wait for one
+            slot = self._reserved_slot(run.job_id) or self._free_slot()
+            while slot is None:  # nothing reserved, and a helper took the free slot: wait
                 self._lock.release()
                 try:
                     if cancel.cancelled:
@@ -169,6 +186,17 @@ class PoolExecutor:
             raise work.error
         assert work.result is not None
         return work.result
+
+    def processes(self) -> dict[str, int]:
+        """The process id running each job (by job id) and analysis (by job:window)."""
+        with self._lock:
+            return {
+                work.id: slot.pid
+                for slot in self._slots
+                if slot.alive
+                for work in slot.work.values()
+                if work.done is not None or work.task is not None  # not a mere reservation
+            }
 
     def status(self) -> ExecutorStatus:
         with self._lock:
@@ -208,6 +236,13 @@ class PoolExecutor:
                 slot.process.join(5)
 
     # --- slots and helpers ---
+
+    def _reserved_slot(self, job_id: str) -> _Slot | None:
+        for slot in self._slots:
+            work = slot.work.get(job_id)
+            if work is not None and work.done is None:
+                return slot
+        return None
 
     def _free_slot(self) -> _Slot | None:
         for slot in self._slots:
@@ -393,6 +428,8 @@ class PoolExecutor:
                 )
             for work in lost:
                 self._work.pop(work.id, None)
+                if work.done is None and work.task is None:
+                    continue  # a reservation: its job gets another slot
                 if work.task is not None:
                     coordinator = self._jobs.get(work.job_id)
                     if coordinator is not None:

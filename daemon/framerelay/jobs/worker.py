@@ -241,6 +241,9 @@ class Worker:
             return
         run = _Run(job.id, token)
         self._runs[job.id] = run
+        reserve = getattr(self.executor, "reserve", None)
+        if reserve is not None:  # a pool: the job's slot, before the next look for room
+            reserve(job.id)
         run.task = asyncio.create_task(self._guarded(job, run), name=f"job-{job.id}")
 
     async def _guarded(self, job: Job, run: _Run) -> None:
@@ -253,6 +256,9 @@ class Worker:
             self._give_up(job.id)
         finally:
             self._runs.pop(job.id, None)
+            release = getattr(self.executor, "release", None)
+            if release is not None:
+                release(job.id)
             self._changed.set()
 
     async def _drain(self) -> None:
