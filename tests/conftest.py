@@ -1,4 +1,9 @@
-"""Shared fixtures. Engine fixtures build tiny real diffusers components once per session."""
+"""Shared fixtures. Engine fixtures build tiny real diffusers components once per session.
+
+Every test runs sealed from the user's folders (tests/sealing.py: an autouse fixture points them
+all into the test's temporary folder, and the suite fails if anything is written under the real
+ones).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import pytest
 # threads slow every small op down many times when anything else wants the other core (the video
 # writer threads do). Set before torch is imported; subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+pytest_plugins = ("pytester", "tests.sealing")
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from framerelay.cli import main
 
 
+@pytest.mark.slow
 def test_doctor_reports_and_passes_its_self_test(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert main(["doctor"]) == 0

@@ -31,6 +31,7 @@ def _edited_frame(path: Path, width: int, height: int, **kwargs) -> Path:
     ("width", "height", "count"),
     [(160, 96, 10), (128, 96, 5), (72, 128, 4)],  # 5:3 (not 16:9), 4:3, 9:16
 )
+@pytest.mark.slow
 def test_edit_keeps_frame_count_fps_and_size(
     tmp_path, tiny_model_dir, capsys, width, height, count
 ):
@@ -47,6 +48,7 @@ def test_edit_keeps_frame_count_fps_and_size(
     assert summary.startswith(f"wrote {output}: {count} frames, 30000/1001 fps, {width}x{height}")
 
 
+@pytest.mark.slow
 def test_edit_writes_prores_and_png_sequences(tmp_path, tiny_model_dir):
     source = make_clip(tmp_path / "source.mp4", n=4, width=96, height=64, fps=Fraction(25))
     edited = _edited_frame(tmp_path / "edited.png", 96, 64)
@@ -83,6 +85,7 @@ def test_time_window_selects_frames(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.parametrize("kind", ["rgba", "gray16", "rgb16", "larger"])
+@pytest.mark.slow
 def test_edited_frames_are_converted_not_refused(tmp_path, tiny_model_dir, kind):
     source = make_clip(tmp_path / "source.mp4", n=3, width=96, height=64)
     frame = pattern_frame(0, 96, 64)
@@ -161,6 +164,7 @@ def test_bad_input_gets_one_line_a_hint_and_status_2(tmp_path, tiny_model_dir, c
         assert lines[1].startswith("hint: ") and len(lines[1]) > 10, (name, lines)
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     result = _run_cli(
         "--debug", "edit", str(tmp_path / "nope.mp4"), str(tmp_path / "e.png"), "-o", "x.mp4"
@@ -168,6 +172,7 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_model_fails_with_the_one_line_hint(tmp_path):
     source = make_clip(tmp_path / "source.mp4", n=3, width=96, height=64)
     edited = _edited_frame(tmp_path / "edited.png", 96, 64)
@@ -203,6 +208,7 @@ def test_missing_model_fails_with_the_one_line_hint(tmp_path):
     assert "hf auth login" in lines[1] and "--model" in lines[1]
 
 
+@pytest.mark.slow
 def test_edit_with_a_mask_over_two_windows(tmp_path, tiny_model_dir):
     source = make_clip(tmp_path / "source.mp4", n=6, width=96, height=64)
     edited = _edited_frame(tmp_path / "edited.png", 96, 64)

@@ -57,6 +57,7 @@ def test_the_tiny_real_engine_runs_a_job_through_the_daemon(tmp_path, tiny_model
     assert warm.model_loaded and warm.model == str(tiny_model_dir) and warm.device == "cpu"
 
 
+@pytest.mark.slow
 def test_a_job_longer_than_one_window_runs_as_chained_windows(tmp_path, tiny_model_dir):
     source, edited = make_media(tmp_path / "media", frames=8)
     params = specs_pb2.EditParams(height=64, width=64, window=4, steps=2, lora_steps=1, lora_rank=2)

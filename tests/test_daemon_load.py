@@ -12,6 +12,7 @@ JOBS, WATCHERS = 200, 50
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_every_job_ends_once_in_queue_order_and_every_watcher_sees_every_event(tmp_path):
     result = run_load(tmp_path, jobs=JOBS, watchers=WATCHERS)
     assert result.errors == []

@@ -216,6 +216,7 @@ def test_a_round_trip_job_awaits_its_edit_then_runs_with_the_saved_frame(
 @pytest.mark.parametrize(
     "save", [save_two_writes, save_photoshop_like], ids=["two_writes", "photoshop_like"]
 )
+@pytest.mark.slow
 def test_each_way_of_saving_gives_exactly_one_edit(daemon, holds, media, save):
     _, client = daemon
     job, target, events = start(client, roundtrip_spec(media))
@@ -244,6 +245,7 @@ def test_a_saved_psd_becomes_the_edit(daemon, holds, media):
     holds.release(job.id)
 
 
+@pytest.mark.slow
 def test_bad_saves_are_reported_and_the_watch_goes_on(daemon, holds, media):
     _, client = daemon
     job, target, events = start(client, roundtrip_spec(media))
@@ -271,6 +273,7 @@ def test_bad_saves_are_reported_and_the_watch_goes_on(daemon, holds, media):
     holds.release(job.id)
 
 
+@pytest.mark.slow
 def test_two_quick_saves_end_with_the_last_edit(daemon, holds, media):
     _, client = daemon
     job, target, events = start(client, roundtrip_spec(media))
@@ -287,6 +290,7 @@ def test_two_quick_saves_end_with_the_last_edit(daemon, holds, media):
     holds.release(job.id)
 
 
+@pytest.mark.slow
 def test_saves_before_the_start_replace_the_edit_and_later_ones_are_ignored(
     daemon, fake, holds, media, tmp_path
 ):
@@ -325,6 +329,7 @@ def test_saves_before_the_start_replace_the_edit_and_later_ones_are_ignored(
     np.testing.assert_array_equal(read_rgb(Path(second.path)), edited(frame, 150))
 
 
+@pytest.mark.slow
 def test_follow_saves_queue_a_new_job_for_the_same_clip(daemon, fake, holds, media):
     _, client = daemon
     job, target, events = start(client, roundtrip_spec(media, follow_saves=True, frame_index=3))
@@ -444,6 +449,7 @@ def test_an_awaiting_job_keeps_watching_across_a_restart(tmp_path, media):
     np.testing.assert_array_equal(read_rgb(Path(final.spec.edited_frame_paths[0])), edit)
 
 
+@pytest.mark.slow
 def test_a_restart_does_not_take_an_accepted_save_again(tmp_path, media, holds):
     state = tmp_path / "state"
     _, other = make_media(tmp_path / "other")

@@ -78,6 +78,12 @@ def test_threshold_mask_uses_edit_above_and_soft_weight_below():
     assert out.tolist() == [[pytest.approx(0.1), pytest.approx(0.3), 1.0, 1.0]]
 
 
+def test_threshold_mask_saturates_at_the_threshold_itself_as_the_official_code():
+    mask = torch.tensor([[0.25, 0.5, 0.0]])
+    assert A.threshold_mask(mask, torch.tensor([0.5])).tolist() == [[0.25, 1.0, 0.0]]
+    assert A.threshold_mask(mask, torch.tensor([0.0])).tolist() == [[1.0, 1.0, 1.0]]
+
+
 def _spatial_attention_module():
     torch.manual_seed(0)
     return Attention(query_dim=16, heads=2, dim_head=8)
@@ -251,11 +257,14 @@ def test_source_attention_used_equals_what_inversion_saw(tiny_pipe, clip_inputs,
         assert torch.allclose(probs, recorded[key].to(probs), atol=1e-5), key
 
 
-def test_stored_and_inline_source_give_the_same_edit(tiny_pipe, clip_inputs):
+def test_stored_and_recomputed_source_give_the_same_edit_bit_for_bit(tiny_pipe, clip_inputs):
     stored, store, _ = _run(tiny_pipe, clip_inputs, 1 << 30)
-    inline, empty, _ = _run(tiny_pipe, clip_inputs, 0)
-    assert len(store) == 6 and len(empty) == 0
-    assert torch.allclose(stored, inline, atol=1e-4)
+    recomputed, empty, _ = _run(tiny_pipe, clip_inputs, 0)
+    one_step = store.nbytes // len(store)
+    partly, some, _ = _run(tiny_pipe, clip_inputs, one_step)
+    assert len(store) == 6 and len(empty) == 0 and len(some) == 1
+    assert torch.equal(stored, recomputed)
+    assert torch.equal(stored, partly)
 
 
 def test_matching_changes_the_edit(tiny_pipe, clip_inputs):

@@ -64,6 +64,7 @@ def _edit_image(path: Path, width=96, height=64, color=(255, 0, 0)) -> Path:
 
 
 @pytest.mark.parametrize(("frames", "windows"), [(4, 1), (6, 2), (14, 5)])
+@pytest.mark.slow
 def test_long_video_keeps_count_fps_and_size(tmp_path, engine, frames, windows):
     source = make_clip(tmp_path / "src.mp4", n=frames, width=96, height=64, fps=Fraction(24))
     request = _request(tmp_path, source, [_edit_image(tmp_path / "e.png")], [tmp_path / "o.mp4"])
@@ -73,6 +74,7 @@ def test_long_video_keeps_count_fps_and_size(tmp_path, engine, frames, windows):
     assert (info.frame_count, info.fps, info.width, info.height) == (frames, Fraction(24), 96, 64)
 
 
+@pytest.mark.slow
 def test_ten_seconds_at_24_fps_end_to_end(tmp_path, engine):
     source = make_clip(tmp_path / "src.mp4", n=240, width=64, height=48, fps=Fraction(24))
     request = _request(
@@ -100,6 +102,7 @@ class _Watching(attention.AttentionController):
         )
 
 
+@pytest.mark.slow
 def test_anchor_keys_and_values_equal_what_the_anchor_produced(tmp_path, engine, monkeypatch):
     _Watching.events = []
     monkeypatch.setattr(run.attention, "AttentionController", _Watching)
@@ -129,7 +132,11 @@ def test_anchor_keys_and_values_equal_what_the_anchor_produced(tmp_path, engine,
 
 
 def _frames_after_first_window(tmp_path, engine, skip_interval: bool) -> np.ndarray:
-    source = make_clip(tmp_path / "src.mp4", n=6, width=96, height=64)
+    # One source for both runs: libx264 does not encode the same frames to the same bits every
+    # time, so a clip written twice is two inputs.
+    source = tmp_path / "src.mp4"
+    if not source.exists():
+        make_clip(source, n=6, width=96, height=64)
     output = tmp_path / f"out-{skip_interval}"
     request = _request(
         tmp_path,
@@ -147,13 +154,15 @@ def _frames_after_first_window(tmp_path, engine, skip_interval: bool) -> np.ndar
     return np.stack([load_image(f) for f in frames])
 
 
+@pytest.mark.slow
 def test_disabling_the_anchor_changes_later_windows(tmp_path, engine):
     with_anchor = _frames_after_first_window(tmp_path, engine, True)
     without = _frames_after_first_window(tmp_path, engine, False)
-    assert np.abs(with_anchor[:4] - without[:4]).max() < 1e-6  # the anchor window itself
+    assert np.array_equal(with_anchor[:4], without[:4])  # the anchor window itself
     assert np.abs(with_anchor[4:] - without[4:]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_several_edits_train_and_invert_once(tmp_path, engine):
     source = make_clip(tmp_path / "src.mp4", n=6, width=96, height=64)
     edits = [_edit_image(tmp_path / "a.png"), _edit_image(tmp_path / "b.png", color=(0, 0, 255))]
@@ -167,6 +176,7 @@ def test_several_edits_train_and_invert_once(tmp_path, engine):
     assert np.abs(a - b).max() > 0
 
 
+@pytest.mark.slow
 def test_second_edit_of_the_same_clip_reuses_lora_and_inversion(tmp_path, engine):
     source = make_clip(tmp_path / "src.mp4", n=6, width=96, height=64)
     first = run.run_edit(
@@ -190,6 +200,7 @@ def test_second_edit_of_the_same_clip_reuses_lora_and_inversion(tmp_path, engine
     "change",
     ["steps", "lora_rank", "size", "source"],
 )
+@pytest.mark.slow
 def test_changing_a_keyed_parameter_misses_the_cache(tmp_path, engine, change):
     source = make_clip(tmp_path / "src.mp4", n=4, width=96, height=64)
     edit = _edit_image(tmp_path / "a.png")

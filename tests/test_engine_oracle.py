@@ -95,3 +95,18 @@ def test_trajectory_holds_one_latent_per_denoising_sigma(oracle_pipe, clean_late
     assert len(inversion.trajectory) == inversion.steps == 10
     stds = [float(t.std()) for t in inversion.trajectory]
     assert stds == sorted(stds, reverse=True)  # noisiest first, like the denoising schedule
+
+
+def test_one_step_inverts_from_svds_sigma_min_in_one_euler_step(oracle_pipe, clean_latents):
+    from framerelay.engine.denoiser import predict_v
+    from framerelay.engine.edm import ONE_STEP_SIGMA_MIN, denoised, euler_step
+
+    inversion = invert(oracle_pipe, clean_latents, _condition(), 1)
+    assert inversion.steps == 1 and len(inversion.trajectory) == 1
+    assert inversion.first_sigma == pytest.approx(ONE_STEP_SIGMA_MIN)
+    v = predict_v(oracle_pipe.unet, clean_latents, ONE_STEP_SIGMA_MIN, _condition())
+    x0 = denoised(v, clean_latents, ONE_STEP_SIGMA_MIN)
+    expected = euler_step(clean_latents, x0, ONE_STEP_SIGMA_MIN, 700.0)
+    torch.testing.assert_close(inversion.trajectory[0], expected)
+    rebuilt = sample_edit(oracle_pipe, inversion, _condition(), 1.0, 1.0)
+    assert rebuilt.shape == clean_latents.shape and bool(torch.isfinite(rebuilt).all())

@@ -185,6 +185,7 @@ def test_training_changes_only_the_adapter(tmp_path):
     assert all(p.grad is not None for p in motion_lora_parameters(unet))
 
 
+@pytest.mark.slow
 def test_loss_at_fixed_noise_levels_decreases_over_20_steps(tmp_path):
     # Random σ makes single-step losses noisy, so the test measures the loss at fixed σ and fixed
     # noise, without dropout, before and after training. lr is 1e-2 instead of 5e-4: a randomly
@@ -231,6 +232,37 @@ def test_gradient_checkpointing_trains_the_same_adapter(tmp_path):
 
     torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-4, atol=1e-6)
+
+
+def test_training_draws_nothing_from_the_global_rng(tmp_path):
+    adapters = []
+    for global_seed in (1, 2):
+        unet = make_unet()
+        torch.manual_seed(global_seed)
+        train_motion_lora(unet, make_batch(), fast_params(dropout=0.5), tmp_path / str(global_seed))
+        adapters.append(adapter_state(unet))
+    assert_same_tensors(adapters[0], adapters[1])
+    unet = make_unet()
+    train_motion_lora(unet, make_batch(), fast_params(dropout=0.0), tmp_path / "no-dropout")
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(adapter_state(unet).values(), adapters[0].values(), strict=True)
+    )
+
+
+def test_a_dropout_mask_is_a_function_of_seed_step_and_layer():
+    from framerelay.engine.lora import SeededDropout, _DropoutClock
+
+    clock, x = _DropoutClock(23), torch.ones(64, 64)
+    first, other_layer = SeededDropout(0.5, clock, 0), SeededDropout(0.5, clock, 1)
+    clock.step = 1
+    mask = first(x)
+    assert torch.equal(first(x), mask)  # a replay (gradient checkpointing) gets the same mask
+    assert set(mask.unique().tolist()) == {0.0, 2.0}
+    assert not torch.equal(other_layer(x), mask)
+    clock.step = 2
+    assert not torch.equal(first(x), mask)
+    assert torch.equal(first.eval()(x), x)
 
 
 def test_progress_reports_every_step_and_the_global_rng_is_untouched(tmp_path):
@@ -432,6 +464,7 @@ class CancelAt:
             self.token.cancel()
 
 
+@pytest.mark.slow
 def test_resume_after_cancel_ends_where_an_uninterrupted_run_ends(tmp_path):
     # dropout 0.1 is on, so equality needs the RNG state restored from the checkpoint
     params = fast_params(steps=10, checkpoint_every=5, dropout=0.1)

@@ -66,6 +66,7 @@ def _begin(session: EditSession) -> tuple[np.ndarray, object]:
 @pytest.mark.parametrize(
     "save", [save_atomic_replace, save_photoshop_like, save_two_writes], ids=lambda f: f.__name__
 )
+@pytest.mark.slow
 def test_a_completed_save_gives_exactly_one_edit(session, events, spawner, save):
     frame, target = _begin(session)
     assert spawner.calls == [["xdg-open", str(target)]]
@@ -86,6 +87,7 @@ def test_a_completed_save_gives_exactly_one_edit(session, events, spawner, save)
     assert session.current.path == event.path
 
 
+@pytest.mark.slow
 def test_a_saved_psd_is_composited(session, events):
     frame, target = _begin(session)
     overlay = np.zeros((16, 32, 4), np.uint8)
@@ -99,6 +101,7 @@ def test_a_saved_psd_is_composited(session, events):
     assert event.source.name == "frame_edit.psd"
 
 
+@pytest.mark.slow
 def test_a_truncated_png_is_a_problem_and_the_watch_continues(session, events):
     frame, target = _begin(session)
     data = png_bytes(edited(frame, 30))
@@ -112,6 +115,7 @@ def test_a_truncated_png_is_a_problem_and_the_watch_continues(session, events):
     np.testing.assert_array_equal(read_rgb(session.current.path), edited(frame, 30))
 
 
+@pytest.mark.slow
 def test_wrong_sizes(session, events):
     frame, target = _begin(session)
     save_atomic_replace(target, png_bytes(make_frame(64, 64)))
@@ -126,6 +130,7 @@ def test_wrong_sizes(session, events):
     assert read_rgb(event.path).shape == (64, 96, 3)
 
 
+@pytest.mark.slow
 def test_two_quick_saves_keep_the_last_without_duplicates(session, events):
     frame, target = _begin(session)
     first, last = edited(frame, 10), edited(frame, 240)
@@ -139,6 +144,7 @@ def test_two_quick_saves_keep_the_last_without_duplicates(session, events):
     np.testing.assert_array_equal(read_rgb(session.current.path), last)
 
 
+@pytest.mark.slow
 def test_saves_before_the_start_replace_the_edit_and_later_ones_follow_the_setting(session, events):
     frame, target = _begin(session)
     save_atomic_replace(target, png_bytes(edited(frame, 1)))
@@ -263,6 +269,7 @@ def test_closing_stops_accepting_saves(tmp_path, events):
     events.stays(0, received)
 
 
+@pytest.mark.slow
 def test_resume_watches_an_earlier_export_without_exporting_or_opening(tmp_path, spawner):
     launch = functools.partial(open_in_editor, platform="linux", spawn=spawner)
     frame = make_frame()

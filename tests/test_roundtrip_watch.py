@@ -22,6 +22,7 @@ def _exported(folder: Path) -> int:
 
 @pytest.mark.parametrize("polling", [False, True], ids=["notify", "polling"])
 @pytest.mark.parametrize("style", sorted(SAVE_STYLES))
+@pytest.mark.slow
 def test_each_completed_save_fires_exactly_once(tmp_path, style, polling):
     since = _exported(tmp_path)
     saves = Recorder()
@@ -35,6 +36,7 @@ def test_each_completed_save_fires_exactly_once(tmp_path, style, polling):
     assert fired == [tmp_path.resolve() / "frame_edit.png"] * 2
 
 
+@pytest.mark.slow
 def test_a_new_file_saved_as_psd_fires_with_its_own_path(tmp_path):
     since = _exported(tmp_path)
     saves = Recorder()
@@ -44,6 +46,7 @@ def test_a_new_file_saved_as_psd_fires_with_its_own_path(tmp_path):
         saves.stays(1)
 
 
+@pytest.mark.slow
 def test_files_not_newer_than_the_export_and_other_names_are_ignored(tmp_path):
     since = _exported(tmp_path)
     saves = Recorder()
@@ -58,6 +61,7 @@ def test_files_not_newer_than_the_export_and_other_names_are_ignored(tmp_path):
         saves.stays(0, seconds=2.0)
 
 
+@pytest.mark.slow
 def test_a_save_made_before_the_watch_started_is_found(tmp_path):
     since = _exported(tmp_path)
     time.sleep(0.01)

@@ -14,6 +14,7 @@ latent trajectories on hand, a few MB per step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 from framerelay.engine.attention import AttentionController, MatchingConfig, SourceAttentionStore
 from framerelay.engine.conditioning import Condition, stack_conditions
 from framerelay.engine.denoiser import predict_v
+from framerelay.engine.editing import record_source_step
 from framerelay.engine.inversion import Inversion
 
 AdapterSwitch = Callable[[str], None]  # "anchor" or "current": which motion LoRA is active
@@ -37,7 +39,6 @@ _STATE = (
     "_inline",
     "_temporal_source",
     "_source",
-    "capture_rows",
     "config",
     "store",
     "kv_mode",
@@ -105,33 +106,30 @@ def capture_edit_kv(
     controller: AttentionController,
     step: int,
     sigma: float,
-    keep_source_rows: bool,
     use_cfg: bool,
 ) -> None:
     """Before editing step `step` of a later window: replay the anchor's edit call at that step.
 
-    The replay always carries the anchor's source branch (its matching needs it); its K/V rows are
-    kept only when the current call has a source branch too.
+    The replay is the anchor's own call, bit for bit: its source branch recorded first in a call
+    of its own (as the anchor's edit had it, from its store or recorded the same way), then its
+    [uncond, cond] batch with its attention matching.
     """
-    source = anchor.inversion
     x = edit.trajectory[step]
     branches = [edit.condition.unconditional(), edit.condition] if use_cfg else [edit.condition]
-    batch = torch.cat([source.trajectory[step]] + [x] * len(branches))
-    condition = stack_conditions([source.condition, *branches])
     frames = x.shape[1]
     anchor._use("anchor")
     try:
         with _acting_as_anchor(controller, pipe.unet):
             controller.set_region(edit.region)
-            # without a source branch in the current call, its rows are dropped as captured
-            controller.capture_rows = (len(batch), 0 if keep_source_rows else 1)
             if edit.matching is None:
                 controller.plain(frames, sigma)
             else:
                 controller.config = edit.matching
-                controller.store = SourceAttentionStore(0)
-                controller.edit(step, len(edit.trajectory), sigma, frames, len(batch), True)
-            predict_v(pipe.unet, batch, sigma, condition)
+                controller.store = SourceAttentionStore(math.inf, device=x.device)
+                record_source_step(pipe, controller, anchor.inversion, step)
+                controller.anchor_kv = {}  # keep the edit call's K/V only
+                controller.edit(step, len(edit.trajectory), sigma, frames, len(branches), False)
+            predict_v(pipe.unet, torch.cat([x] * len(branches)), sigma, stack_conditions(branches))
             captured = controller.anchor_kv
     finally:
         anchor._use("current")

@@ -15,7 +15,7 @@ from framerelay.engine.conditioning import Condition
 from framerelay.engine.inversion import Inversion
 from framerelay.engine.params import EngineParams
 
-ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_VERSION = 2  # 2: SARP-perturbed source condition, zero-padded SARP gradient
 LORA_FILE = "motion_lora.safetensors"
 INVERSION_FILE = "inversion.safetensors"
 

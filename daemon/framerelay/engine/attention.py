@@ -181,8 +181,6 @@ class AttentionController:
         self.kv_mode: str | None = None
         self.anchor_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.anchor_sigma = 0.0  # the anchor's noise level behind anchor_kv
-        # (batch elements, first kept): a capture keeps only the K/V rows from that element on
-        self.capture_rows: tuple[int, int] | None = None
         # Optional edit region per frame at latent resolution (F, h, w), 1 = edited: outside it
         # the spatial matching keeps the source attention whole.
         self.region: torch.Tensor | None = None
@@ -331,8 +329,8 @@ def spatial_change_mask(
 
 
 def threshold_mask(mask: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Above a frame's threshold the edit attention is used whole; below, blended by m."""
-    return torch.where(mask > thresholds[:, None], torch.ones_like(mask), mask)
+    """From a frame's threshold up the edit attention is used whole; below, blended by m."""
+    return torch.where(mask >= thresholds[:, None], torch.ones_like(mask), mask)
 
 
 class MatchingProcessor:
@@ -374,12 +372,7 @@ class MatchingProcessor:
     def _skip_interval(self, k: torch.Tensor, v: torch.Tensor):
         ctl, name = self.controller, self.layer.name
         if ctl.kv_mode == "capture":
-            kept_k, kept_v = k.detach(), v.detach()
-            if ctl.capture_rows is not None and ctl.capture_rows[1] > 0:
-                elements, first = ctl.capture_rows
-                rows = slice(k.shape[0] // elements * first, None)
-                kept_k, kept_v = kept_k[rows].clone(), kept_v[rows].clone()  # free the rest
-            ctl.anchor_kv[name] = (kept_k, kept_v)
+            ctl.anchor_kv[name] = (k.detach(), v.detach())
             ctl.observe("anchor_produced", name, lambda: torch.cat([k, v], dim=-1))
             return k, v
         anchor_k, anchor_v = ctl.anchor_kv[name]

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from framerelay.engine.params import EngineParams
+from framerelay.engine.sarp import perturb_smooth_areas
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def encode_image_latent(pipe, image: torch.Tensor) -> torch.Tensor:
     """VAE latent of (1, 3, H, W) in [-1, 1]; unscaled, as SVD conditions on it."""
     vae = pipe.vae
     image = image.to(device=vae.device, dtype=vae.dtype)
-    return vae.encode(image).latent_dist.mode()
+    return vae.encode(image).latent_dist.mode().contiguous()
 
 
 @torch.no_grad()
@@ -85,15 +86,18 @@ def encode_video_latents(pipe, frames: torch.Tensor, chunk: int) -> torch.Tensor
         vae.encode(frames[i : i + chunk].to(device=vae.device, dtype=vae.dtype)).latent_dist.mode()
         for i in range(0, len(frames), chunk)
     ]
-    return (torch.cat(parts) * vae.config.scaling_factor).unsqueeze(0)
+    # Contiguous: the encoder's output is laid out channels-last, and a tensor's layout selects
+    # the convolution kernels that later consume it (so it would change their rounding).
+    return (torch.cat(parts) * vae.config.scaling_factor).unsqueeze(0).contiguous()
 
 
 @torch.no_grad()
 def decode_video_latents(pipe, latents: torch.Tensor, chunk: int) -> torch.Tensor:
     """(1, F, 4, h, w) -> (F, 3, H, W) float32 in [-1, 1]. The temporal decoder mixes frames
-    within a chunk, as in the pipeline's `decode_chunk_size`."""
+    within a chunk, as in the pipeline's `decode_chunk_size`. Decoded from a contiguous copy:
+    the same values laid out otherwise would decode to other rounding."""
     vae = pipe.vae
-    latents = latents[0] / vae.config.scaling_factor
+    latents = (latents[0] / vae.config.scaling_factor).contiguous()
     frames = []
     for i in range(0, len(latents), chunk):
         part = latents[i : i + chunk].to(device=vae.device, dtype=vae.dtype)
@@ -129,6 +133,17 @@ def encode_condition(
         image_latent=latent.to(unet.device, unet.dtype),
         added_time_ids=added_time_ids(pipe, params),
     )
+
+
+def encode_source_condition(
+    pipe, first_frame: torch.Tensor, params: EngineParams, generator: torch.Generator
+) -> Condition:
+    """The inversion's condition: the window's first frame with its own smooth-area perturbation
+    (as the official inversion perturbs its conditioning frames), then `encode_condition`."""
+    perturbed = perturb_smooth_areas(
+        first_frame, params.sarp_threshold, params.sarp_alpha, generator
+    )
+    return encode_condition(pipe, perturbed, params, generator)
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -19,16 +19,23 @@ def denoising_sigmas(scheduler_config: dict, steps: int) -> torch.Tensor:
     return scheduler.sigmas.to(torch.float64)
 
 
+ONE_STEP_SIGMA_MIN = 0.002  # SVD's sigma_min: where a one-step inversion starts
+
+
 def inversion_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     """The denoising sigmas reversed, with the final 0 replaced by sigma[-2]**2 / sigma[-3].
 
     The UNet cannot be evaluated at sigma 0 (c_noise = ln sigma / 4), so inversion starts one
-    geometric step below sigma_min.
+    geometric step below sigma_min. A one-step schedule (sigma_max, 0) has no step to extrapolate
+    from: its inversion starts at SVD's sigma_min and goes to sigma_max in one Euler step.
     """
-    if len(sigmas) < 3:
-        raise ValueError(f"inversion needs at least 2 steps, got {len(sigmas) - 1}")
+    if len(sigmas) < 2:
+        raise ValueError(f"inversion needs at least 1 step, got {len(sigmas) - 1}")
     ascending = sigmas.clone()
-    ascending[-1] = sigmas[-2] ** 2 / sigmas[-3]
+    if len(sigmas) == 2:
+        ascending[-1] = ONE_STEP_SIGMA_MIN
+    else:
+        ascending[-1] = sigmas[-2] ** 2 / sigmas[-3]
     return ascending.flip(0)
 
 

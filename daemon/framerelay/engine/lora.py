@@ -433,8 +433,9 @@ def train_motion_lora(
     the caller put it; the batch is moved to `device` (default: the UNet's). Every checkpoint_every
     steps and after the last step a checkpoint (adapter, optimizer, RNG states, losses) is written
     atomically to checkpoint_dir/step-<n>/ and older ones are deleted. A checkpoint made with other
-    training params is discarded. Randomness is drawn inside torch.random.fork_rng, so the caller's
-    global RNG state is left as it was. autocast_dtype (bf16 or fp16) applies on CUDA only; fp16
+    training params is discarded. Every draw comes from generators seeded from params.seed (the
+    adapter's initial weights, σ and noise, and each dropout mask, a function of the seed, the step
+    and the layer), never from torch's global RNG, whose state is left as it was. autocast_dtype (bf16 or fp16) applies on CUDA only; fp16
     uses a gradient scaler. `before_step(sigma)` runs before each step's forward pass, with the
     sampled noise level (skip-interval cross-attention captures the anchor's K/V there).
     """
@@ -455,9 +456,10 @@ def train_motion_lora(
     checkpoint_dir = Path(checkpoint_dir)
     fingerprint = _checkpoint_fingerprint(params, batch)
 
+    # peft's own initialisation draws from the global RNG (then overwritten): keep the caller's.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(params.seed)  # the adapter's initial weights and the dropout stream
         parameters = _adapter_for_training(unet, params)
+        clock = _seed_dropout(unet, params.seed)
         state = _TrainingState.fresh(parameters, params, device, autocast_dtype)
         checkpoint = _resumable_checkpoint(checkpoint_dir, fingerprint, params.steps)
         start = _restore_checkpoint(checkpoint, unet, state) if checkpoint is not None else 0
@@ -469,6 +471,7 @@ def train_motion_lora(
         ):
             for step in range(start + 1, params.steps + 1):
                 cancel.raise_if_cancelled()
+                clock.step = step
                 loss = _train_step(unet, batch, params, state, autocast_dtype, before_step)
                 if not math.isfinite(loss) and state.scaler is None:
                     raise InternalError(
@@ -550,7 +553,9 @@ def _adapter_for_training(
     unet: torch.nn.Module, params: LoraTrainingParams
 ) -> list[torch.nn.Parameter]:
     if not has_motion_lora(unet):
-        return inject_motion_lora(unet, rank=params.rank, dropout=params.dropout)
+        parameters = inject_motion_lora(unet, rank=params.rank, dropout=params.dropout)
+        _initialise(unet, params.rank, torch.Generator().manual_seed(params.seed))
+        return parameters
     if motion_lora_rank(unet) != params.rank:
         raise ValueError(
             f"the UNet's motion LoRA has rank {motion_lora_rank(unet)}; params ask {params.rank}"
@@ -560,6 +565,49 @@ def _adapter_for_training(
     for parameter in parameters:
         parameter.requires_grad_(True)
     return parameters
+
+
+def _initialise(unet: torch.nn.Module, rank: int, generator: torch.Generator) -> None:
+    """peft's "gaussian" initialisation (A ~ N(0, 1/rank), B = 0), drawn from `generator`."""
+    with torch.no_grad():
+        for module in _lora_layers(unet, MOTION_ADAPTER):
+            weight = module.lora_A[MOTION_ADAPTER].weight
+            weight.copy_(torch.randn(weight.shape, generator=generator) / rank)
+            module.lora_B[MOTION_ADAPTER].weight.zero_()
+
+
+class _DropoutClock:
+    """The training step that seeds every dropout mask drawn in it."""
+
+    def __init__(self, seed: int):
+        self.seed, self.step = seed, 0
+
+
+class SeededDropout(torch.nn.Module):
+    """Dropout whose mask is a function of (seed, training step, layer), drawn from a generator of
+    its own: no global RNG, and the same mask when gradient checkpointing replays the layer."""
+
+    def __init__(self, p: float, clock: _DropoutClock, layer: int):
+        super().__init__()
+        self.p, self.clock, self.layer = p, clock, layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        seed = ((self.clock.seed * 1_000_003 + self.clock.step) * 10_007 + self.layer) % 2**63
+        generator = torch.Generator(x.device).manual_seed(seed)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=generator)
+        return x * keep / (1.0 - self.p)
+
+
+def _seed_dropout(unet: torch.nn.Module, seed: int) -> _DropoutClock:
+    """Replace the adapter's dropout modules (torch.nn.Dropout draws from the global RNG)."""
+    clock = _DropoutClock(seed)
+    for layer, module in enumerate(_lora_layers(unet, MOTION_ADAPTER)):
+        dropout = module.lora_dropout[MOTION_ADAPTER]
+        p = dropout.p if isinstance(dropout, (torch.nn.Dropout, SeededDropout)) else 0.0
+        module.lora_dropout[MOTION_ADAPTER] = SeededDropout(p, clock, layer)
+    return clock
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from framerelay.engine.conditioning import (
     encode_condition,
     encode_image_embeddings,
     encode_image_latent,
+    encode_source_condition,
     encode_video_latents,
     resize_frames,
 )
@@ -357,6 +358,10 @@ def _train_lora(
         )
     controller.kv_mode = None
     pipe.unet.eval()
+    # Frozen, as an adapter loaded from the cache is: a weight that requires grad makes torch's
+    # matmul take another path even under no_grad, and a cache hit would give other frames.
+    for parameter in lora.motion_lora_parameters(pipe.unet):
+        parameter.requires_grad_(False)
     return result.steps_run
 
 
@@ -377,7 +382,7 @@ def _invert_window(
     cancel: CancelToken | None,
 ) -> Inversion:
     generator = torch.Generator().manual_seed(params.seed)
-    condition = encode_condition(pipe, window.frames[:1], params, generator)
+    condition = encode_source_condition(pipe, window.frames[:1], params, generator)
     frames = perturb_smooth_areas(
         window.frames, params.sarp_threshold, params.sarp_alpha, generator
     )
@@ -471,11 +476,14 @@ def _edit_window(
     matching = _matching_config(params.matching, edit.preset)
     condition = _edit_condition(pipe, edit, params)
     use_cfg = params.max_guidance > 1.0
-    before_call = None
+    before_call = before_source = None
     if anchor is not None and edit.anchor is not None:
 
-        def before_call(step: int, sigma: float, inline: bool) -> None:
-            capture_edit_kv(pipe, anchor, edit.anchor, controller, step, sigma, inline, use_cfg)
+        def before_call(step: int, sigma: float) -> None:
+            capture_edit_kv(pipe, anchor, edit.anchor, controller, step, sigma, use_cfg)
+
+        def before_source(sigma: float) -> None:  # as when the window's inversion recorded it
+            capture_source_kv(pipe, anchor, controller, sigma)
 
     trajectory: list[torch.Tensor] | None = [] if window.index == 0 else None
     if matching is not None:
@@ -491,6 +499,7 @@ def _edit_window(
         cancel,
         before_call,
         trajectory,
+        before_source,
     )
     controller.kv_mode = None
     if trajectory is not None:

@@ -13,13 +13,15 @@ _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
 def sobel_gradient(frames: torch.Tensor) -> torch.Tensor:
-    """|Gx| + |Gy| per channel, averaged over channels: (N, C, H, W) -> (N, 1, H, W)."""
+    """|Gx| + |Gy| per channel, averaged over channels: (N, C, H, W) -> (N, 1, H, W).
+
+    The frame is padded with zeros, as in the official code: a border pixel counts as smooth only
+    where the frame is mid-grey there."""
     channels = frames.shape[1]
     kernel_x = _SOBEL_X.to(frames).expand(channels, 1, 3, 3)
     kernel_y = _SOBEL_X.t().to(frames).expand(channels, 1, 3, 3)
-    padded = F.pad(frames, (1, 1, 1, 1), mode="replicate")
-    grad_x = F.conv2d(padded, kernel_x, groups=channels)
-    grad_y = F.conv2d(padded, kernel_y, groups=channels)
+    grad_x = F.conv2d(frames, kernel_x, padding=1, groups=channels)
+    grad_y = F.conv2d(frames, kernel_y, padding=1, groups=channels)
     return (grad_x.abs() + grad_y.abs()).mean(dim=1, keepdim=True)
 
 
