@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3  # a task whose worker process died runs again, this many times at most
 CONNECT_TIMEOUT_S = 10.0
-LOCAL = "local"  # --ray local[:N]: a one-machine cluster on loopback, started by the driver
+LOCAL = "local"  # --ray local[:N]: a one-machine cluster of N CPUs, started by the driver
 # A driver that loses the cluster's control store ends after this long (Ray's default is 60 s).
 RECONNECT_TIMEOUT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 CRASH_ONCE_ENV = "FRAMERELAY_RAY_CRASH_ONCE"  # tests: the first attempt's worker dies
@@ -63,6 +63,10 @@ class RayRuntime:
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         raise InternalError("the Ray driver runs no jobs, only window analyses.")
+
+    def prepare(self) -> None:
+        """Connects to the cluster, once; called in the process's main thread (Ray's rule)."""
+        self._connect()
 
     def analyse(self, task: WindowTask, progress: ProgressSink, cancel: CancelToken) -> None:
         ray = self._connect()
@@ -98,7 +102,9 @@ class RayRuntime:
 
     def close(self) -> None:
         if self._ray is not None:
+            log.info("closing the Ray connection")
             self._ray.shutdown()
+            log.info("closed the Ray connection")
 
     # --- the cluster ---
 
@@ -117,12 +123,10 @@ class RayRuntime:
             try:
                 if self.address.split(":")[0] == LOCAL:
                     _, _, cpus = self.address.partition(":")
-                    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback only
                     ray.init(
                         num_cpus=int(cpus) if cpus else None,
                         include_dashboard=False,
                         log_to_driver=False,
-                        _node_ip_address="127.0.0.1",
                     )
                 else:
                     _check_reachable(self.address)

@@ -98,9 +98,10 @@ def unbox(boxed: BoxedError) -> FramerelayError:
 def main(conn: Any, spec: SlotSpec, log_level: int = logging.INFO) -> None:
     """The worker process's entry point."""
     # The daemon stops its workers itself: a Ctrl+C in its terminal reaches the whole process
-    # group, and must not kill a worker before the daemon has interrupted its job.
+    # group, and must not kill a worker before the daemon has interrupted its job. A handler,
+    # not SIG_IGN, which the programs a worker starts (Ray's) would inherit.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, _ignore)
     os.environ.update(spec.env)
     child = _Child(conn)
     root = logging.getLogger()
@@ -113,6 +114,10 @@ def main(conn: Any, spec: SlotSpec, log_level: int = logging.INFO) -> None:
         child.serve(_Broken(box(error)), False)
         return
     child.serve(runtime, spec.runtime.concurrent)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass  # nothing else is safe in a signal handler (the pipe's lock may be held)
 
 
 class _PipeHandler(logging.Handler):
@@ -165,12 +170,27 @@ class _Child:
         threading.Thread(target=self._read, name="pipe-reader", daemon=True).start()
         while (message := self._work.get()) is not None:
             if concurrent and message[0] == ANALYSE:
-                threading.Thread(target=self._do, args=(runtime, message), daemon=True).start()
+                if self._prepare(runtime, message[1].id):
+                    threading.Thread(target=self._do, args=(runtime, message), daemon=True).start()
             else:
                 self._do(runtime, message)
         close = getattr(runtime, "close", None)
         if close is not None:
             close()
+
+    def _prepare(self, runtime: Runtime, work_id: str) -> bool:
+        """A concurrent runtime's `prepare` (Ray's connection), in the main thread: Ray must be
+        started and stopped there."""
+        prepare = getattr(runtime, "prepare", None)
+        try:
+            if prepare is not None:
+                prepare()
+            return True
+        except BaseException as error:
+            self._tokens.pop(work_id, None)
+            self.send(ERROR, work_id, box(error))
+            self.send(STATUS, runtime.status())
+            return False
 
     def _read(self) -> None:
         try:
