@@ -7,8 +7,10 @@ exercise the pipe protocol, the dispatch and the process deaths themselves."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from framerelay.errors import InvalidSpecError
 from framerelay.jobs.pool import PoolExecutor
 from framerelay.jobs.slot_process import RuntimeSpec, SlotSpec
-from framerelay.jobs.workers import FAKE_RUNTIME, WorkerPlan, worker_slots
+from framerelay.jobs.workers import FAKE_RUNTIME, RAY_RUNTIME, WorkerPlan, worker_slots
 from framerelay.proto.v1 import events_pb2, jobs_pb2
 from tests.daemon_harness import (
     clip_spec,
@@ -88,9 +90,12 @@ def test_a_long_job_fans_its_windows_out_to_the_free_workers(tmp_path):
     done = analyses(tmp_path)
     chain_pid, role = done[(job.id, 0)]
     assert role == "chain"  # the anchor first, by the job's own worker
-    helpers = [done[(job.id, i)] for i in range(1, 5)]
-    assert all(role == "helper" and pid != chain_pid for pid, role in helpers)
-    assert len({pid for pid, _ in helpers}) == 2  # both free workers took windows
+    later = [done[(job.id, i)] for i in range(1, 5)]
+    # Windows 2..5 by the helpers, and by the job's own worker while it waited for one of
+    # them (analysed as a helper does, ahead of its edit).
+    assert all(role == "helper" for _, role in later)
+    assert len({pid for pid, _ in later} - {chain_pid}) == 2  # both free workers took windows
+    assert len((tmp_path / "windows.log").read_text().splitlines()) == 5  # each one once
     # The chain found windows 2..5 in the cache: their analysis phases report "cached".
     cached = {(p.clip, p.phase) for p in progress(events) if p.message == "cached"}
     assert cached == {(clip, phase) for clip in range(2, 6) for phase in ("lora", "invert")}
@@ -289,3 +294,37 @@ def test_serve_refuses_workers_it_cannot_run(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
+def test_cancelling_a_fanned_out_job_stops_its_helpers(tmp_path):
+    source, edited = make_media(tmp_path / "media")
+    pool = fake_pool(tmp_path, workers=3, windows=4, step_seconds=0.2)
+    with running_daemon(tmp_path, pool) as (_, client):
+        job = client.submit(clip_spec(source, edited))
+        wait_for(lambda: f"{job.id}:2" in pool.processes(), TIMEOUT)
+        client.cancel(job.id)
+        end = list(client.watch(job.id))[-1]
+        wait_for(lambda: not pool.processes(), TIMEOUT)  # the helpers stopped too
+        after = client.submit(clip_spec(source, edited))
+        after_end = list(client.watch(after.id))[-1]
+    assert end.cancelled.reason == events_pb2.CANCEL_REASON_INTERRUPTED
+    assert (job.id, 2) not in analyses(tmp_path)  # stopped at a step, not finished
+    assert after_end.WhichOneof("kind") == "finished"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_a_ray_cluster_that_cannot_be_reached_fails_the_job_with_a_hint(tmp_path):
+    source, edited = make_media(tmp_path / "media")
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    ray = RuntimeSpec(RAY_RUNTIME, {"address": address, "cache_dir": tmp_path / "cache"}, True)
+    pool = fake_pool(tmp_path, workers=1, helper=ray, windows=3)
+    with running_daemon(tmp_path, pool) as (_, client):
+        job = client.submit(clip_spec(source, edited))
+        events = list(client.watch(job.id))
+        status = client.status()
+    error = events[-1].failed.error
+    assert error.code == 11 and address in error.message  # ERROR_CODE_UNAVAILABLE
+    assert "ray start --head" in error.hint
+    assert status.version

@@ -2,10 +2,11 @@
 or ahead of it by a helper (another worker of the pool, or a Ray worker). See docs/scale.md.
 
 The chain runs `run_edit` window by window; before each window it asks `claim`: a window a
-helper stored is a cache hit, a window a helper is computing is waited for, any other the chain
-computes itself. The anchor (window 0) is always the chain's: later windows of a skip-interval
-job depend on its entry, so helpers get them only once the chain has stored it. Not thread-safe:
-the pool calls it under its lock.
+helper stored is a cache hit, any window nobody has the chain computes itself, and while a helper
+computes the one it needs, the chain analyses a later window (as a helper would, into the cache)
+or, when none is left, waits. The anchor (window 0) is always the chain's: later windows of a
+skip-interval job depend on its entry, so helpers get them only once the chain has stored it.
+Not thread-safe: the pool calls it under its lock.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 READY = "ready"  # the entry is in the cache
 LOCAL = "local"  # the chain computes the window itself
-Outcome = str | FramerelayError  # READY, LOCAL, or why the job must stop
+# READY, LOCAL, a later window to analyse meanwhile, or why the job must stop
+Outcome = str | WindowTask | FramerelayError
 Reply = Callable[[Outcome], None]
 
 
@@ -87,7 +89,11 @@ class Coordinator:
         if where is Where.stored:
             reply(READY)
         elif where is Where.helper:
-            self.waiting = (index, reply)
+            later = self.take()
+            if later is not None:  # rather than wait, analyse a later window meanwhile
+                reply(later)
+            else:
+                self.waiting = (index, reply)
         else:
             self.where[index] = Where.chain
             reply(LOCAL)

@@ -43,6 +43,7 @@ class _Work:
     id: str  # the job id, or the task id (job:index)
     job_id: str
     task: WindowTask | None = None  # an analysis
+    stolen: bool = False  # an analysis the job's own process does while it waits
     report: Reporter | None = None  # a job's
     done: threading.Event | None = None  # a job's: set with `result` or `error`
     result: ExecutionResult | None = None
@@ -353,11 +354,12 @@ class PoolExecutor:
         if work.report is not None:
             work.report.progress(progress)
             return
-        with self._lock:  # a helper's: shown while the chain waits for that window
+        with self._lock:  # an analysis: shown while the chain does it or waits for it
             coordinator = self._jobs.get(work.job_id)
             job = self._work.get(work.job_id)
             shown = coordinator is not None and work.task is not None
-            shown = shown and coordinator.waiting_on == work.task.index  # type: ignore[union-attr]
+            waited = shown and coordinator.waiting_on == work.task.index  # type: ignore[union-attr]
+            shown = work.stolen or waited
         if shown and job is not None and job.report is not None:
             job.report.progress(progress)
 
@@ -373,7 +375,12 @@ class PoolExecutor:
 
     def _claim(self, slot: _Slot, job_id: str, number: int, index: int, key: str) -> None:
         def reply(outcome: Outcome) -> None:
-            value = slot_process.box(outcome) if isinstance(outcome, BaseException) else outcome
+            value: Any = outcome
+            if isinstance(outcome, BaseException):
+                value = slot_process.box(outcome)
+            elif isinstance(outcome, WindowTask):  # the chain's process analyses it meanwhile
+                work = _Work(outcome.id, outcome.job_id, task=outcome, stolen=True)
+                slot.work[work.id] = self._work[work.id] = work
             slot.send(slot_process.REPLY, number, value)
 
         with self._lock:

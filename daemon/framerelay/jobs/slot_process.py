@@ -237,7 +237,7 @@ class _Child:
         token = self._tokens[work_id]
         try:
             if execution is not None:
-                helpers = _Helpers(self, work_id, token) if fanout else None
+                helpers = _Helpers(self, runtime, work_id, token) if fanout else None
                 result = runtime.execute(execution, _Reporter(self, work_id), token, helpers)
             else:
                 runtime.analyse(message[1], lambda p: self.send(PROGRESS, work_id, p), token)
@@ -274,16 +274,32 @@ class _Reporter:
 class _Helpers:
     """The job's side of the daemon's `Coordinator`, over the pipe."""
 
-    def __init__(self, child: _Child, job_id: str, cancel: CancelToken):
-        self._child, self._job_id, self._cancel = child, job_id, cancel
+    def __init__(self, child: _Child, runtime: Runtime, job_id: str, cancel: CancelToken):
+        self._child, self._runtime, self._job_id, self._cancel = child, runtime, job_id, cancel
 
     def plan(self, tasks: Sequence[WindowTask]) -> None:
         self._child.send(PLAN, self._job_id, list(tasks))
 
     def ready(self, index: int, key: str) -> None:
-        outcome = self._child.request(self._job_id, index, key, self._cancel)
-        if isinstance(outcome, tuple):
-            raise unbox(outcome)
+        while True:
+            outcome = self._child.request(self._job_id, index, key, self._cancel)
+            if isinstance(outcome, WindowTask):  # a later window, while a helper does this one
+                self._analyse(outcome)
+                continue
+            if isinstance(outcome, tuple):
+                raise unbox(outcome)
+            return
+
+    def _analyse(self, task: WindowTask) -> None:
+        child = self._child
+        try:
+            self._runtime.analyse(task, lambda p: child.send(PROGRESS, task.id, p), self._cancel)
+        except BaseException as error:
+            child.send(ERROR, task.id, box(error))
+            if self._cancel.cancelled:
+                raise
+        else:
+            child.send(DONE, task.id, None)
 
     def analysed(self, index: int, key: str) -> None:
         self._child.send(ANALYSED, self._job_id, index, key)
