@@ -44,6 +44,7 @@ from framerelay.engine.conditioning import (
 from framerelay.engine.denoiser import predict_v
 from framerelay.engine.edm import denoising_sigmas, init_noise_sigma
 from framerelay.engine.inversion import Inversion
+from framerelay.engine.lora import trainer as lora_trainer
 from framerelay.engine.params import DRAFT_STEPS
 from framerelay.engine.source_store import TieredSourceStore
 
@@ -292,34 +293,34 @@ def measure_skip_interval(world: World, label: str, controller, cond, x, sigma) 
 @contextlib.contextmanager
 def _landed_lora() -> Iterator[None]:
     """The LoRA training as landed: no temporal checkpointing, peft upcasting the LoRA input."""
-    saved = lora.checkpoint_temporal_blocks, lora.lora_in_compute_dtype
+    saved = lora_trainer.checkpoint_temporal_blocks, lora_trainer.lora_in_compute_dtype
 
     def off(unet, active=True):
         return contextlib.nullcontext()
 
-    lora.checkpoint_temporal_blocks = lora.lora_in_compute_dtype = off
+    lora_trainer.checkpoint_temporal_blocks = lora_trainer.lora_in_compute_dtype = off
     try:
         yield
     finally:
-        lora.checkpoint_temporal_blocks, lora.lora_in_compute_dtype = saved
+        lora_trainer.checkpoint_temporal_blocks, lora_trainer.lora_in_compute_dtype = saved
 
 
 @contextlib.contextmanager
 def _cuda_autocast() -> Iterator[None]:
-    """lora._autocast as on CUDA (the fake device is the CPU)."""
-    saved = lora._autocast
+    """The LoRA trainer's autocast as on CUDA (the fake device is the CPU)."""
+    saved = lora_trainer._autocast
 
     def autocast(device, dtype):
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast("cpu", dtype=dtype)
 
-    lora._autocast = autocast
+    lora_trainer._autocast = autocast
     lists = acct.CudaAutocastLists()  # also while checkpointed blocks are replayed in backward
     try:
         yield
     finally:
-        lora._autocast = saved
+        lora_trainer._autocast = saved
         lists.close()
 
 
@@ -355,7 +356,7 @@ def measure_lora_step(
             sigma = params.sigma_schedule.sigma(torch.rand(1, generator=generator))
             noise = torch.randn(batch.video_latents.shape)
             condition_noise = torch.randn(batch.condition_latent.shape)
-            with lora._training_mode(unet, checkpointing, autocast), _cuda_autocast():
+            with lora_trainer._training_mode(unet, checkpointing, autocast), _cuda_autocast():
                 loss = lora.denoising_loss(unet, batch, sigma, noise, condition_noise, 0.02, dtype)
                 loss.backward()
             grads = [p.grad for p in parameters]

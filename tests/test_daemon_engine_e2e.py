@@ -3,10 +3,9 @@ executor's side of the engine seam."""
 
 from __future__ import annotations
 
-import sys
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import av
 import pytest
@@ -79,30 +78,26 @@ class CpuDevice:
         return "cpu"
 
 
-class RecordingEngine(ModuleType):
-    """Stands in for framerelay.engine.run to check the executor's side of the seam."""
+class RecordingEngine:
+    """Stands in for framerelay.engine.run.Engine to check the executor's side of the seam."""
 
-    class Engine:
-        def __init__(self, model: str, device: str | None, dtype: str | None):
-            self.model, self.device, self.dtype, self.loaded = model, device, dtype, False
-            self.placement = SimpleNamespace(device=CpuDevice())
-            self.loads = 0
+    def __init__(self, model: str, device: str | None, dtype: str | None, calls: list):
+        self.model, self.device, self.dtype, self.loaded = model, device, dtype, False
+        self.placement = SimpleNamespace(device=CpuDevice())
+        self.loads = 0
+        self.calls = calls
 
-        def matches(self, model: str, device: str | None, dtype: str | None) -> bool:
-            return (self.model, self.device, self.dtype) == (model, device, dtype)
+    def matches(self, model: str, device: str | None, dtype: str | None) -> bool:
+        return (self.model, self.device, self.dtype) == (model, device, dtype)
 
-        def unload(self) -> None:
-            self.loaded = False
+    def unload(self) -> None:
+        self.loaded = False
 
-    def __init__(self) -> None:
-        super().__init__("framerelay.engine.run")
-        self.calls: list[tuple[EditRequest, object]] = []
-
-    def run_edit(self, request, progress, cancel, engine=None, preview=None) -> EditResult:
-        self.calls.append((request, engine))
+    def edit(self, request, progress, cancel, preview) -> EditResult:
+        self.calls.append((request, self))
         progress(Progress("load", 0, 1))
-        if not engine.loaded:
-            engine.loaded, engine.loads = True, engine.loads + 1
+        if not self.loaded:
+            self.loaded, self.loads = True, self.loads + 1
         progress(Progress("load", 1, 1))
         for step in (1, 2):
             cancel.raise_if_cancelled()
@@ -112,11 +107,14 @@ class RecordingEngine(ModuleType):
         return EditResult(request.outputs, 3, Fraction(25), (64, 64), "local")
 
 
-def test_the_engine_executor_keeps_one_engine_warm_and_unloads_it_when_idle(tmp_path, monkeypatch):
-    fake_engine = RecordingEngine()
+def test_the_engine_executor_keeps_one_engine_warm_and_unloads_it_when_idle(tmp_path):
+    calls: list[tuple[EditRequest, RecordingEngine]] = []
+
+    def engine_factory(model: str, device: str | None, dtype: str | None) -> RecordingEngine:
+        return RecordingEngine(model, device, dtype, calls)
+
     source, edited = make_media(tmp_path / "media")
-    executor = EngineExecutor(default_model="hub/svd", device="cpu")
-    monkeypatch.setitem(sys.modules, "framerelay.engine.run", fake_engine)
+    executor = EngineExecutor(default_model="hub/svd", device="cpu", engine_factory=engine_factory)
     with running_daemon(tmp_path, executor, idle_unload_s=0.5) as (_, client):
         idle = client.status()
         first = client.submit(clip_spec(source, edited, frames=3))
@@ -129,9 +127,10 @@ def test_the_engine_executor_keeps_one_engine_warm_and_unloads_it_when_idle(tmp_
     assert (idle.model_loaded, idle.device) == (False, "cpu")
     assert (warm.model_loaded, warm.model, warm.device) == (True, "hub/svd", "cpu")
     assert kinds(events)[-1] == "finished" and events[-1].finished.frame_count == 3
-    (request, engine), (other_request, other_engine) = fake_engine.calls
+    (request, engine), (other_request, other_engine) = calls
     assert request.model == "hub/svd" and request.device == "cpu"
     assert not request.overwrite  # a first attempt of a job that did not ask to overwrite
     assert request.start == 0 and request.end == pytest.approx(3 / 24)
     assert other_request.model == "other/svd" and other_engine is not engine
     assert not engine.loaded and not other_engine.loaded
+    assert engine.loads == other_engine.loads == 1

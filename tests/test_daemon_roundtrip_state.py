@@ -107,7 +107,7 @@ def test_edit_events_fold_into_the_awaiting_job(tmp_path, media):
         assert ("queued" in [kind for _, kind in seen]) and len(seen) == 6
 
         waiting = queue.add_awaiting("c" * 32, roundtrip(source), exported())
-        listed = [j.id for j in queue.list()[0]]
+        listed = [j.id for j in queue.list_jobs()[0]]
         assert listed == [job.id, waiting.id]  # running, then awaiting
         cancelled, outcome = queue.cancel(waiting.id)
         assert outcome is CancelOutcome.dequeued and cancelled.state is JobState.cancelled

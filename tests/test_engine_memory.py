@@ -14,6 +14,7 @@ from framerelay.engine import lora, memory
 from framerelay.engine.conditioning import encode_condition, encode_video_latents
 from framerelay.engine.editing import sample_edit
 from framerelay.engine.inversion import invert
+from framerelay.engine.lora import trainer as lora_trainer
 from framerelay.engine.params import EngineParams
 from framerelay.engine.source_store import TieredSourceStore, window_store
 from framerelay.engine.tiny import tiny_unet
@@ -44,7 +45,9 @@ def _batch() -> lora.TrainingBatch:
 def _train(tmp_path, landed: bool, monkeypatch) -> tuple[list[float], list[torch.Tensor]]:
     if landed:  # the training as it was before temporal checkpointing
         monkeypatch.setattr(
-            lora, "checkpoint_temporal_blocks", lambda unet, active=True: contextlib.nullcontext()
+            lora_trainer,
+            "checkpoint_temporal_blocks",
+            lambda unet, active=True: contextlib.nullcontext(),
         )
     else:
         monkeypatch.undo()

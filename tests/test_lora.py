@@ -251,9 +251,9 @@ def test_training_draws_nothing_from_the_global_rng(tmp_path):
 
 
 def test_a_dropout_mask_is_a_function_of_seed_step_and_layer():
-    from framerelay.engine.lora import SeededDropout, _DropoutClock
+    from framerelay.engine.lora import DropoutClock, SeededDropout
 
-    clock, x = _DropoutClock(23), torch.ones(64, 64)
+    clock, x = DropoutClock(23), torch.ones(64, 64)
     first, other_layer = SeededDropout(0.5, clock, 0), SeededDropout(0.5, clock, 1)
     clock.step = 1
     mask = first(x)
@@ -524,9 +524,10 @@ def test_half_written_checkpoints_are_ignored_and_cleaned_up(tmp_path):
         train_motion_lora(
             make_unet(), make_batch(), params, tmp_path, interrupted, interrupted.token
         )
-    half = tmp_path / ".tmp-step-4-dead"  # a checkpoint killed while being written
-    half.mkdir()
-    (half / "adapter.safetensors").write_bytes(b"partial")
+    for name in (".step-4.partial-dead", ".tmp-step-4-dead"):  # killed while being written
+        half = tmp_path / name  # (the second: as versions before framerelay.files named it)
+        half.mkdir()
+        (half / "adapter.safetensors").write_bytes(b"partial")
     (tmp_path / "step-9").mkdir()  # a step dir without its files is not a checkpoint
     assert latest_checkpoint(tmp_path) == tmp_path / "step-2"
 

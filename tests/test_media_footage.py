@@ -244,7 +244,7 @@ def test_keeping_pixels_composes_the_source_outside_the_region():
 
 def test_the_round_trip_exports_the_frame_as_the_nle_shows_it(tmp_path):
     from framerelay.jobs.spec import EditSessionSpec, JobSpec
-    from framerelay.service.edit_sessions import frame_to_edit
+    from framerelay.roundtrip.jobs import frame_to_edit
 
     frames = pattern_frames(3, 160, 90)
     path = encode_rgb(tmp_path / "phone.mp4", frames, options={"qp": "0"}, pix_fmt="yuv444p",

@@ -43,7 +43,7 @@ def test_rgba_is_composited_over_black_with_a_warning(tmp_path, caplog):
     colour = np.broadcast_to(np.array([200, 100, 50]) / 255, (2, 8, 3))
     np.testing.assert_allclose(image[4:6], colour * 128 / 255, atol=1e-6)
     np.testing.assert_allclose(image[6:], colour, atol=1e-6)
-    assert "transparency" in caplog.text
+    assert "transparent areas" in caplog.text and "they show black" in caplog.text
 
 
 def test_opaque_alpha_is_dropped_silently(tmp_path, caplog, rgb8):
@@ -185,3 +185,31 @@ def test_saving_checks_the_shape(tmp_path):
     with pytest.raises(ValueError):
         save_png(np.zeros((4, 4), np.uint8), tmp_path / "frame.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_engine_and_the_round_trip_read_an_edit_with_one_alpha_rule(tmp_path):
+    """The engine's reader and the round trip's validator: the same pixels, the same warning,
+    and a fully transparent frame refused by both."""
+    from framerelay.roundtrip.validate import read_edited_frame
+
+    rgba = np.zeros((6, 8, 4), np.uint16)
+    rgba[..., :3] = (60000, 30000, 1000)
+    rgba[..., 3] = 65535
+    rgba[:2, :, 3] = 16384  # a quarter opaque
+    path = write_image(tmp_path / "edit.png", rgba)
+    under = np.full((3, 4, 3), 128, np.uint8)  # the exported frame, at another size
+    engine = load_image(path, under)
+    round_trip = read_edited_frame(path, (8, 6), background=under)
+    np.testing.assert_array_equal(engine, round_trip.image)
+    quarter = 16384 / 65535
+    expected = np.array([60000, 30000, 1000]) / 65535 * quarter + 128 / 255 * (1 - quarter)
+    np.testing.assert_allclose(engine[:2], np.broadcast_to(expected, (2, 8, 3)), atol=1e-6)
+    np.testing.assert_allclose(engine[2:] * 65535, rgba[2:, :, :3], atol=1e-2)
+    assert round_trip.warnings == (
+        "edit.png has transparent areas (33.3% of it); they show the original frame.",
+    )
+
+    clear = write_image(tmp_path / "clear.png", np.zeros((6, 8, 4), np.uint8))
+    for read in (load_image, lambda p: read_edited_frame(p, (8, 6), attempts=1)):
+        with pytest.raises(EditUnreadableError, match="fully transparent"):
+            read(clear)

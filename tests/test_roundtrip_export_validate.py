@@ -170,7 +170,7 @@ def test_unreadable_files_are_refused_after_retries(tmp_path, content, message):
 
 
 def test_missing_file_is_refused(tmp_path):
-    with pytest.raises(EditUnreadableError, match="no longer exists"):
+    with pytest.raises(EditUnreadableError, match="not found"):
         read_edited_frame(tmp_path / "gone.png", (96, 64), attempts=1)
 
 

@@ -43,7 +43,7 @@ def hash_frames(frames: np.ndarray) -> str:
     array = np.ascontiguousarray(frames)
     digest = hashlib.sha256()
     digest.update(f"{array.shape}|{array.dtype.str}|".encode())
-    digest.update(memoryview(array).cast("B"))
+    digest.update(array.data.cast("B"))
     return digest.hexdigest()
 
 

@@ -16,7 +16,6 @@ meta.json, set explicitly with os.utime on every put and get, so it is reliable 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from typing import Any
 
 import platformdirs
 
-from framerelay.errors import DiskFullError
+from framerelay.files import disk_full_as_error, publish
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ STALE_TMP_SECONDS = 30 * 60  # a writer untouched this long is dead
 RESERVED_META = frozenset({"key", "kind", "bytes", "created", "version"})
 _KEY = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"[0-9a-f]{2}")  # key[:2]
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def default_cache_root() -> Path:
@@ -109,8 +107,8 @@ class ArtifactCache:
                 writer(tmp)
                 meta_doc["bytes"] = _tree_bytes(tmp)
                 meta_doc["created"] = time.time()
-                _write_json(tmp / META_FILE, meta_doc)
-                _fsync_tree(tmp)
+                text = json.dumps(meta_doc, indent=1, sort_keys=True, allow_nan=False)
+                (tmp / META_FILE).write_text(text, encoding="utf-8")
                 return self._commit(tmp, key)
         finally:
             if tmp.exists():
@@ -189,17 +187,14 @@ class ArtifactCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
-                os.rename(tmp, final)
-            except OSError as error:
-                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
+                publish(tmp, final, replace=False)  # durable, then renamed: first one wins
+            except FileExistsError:
                 winner = self.get(key)
                 if winner is not None:
                     log.debug("cache entry %s was committed concurrently; keeping it", key)
                     return winner
                 self._delete_dir(final)  # a directory without a valid meta.json is garbage
                 continue
-            _fsync_dir(final.parent)
             entry = self._read_entry(final)
             if entry is None:  # pragma: no cover - we just wrote a valid meta.json
                 raise RuntimeError(f"cache entry {final} is unreadable right after commit")
@@ -279,37 +274,6 @@ def _check_key(key: str) -> None:
         raise ValueError(f"cache key must be 64 lowercase hex digits (see cache_key), got {key!r}")
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as stream:
-        json.dump(doc, stream, indent=1, sort_keys=True, allow_nan=False)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
-def _fsync_tree(root: Path) -> None:
-    for folder, _, files in os.walk(root):
-        for name in files:
-            descriptor = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-        _fsync_dir(Path(folder))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _tree_bytes(root: Path) -> int:
     total = 0
     for folder, _, files in os.walk(root):
@@ -334,12 +298,5 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _disk_full_as_error(root: Path) -> Iterator[None]:
-    """Turn ENOSPC/EDQUOT into the catalogue's DiskFullError."""
-    try:
-        yield
-    except OSError as error:
-        if error.errno in _DISK_FULL:
-            raise DiskFullError(f"The disk holding the cache {root} is full.") from error
-        raise
+def _disk_full_as_error(root: Path) -> contextlib.AbstractContextManager[None]:
+    return disk_full_as_error(root, f"The disk holding the cache {root} is full.")

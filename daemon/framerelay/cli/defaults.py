@@ -47,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
             defaults.output_folder = str(args.output_dir.resolve())
         if args.no_output_dir:
             defaults.output_folder = ""
-        if changed:
-            current = client.set_defaults(defaults)
-    shown = current.defaults
+        shown = client.set_defaults(defaults).defaults if changed else current.defaults
     preset = specs_pb2.Preset.Name(shown.preset).removeprefix("PRESET_").lower()
     output_format = specs_pb2.OutputFormat.Name(shown.output_format)
     print(f"preset         {'auto' if preset == 'unspecified' else preset}")

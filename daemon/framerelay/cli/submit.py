@@ -160,12 +160,14 @@ def build_spec(args: argparse.Namespace):
         edited_frame_paths=[str(p.resolve()) for p in args.edited],
         mask_path=str(args.mask.resolve()) if args.mask else "",
         params=specs_pb2.EditParams(
-            preset=specs_pb2.Preset.Value(f"PRESET_{args.preset.upper()}") if args.preset else 0
+            preset=specs_pb2.Preset.Value(f"PRESET_{args.preset.upper()}")
+            if args.preset
+            else specs_pb2.PRESET_UNSPECIFIED
         ),
         output=specs_pb2.OutputSpec(
             format=specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{args.format.upper()}")
             if args.format
-            else 0,
+            else specs_pb2.OUTPUT_FORMAT_UNSPECIFIED,
             folder=str(args.output_dir.resolve()) if args.output_dir else "",
             overwrite=args.overwrite,
         ),

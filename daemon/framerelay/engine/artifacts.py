@@ -15,7 +15,8 @@ from framerelay.engine.conditioning import Condition
 from framerelay.engine.inversion import Inversion
 from framerelay.engine.params import EngineParams
 
-ARTIFACT_FORMAT_VERSION = 2  # 2: SARP-perturbed source condition, zero-padded SARP gradient
+ARTIFACT_FORMAT_VERSION = 3  # 2: SARP-perturbed source condition, zero-padded SARP gradient;
+# 3: one EDM preconditioning (edm.py) for sampling, inversion and the LoRA loss (last-bit changes)
 LORA_FILE = "motion_lora.safetensors"
 INVERSION_FILE = "inversion.safetensors"
 

@@ -101,7 +101,7 @@ class SourceAttentionStore:
     editing, so the budget trades memory for a larger editing batch.
     """
 
-    def __init__(self, budget_bytes: int, device: torch.device | str = "cpu"):
+    def __init__(self, budget_bytes: float, device: torch.device | str = "cpu"):
         self.budget_bytes = budget_bytes
         self.device = torch.device(device)
         self.nbytes = 0
@@ -222,6 +222,8 @@ class AttentionController:
 
     def source(self, layer: str) -> torch.Tensor:
         """The stored source tensor of a layer at the current edit step."""
+        if self._source is None:
+            raise RuntimeError(f"no stored source for {layer} at this step (sigma {self.sigma})")
         return self._source[layer]
 
     def takes_temporal_source(self, layer: str) -> bool:

@@ -1,15 +1,20 @@
 """EDM bookkeeping for SVD's v-prediction UNet (sigma_data = 1).
 
 The diffusers pipeline splits this between the scheduler and the pipeline; the engine needs it in one
-place because inversion runs the same ODE backwards and the editing sampler runs two branches.
+place because inversion runs the same ODE backwards, the editing sampler runs two branches and the
+motion LoRA trains on the same objective. The preconditioning takes a float σ (sampling) or a tensor
+of σ (training) alike.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 from diffusers import EulerDiscreteScheduler
+
+Sigma = TypeVar("Sigma", float, torch.Tensor)
 
 
 def denoising_sigmas(scheduler_config: dict, steps: int) -> torch.Tensor:
@@ -45,17 +50,32 @@ def init_noise_sigma(scheduler_config: dict) -> float:
     return math.sqrt(sigma_max**2 + 1)
 
 
-def c_in(sigma: float) -> float:
-    return 1.0 / math.sqrt(sigma**2 + 1)
+def c_in(sigma: Sigma) -> Sigma:
+    """The UNet input's scale, 1/sqrt(σ² + 1)."""
+    return (sigma**2 + 1) ** -0.5
 
 
-def c_noise(sigma: float) -> float:
-    return 0.25 * math.log(sigma)
+def c_skip(sigma: Sigma) -> Sigma:
+    return 1 / (sigma**2 + 1)
 
 
-def denoised(v: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def c_out(sigma: Sigma) -> Sigma:
+    return -sigma * c_in(sigma)
+
+
+def c_noise(sigma: Sigma) -> Sigma:
+    """The UNet's timestep input, ln(σ)/4."""
+    return 0.25 * (sigma.log() if isinstance(sigma, torch.Tensor) else math.log(sigma))
+
+
+def loss_weight(sigma: Sigma) -> Sigma:
+    """EDM's λ(σ) = (σ² + 1)/σ², which makes the x0 loss a unit-weight v loss."""
+    return (sigma**2 + 1) / sigma**2
+
+
+def denoised(v: torch.Tensor, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """x0 estimate from a v-prediction: c_skip * x + c_out * v."""
-    return x / (sigma**2 + 1) - v * (sigma / math.sqrt(sigma**2 + 1))
+    return c_skip(sigma) * x + c_out(sigma) * v
 
 
 def euler_step(x: torch.Tensor, x0: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:

@@ -39,7 +39,7 @@ def propagate_region(first: np.ndarray, frames: np.ndarray) -> np.ndarray:
     frames: (F, 3, H, W) in [-1, 1]. For frame f the backward flow f -> f-1 says where each pixel
     came from, and the region is pulled from frame f-1 along it.
     """
-    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)  # type: ignore[attr-defined]
     height, width = first.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     regions = [first]

@@ -44,7 +44,7 @@ from framerelay.engine.presets import choose_preset
 from framerelay.engine.region import latent_region, load_region, propagate_region
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
-from framerelay.engine.window_tasks import WindowHooks
+from framerelay.engine.window_tasks import WindowHooks, WindowTask
 from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
 from framerelay.media import audio, colour, footage, geometry, image, writer
@@ -98,6 +98,31 @@ class Engine:
         if self.placement.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressSink = ignore_progress,
+        cancel: CancelToken | None = None,
+        preview: Callable[[np.ndarray], None] | None = None,
+        hooks: WindowHooks | None = None,
+    ) -> EditResult:
+        """`run_edit` with this engine's model, loaded once and kept."""
+        return run_edit(request, progress, cancel, engine=self, preview=preview, hooks=hooks)
+
+    def plan_windows(self, job_id: str, request: EditRequest, folder: Path) -> list[WindowTask]:
+        """The job's window analyses, for other workers (engine/fanout.py)."""
+        from framerelay.engine import fanout
+
+        return fanout.plan(job_id, request, self, folder)
+
+    def analyse(
+        self, task: WindowTask, progress: ProgressSink = ignore_progress, cancel=None
+    ) -> None:
+        """A window's analysis into the cache, for a job whose chain runs elsewhere."""
+        from framerelay.engine import fanout
+
+        fanout.analyse(self, task, progress, cancel)
+
 
 @dataclass
 class _Edit:
@@ -108,10 +133,19 @@ class _Edit:
     output: Path
     frame: torch.Tensor  # (1, 3, H, W) in [-1, 1], at the model size
     preset: str
-    sink: VideoSink | None = None
+    _sink: VideoSink | None = None
     anchor: AnchorEdit | None = None
     last_latent: torch.Tensor | None = None  # (1, 1, 4, h, w): the previous window's last frame
     last_frame: torch.Tensor | None = None  # (1, 3, H, W), re-fitted
+
+    @property
+    def sink(self) -> VideoSink:
+        assert self._sink is not None, "the edit's output is opened with the job"
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: VideoSink) -> None:
+        self._sink = sink
 
 
 @dataclass
@@ -301,7 +335,7 @@ class _Adapters:
 
 
 def _training_frames(frames: torch.Tensor, params: EngineParams) -> torch.Tensor:
-    if params.lora.height is None:
+    if params.lora.height is None or params.lora.width is None:
         return frames
     return resize_frames(frames, params.lora.height, params.lora.width)
 
@@ -451,6 +485,7 @@ def _edit_condition(pipe, edit: _Edit, params: EngineParams) -> Condition:
         return encode_condition(pipe, edit.frame.to(pipe.unet.device), params, generator)
     # A later window: conditioned on the previous window's last generated frame, its final
     # latent used directly (no decode/encode round trip), its pixels for the CLIP embedding.
+    assert edit.last_frame is not None  # kept with last_latent
     latent = edit.last_latent[:, 0] / pipe.vae.config.scaling_factor
     noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
     latent = latent + params.noise_aug_strength * noise.to(latent.device)
@@ -478,9 +513,10 @@ def _edit_window(
     use_cfg = params.max_guidance > 1.0
     before_call = before_source = None
     if anchor is not None and edit.anchor is not None:
+        anchor_edit = edit.anchor
 
         def before_call(step: int, sigma: float) -> None:
-            capture_edit_kv(pipe, anchor, edit.anchor, controller, step, sigma, use_cfg)
+            capture_edit_kv(pipe, anchor, anchor_edit, controller, step, sigma, use_cfg)
 
         def before_source(sigma: float) -> None:  # as when the window's inversion recorded it
             capture_source_kv(pipe, anchor, controller, sigma)
@@ -646,8 +682,7 @@ def run_edit(
                     pipe.vae.dtype,
                     memory.device_free_bytes(device),
                 )
-                decoded = decode_video_latents(pipe, latents, chunk)
-                decoded = decoded.float().cpu().numpy()
+                decoded = decode_video_latents(pipe, latents, chunk).float().cpu().numpy()
                 refit = source.bridge.refit(decoded[-1])[None]
                 edit.last_frame = torch.from_numpy(refit).to(device)
                 new = slice(0 if index == 0 else params.overlap, None)

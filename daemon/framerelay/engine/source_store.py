@@ -134,14 +134,16 @@ class TieredSourceStore(SourceAttentionStore):
 
     def _streamed(self, key: str, layer: str) -> torch.Tensor:
         """The host tensor on the device; the next layers' copies start ahead of use."""
+        transfer = self.transfer
+        assert transfer is not None  # host-tier steps are streamed only with a transfer
         index = self._index[layer]
         for ahead in self._order[index : index + 1 + self.prefetch]:
             if (key, ahead) not in self._inflight and ahead in self._steps[key]:
-                self._inflight[(key, ahead)] = self.transfer.start(self._steps[key][ahead])
+                self._inflight[(key, ahead)] = transfer.start(self._steps[key][ahead])
         handle = self._inflight.pop((key, layer))
         for stale in [k for k in self._inflight if k[0] != key or self._index[k[1]] < index]:
             del self._inflight[stale]  # layers this call skipped (e.g. temporal, stage 2)
-        return self.transfer.finish(handle)
+        return transfer.finish(handle)
 
     def summary(self, steps: int) -> str:
         return steps_message(len(self), steps, self.nbytes, self.budget)

@@ -20,7 +20,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 try:  # transformers 5 without torchvision
     from transformers import CLIPImageProcessorPil as _ImageProcessor
 except ImportError:  # pragma: no cover - older transformers
-    from transformers import CLIPImageProcessor as _ImageProcessor
+    from transformers import CLIPImageProcessor as _ImageProcessor  # type: ignore[assignment]
 
 
 def svd_scheduler() -> EulerDiscreteScheduler:
@@ -129,11 +129,11 @@ def tiny_pipeline(unet: str = "tiny", num_frames: int = 14) -> StableVideoDiffus
         scheduler=svd_scheduler(),
         feature_extractor=_ImageProcessor(crop_size=224, size=224),
     )
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # diffusers' lazy bases
     return pipe
 
 
 def save_tiny_pipeline(folder: Path, unet: str = "tiny") -> Path:
     """A diffusers folder that `framerelay edit --model FOLDER` loads through the real code path."""
-    tiny_pipeline(unet).save_pretrained(folder)
+    tiny_pipeline(unet).save_pretrained(folder)  # type: ignore[attr-defined]  # lazy bases
     return folder

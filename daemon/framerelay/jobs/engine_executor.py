@@ -1,32 +1,67 @@
-"""The real executor: runs jobs through `framerelay.engine.run.run_edit`.
+"""The real executor: runs jobs through an engine made by its engine factory.
 
-The engine (and torch with it) is imported by the first job, never before, so the daemon starts
-and answers without torch. The engine's `Engine` holds the loaded model: this executor keeps one
-between jobs (the model stays warm) and the worker calls `unload` after the idle time.
+The default factory, `load_engine`, imports the engine (and torch with it) on the first job, never
+before, so the daemon starts and answers without torch; tests give a factory of their own. An
+engine holds the loaded model: this executor keeps one between jobs (the model stays warm) and the
+worker calls `unload` after the idle time.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.engine.request import EditRequest, EditResult
-from framerelay.engine.window_tasks import WindowTask
+from framerelay.engine.window_tasks import WindowHooks, WindowTask
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.jobs.slot_process import Helpers
 from framerelay.progress import CancelToken, ProgressSink
 
 log = logging.getLogger(__name__)
 
-ENGINE_MODULE = "framerelay.engine.run"
-FANOUT_MODULE = "framerelay.engine.fanout"
 PREVIEW_SIZE = 256  # longest side of a preview picture, in pixels
+
+
+class WarmEngine(Protocol):
+    """What the executor needs of an engine (`framerelay.engine.run.Engine`)."""
+
+    model: str
+    placement: Any  # .device: the torch device the model runs on
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def matches(self, model: str, device: str | None, dtype: str | None) -> bool: ...
+
+    def unload(self) -> None: ...
+
+    def edit(
+        self,
+        request: EditRequest,
+        progress: ProgressSink,
+        cancel: CancelToken | None,
+        preview: Callable[[Any], None] | None,
+        hooks: WindowHooks | None = None,
+    ) -> EditResult: ...
+
+    def plan_windows(self, job_id: str, request: EditRequest, folder: Path) -> list[WindowTask]: ...
+
+    def analyse(self, task: WindowTask, progress: ProgressSink, cancel: CancelToken) -> None: ...
+
+
+EngineFactory = Callable[[str, str | None, str | None], WarmEngine]  # (model, device, dtype)
+
+
+def load_engine(model: str, device: str | None, dtype: str | None) -> WarmEngine:
+    """The real engine; its module, torch and diffusers are imported now (the first job)."""
+    from framerelay.engine.run import Engine
+
+    return Engine(model, device, dtype)
 
 
 def edit_request_for(
@@ -84,12 +119,14 @@ class EngineExecutor:
         device: str | None = None,
         dtype: str | None = None,
         cache_dir: Path | None = None,  # None: the engine's default, $FRAMERELAY_CACHE_DIR
+        engine_factory: EngineFactory = load_engine,
     ):
         self.default_model = default_model
         self.device = device
         self.dtype = dtype
         self.cache_dir = cache_dir
-        self._engine: Any = None  # framerelay.engine.run.Engine, once a job has run
+        self.engine_factory = engine_factory
+        self._engine: WarmEngine | None = None  # once a job has run
         self._lock = threading.Lock()
 
     def execute(
@@ -97,33 +134,26 @@ class EngineExecutor:
     ) -> ExecutionResult:
         """Runs the job; with `helpers` (a worker pool), other workers may analyse its windows."""
         request = edit_request_for(run, self.default_model, self.device, self.dtype, self.cache_dir)
-        module = importlib.import_module(ENGINE_MODULE)
-        engine = self._engine_for(module, request.model)
+        engine = self._engine_for(request.model)
         for output in run.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)
 
         def preview(frame: Any) -> None:
             report.preview(*preview_png(frame), "edit")
 
-        hooks = None
-        if helpers is not None:
-            fanout = importlib.import_module(FANOUT_MODULE)
-            tasks = fanout.plan(run.job_id, request, engine, run.work_dir / "windows")
-            helpers.plan(tasks)
-            hooks = helpers if tasks else None
-        edit = module.run_edit(
-            request, report.progress, cancel, engine=engine, preview=preview, hooks=hooks
-        )
-        return result_from(edit)
+        if helpers is None:
+            return result_from(engine.edit(request, report.progress, cancel, preview))
+        tasks = engine.plan_windows(run.job_id, request, run.work_dir / "windows")
+        helpers.plan(tasks)
+        hooks = helpers if tasks else None
+        return result_from(engine.edit(request, report.progress, cancel, preview, hooks))
 
     def analyse(self, task: WindowTask, progress: ProgressSink, cancel: CancelToken) -> None:
         """Analyses a window of a job whose chain runs in another worker, into the cache."""
         assert task.request is not None
-        module = importlib.import_module(ENGINE_MODULE)
-        engine = self._engine_for(module, task.request.model, task.dtype)
-        importlib.import_module(FANOUT_MODULE).analyse(engine, task, progress, cancel)
+        self._engine_for(task.request.model, task.dtype).analyse(task, progress, cancel)
 
-    def _engine_for(self, module: ModuleType, model: str, dtype: str | None = None) -> Any:
+    def _engine_for(self, model: str, dtype: str | None = None) -> WarmEngine:
         """The warm engine when it holds `model` (in `dtype`), else a new one (it loads on first
         use)."""
         dtype = dtype or self.dtype
@@ -132,7 +162,7 @@ class EngineExecutor:
             if engine is None or not engine.matches(model, self.device, dtype):
                 if engine is not None:
                     engine.unload()
-                engine = module.Engine(model, self.device, dtype)
+                engine = self.engine_factory(model, self.device, dtype)
                 self._engine = engine
             return engine
 

@@ -8,18 +8,17 @@ as the engine's caches do) and writes small real videos: a moving gradient, thro
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from os import getpid
 from pathlib import Path
 from typing import Any
 
 from framerelay.engine.window_tasks import WindowTask
+from framerelay.files import replacing, write_atomic
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.progress import CancelToken, Progress
 
@@ -177,12 +176,10 @@ class FakeExecutor:
             self._steps("edit", phases["edit"], run, record, progress, cancel, clip)
 
     def _analysed(self, task: WindowTask, role: str) -> None:
-        tmp = task.frames.with_suffix(f".{uuid.uuid4().hex}")
-        tmp.write_text(role)
-        os.replace(tmp, task.frames)
+        write_atomic(task.frames, role.encode())
         if self.window_log is not None:
             with open(self.window_log, "a") as log:
-                log.write(f"{task.job_id} {task.index} {os.getpid()} {role}\n")
+                log.write(f"{task.job_id} {task.index} {getpid()} {role}\n")
 
     def analyse(self, task: WindowTask, progress: Callable[[Progress], None], cancel) -> None:
         """A helper's analysis of one window of a job whose chain runs elsewhere."""
@@ -253,9 +250,7 @@ def read_checkpoint(work_dir: Path) -> list[str]:
 
 def write_checkpoint(work_dir: Path, phases: list[str]) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = work_dir / f".{CHECKPOINT}.{uuid.uuid4().hex}"
-    tmp.write_text(json.dumps(phases))
-    os.replace(tmp, work_dir / CHECKPOINT)
+    write_atomic(work_dir / CHECKPOINT, json.dumps(phases).encode("utf-8"))
 
 
 def write_test_video(
@@ -266,25 +261,24 @@ def write_test_video(
 
     width, height = size
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex}"
 
     def picture(n: int) -> Any:
         return test_pattern(size, n, seed)
 
-    if output_format == "png":
-        tmp.mkdir()
-        for n in range(frames):
-            av.VideoFrame.from_ndarray(picture(n), format="rgb24").to_image().save(
-                tmp / f"frame_{n + 1:06d}.png"
-            )
-        shutil.rmtree(path, ignore_errors=True)
-    else:
+    with replacing(path) as tmp:
+        if output_format == "png":
+            tmp.mkdir()
+            for n in range(frames):
+                av.VideoFrame.from_ndarray(picture(n), format="rgb24").to_image().save(
+                    tmp / f"frame_{n + 1:06d}.png"
+                )
+            return
         codec, pix_fmt = CODECS[output_format]
         with av.open(str(tmp), "w", format=output_format) as container:
             stream = container.add_stream(codec, rate=fps)
+            assert isinstance(stream, av.VideoStream)
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             for n in range(frames):
                 frame = av.VideoFrame.from_ndarray(picture(n), format="rgb24")
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
-    os.replace(tmp, path)

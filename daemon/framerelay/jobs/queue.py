@@ -180,7 +180,7 @@ class JobQueue:
     def positions(self) -> dict[str, int]:
         return {job_id: n for n, job_id in enumerate(self.store.queued_ids(), start=1)}
 
-    def list(self, states: Iterable[JobState] = (), limit: int = 0) -> tuple[list[Job], int]:
+    def list_jobs(self, states: Iterable[JobState] = (), limit: int = 0) -> tuple[list[Job], int]:
         """Jobs and the daemon-wide cursor of the same moment."""
         return self.store.list_jobs(states, limit), self.store.last_cursor()
 
@@ -377,14 +377,14 @@ class JobQueue:
             if self.get(job_id).last_seq <= last and self.get(job_id).state.ended:
                 return
             while True:
-                event = await live.get()
-                if event is None:
+                news = await live.get()
+                if news is None:
                     raise stopping()
-                if event.seq <= last:
+                if news.seq <= last:
                     continue
-                yield event
-                last = event.seq
-                if event.terminal:
+                yield news
+                last = news.seq
+                if news.terminal:
                     return
 
     async def poll(
@@ -417,12 +417,12 @@ class JobQueue:
                 if len(page) < PAGE:
                     break
             while True:
-                event = await live.get()
-                if event is None:
+                news = await live.get()
+                if news is None:
                     raise stopping()
-                if event.cursor > last:
-                    yield event
-                    last = event.cursor
+                if news.cursor > last:
+                    yield news
+                    last = news.cursor
 
     @property
     def watcher_count(self) -> int:

@@ -13,7 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from framerelay.errors import is_disk_full
+from framerelay.errors import DiskFullError
+from framerelay.files import write_atomic
 
 RESERVE_FILE = "disk-reserve"
 RESERVE_BYTES = 1024 * 1024
@@ -31,18 +32,10 @@ class DiskReserve:
         with contextlib.suppress(FileNotFoundError):
             if self.path.stat().st_size >= self.size:
                 return True
-        partial = self.folder / f".{RESERVE_FILE}.partial"
         try:
-            with open(partial, "wb") as stream:
-                stream.write(os.urandom(self.size))
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(partial, self.path)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            if is_disk_full(error):
-                return False
-            raise
+            write_atomic(self.path, os.urandom(self.size))
+        except DiskFullError:
+            return False
         return True
 
     def release(self) -> bool:

@@ -349,7 +349,9 @@ def check_clip_length(spec: JobSpec) -> None:
         if is_sequence_source(spec.source):
             from framerelay.media import footage
 
-            info = footage.probe(spec.source, spec.sequence_fps or spec.source_fps)
+            info: footage.Footage | video.VideoInfo = footage.probe(
+                spec.source, spec.sequence_fps or spec.source_fps
+            )
         else:
             info = video.probe(spec.source)
     except FramerelayError:

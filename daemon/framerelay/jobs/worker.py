@@ -422,8 +422,8 @@ class Worker:
 
     def _failure(self, run: _Run, error: Exception) -> Payload | None:
         job_id = run.job_id
-        if run.disk_full is not None and not isinstance(error, DiskFullError):
-            error = run.disk_full  # the worker stopped the job: its events could not be stored
+        if run.disk_full is not None:  # the worker stopped the job: its events could not be
+            error = run.disk_full  # stored; what the executor raised on its way out follows
         if isinstance(error, CancelledError | WorkerLostError):
             if self._stopping and not self.queue.get(job_id).cancel_requested:
                 return None

@@ -82,6 +82,7 @@ def read_range(path: Path, start: Fraction, duration: Fraction) -> AudioClip | N
         out = np.zeros((info.channels, count), np.float32)
         resampler = av.AudioResampler(format="fltp", layout=info.layout, rate=rate)
         stream = container.streams[info.index]
+        assert isinstance(stream, av.AudioStream)
         position = None
         try:
             for frame in container.decode(stream):

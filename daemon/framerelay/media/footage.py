@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import av
 import av.error
@@ -28,6 +29,9 @@ from framerelay.media import audio as audio_io
 from framerelay.media import colour, geometry, planes, sequence, stills, timecode, video
 from framerelay.media.colour import ColourSpace, Lut1D, ModelMapping
 from framerelay.media.geometry import Display, View
+
+if TYPE_CHECKING:
+    from av.sidedata.sidedata import SideDataContainer
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +171,8 @@ def _probe_video(path: Path) -> Footage:
 
 def _mirrored(frame: av.VideoFrame) -> bool:
     """Whether the frame's display matrix flips the picture (a negative determinant)."""
-    for side in frame.side_data:
+    sides = cast("SideDataContainer", frame.side_data)  # av's Frame stub says a TypedDict
+    for side in sides:
         if "DISPLAYMATRIX" in str(side.type):
             a, b, _, c, d = np.frombuffer(bytes(side), "<i4")[:5].astype(np.int64)
             return a * d - b * c < 0

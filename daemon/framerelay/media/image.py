@@ -1,10 +1,10 @@
-"""Load edited frames (PNG, JPEG, TIFF, PSD, EXR, DPX, WebP, BMP) at full precision; save frames
-for editors.
+"""Read images (edited frames, masks, exported frames) at full precision; save frames for editors.
 
 Decoding is `framerelay.media.stills` (the right library for each format, EXIF orientation,
-declared alpha only, linear data encoded with the sRGB curve, CMYK through its profile).
-A transparent image is composited over black (the colour a video shows behind transparency) with
-a warning; a fully opaque alpha channel is dropped silently.
+declared alpha only, linear data encoded with the sRGB curve, CMYK through its profile). One rule
+for alpha, wherever an image is read: a fully opaque alpha channel is dropped silently; transparent
+areas show what lies under the picture (the frame that was exported for editing, else black), with
+a warning; a fully transparent image is refused.
 """
 
 from __future__ import annotations
@@ -24,26 +24,70 @@ PSD_SIGNATURE = stills.PSD_SIGNATURE
 _SAVE_HINT = "Save the edited frame as PNG, TIFF, JPEG or PSD and try again."
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """An image file as float32 (H, W, 3) display R'G'B' in [0, 1]."""
+def load_image(path: str | Path, under: np.ndarray | None = None) -> np.ndarray:
+    """An image file as float32 (H, W, 3) display R'G'B' in [0, 1]; warnings are logged."""
     path = Path(path)
-    still = load_still(path)
-    if still.alpha is None:
-        return still.rgb
-    return _flatten_alpha(still.rgb, still.alpha[:, :, None], path)
+    rgb, warnings = flatten(read_still(path), path.name, under)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return rgb
 
 
-def load_still(path: str | Path) -> stills.Still:
-    """An image file decoded with its alpha (if any) kept apart; warnings are logged."""
+def read_still(path: str | Path) -> stills.Still:
+    """An image file decoded with its alpha (if any) kept apart; EditUnreadableError if it cannot
+    be read or decoded."""
     path = Path(path)
     data = _read_bytes(path)
     try:
-        still = stills.decode(data, path.name)
+        return stills.decode(data, path.name)
     except stills.StillError as error:
         raise EditUnreadableError(error.message, error.hint) from error
-    for warning in still.warnings:
-        log.warning("%s", warning)
-    return still
+
+
+def flatten(
+    still: stills.Still, name: str, under: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The picture without alpha, float32 (H, W, 3), and the warnings about it (the module's alpha
+    rule). `under` shows through transparent areas: RGB uint8, uint16 or float, any size."""
+    warnings = list(still.warnings)
+    rgb, alpha = still.rgb, still.alpha
+    if rgb.size == 0:
+        raise EditUnreadableError(f"{name} has no pixels.", _SAVE_HINT)
+    if alpha is not None and float(alpha.min()) < 1.0:
+        if float(alpha.max()) <= 0.0:
+            raise EditUnreadableError(
+                f"{name} is fully transparent.",
+                "Make sure the edited layers are visible, or flatten the image, and save again.",
+            )
+        height, width = rgb.shape[:2]
+        background = (
+            np.zeros_like(rgb) if under is None else _fitted(to_float(under), width, height)
+        )
+        weight = alpha[:, :, None]
+        rgb = rgb * weight + background * (1.0 - weight)
+        transparent = 100 * float(np.mean(alpha < 1.0))
+        shown = "black" if under is None else "the original frame"
+        warnings.append(
+            f"{name} has transparent areas ({transparent:.1f}% of it); they show {shown}."
+        )
+    return np.ascontiguousarray(rgb, dtype=np.float32), tuple(warnings)
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8, uint16 or float (values outside [0, 1] are clipped) -> float32 in [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if image.dtype.kind == "f":
+        return np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0)
+    raise ValueError(f"expected a uint8, uint16 or float image, got {image.dtype}")
+
+
+def _fitted(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return image.reshape(height, width, -1)[:, :, :3]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -105,15 +149,3 @@ def _read_bytes(path: Path) -> bytes:
             "Wait until the editor has finished saving, or save it again.",
         )
     return data
-
-
-def _flatten_alpha(rgb: np.ndarray, alpha: np.ndarray, path: Path) -> np.ndarray:
-    if np.all(alpha >= 1):
-        return rgb
-    transparent = float(np.mean(alpha < 1))
-    log.warning(
-        "%s has transparency (%.1f%% of pixels); compositing it over black",
-        path.name,
-        100 * transparent,
-    )
-    return rgb * alpha

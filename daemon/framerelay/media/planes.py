@@ -103,7 +103,8 @@ def read_planes(frame: av.VideoFrame) -> Planes:
     for component in frame.format.components:
         plane = frame.planes[component.plane]
         row = plane.line_size // dtype.itemsize
-        data = np.frombuffer(plane, dtype).reshape(-1, row)[: component.height, : component.width]
+        data = np.frombuffer(plane, dtype)  # type: ignore[call-overload]  # a plane is a buffer
+        data = data.reshape(-1, row)[: component.height, : component.width]
         arrays.append(data.astype(np.float32) if layout.floating else data)
     alpha = arrays.pop() if layout.alpha else None  # components are listed R, G, B (or Y, Cb, Cr)
     return Planes(layout, tuple(arrays), alpha)
@@ -239,5 +240,6 @@ def from_native(
 
 def _write_plane(plane: av.video.plane.VideoPlane, codes: np.ndarray) -> None:
     row = plane.line_size // codes.itemsize
-    target = np.frombuffer(plane, codes.dtype).reshape(-1, row)
+    target = np.frombuffer(plane, codes.dtype)  # type: ignore[call-overload]  # a buffer
+    target = target.reshape(-1, row)
     target[: codes.shape[0], : codes.shape[1]] = codes

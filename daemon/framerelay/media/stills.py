@@ -43,7 +43,17 @@ _MAXIMIZE_HINT = (
     "Turn on 'Maximize PSD and PSB File Compatibility' (Photoshop: Settings > File Handling) "
     "for exact results."
 )
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".psd", ".psb", ".exr", ".dpx")
+EXTENSIONS: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".psd",
+    ".psb",
+    ".exr",
+    ".dpx",
+)
 EXTENSIONS += (".webp", ".bmp")
 
 
@@ -246,7 +256,7 @@ def _decode_ffmpeg(data: bytes, name: str) -> Still:
     from framerelay.media import planes
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             frame = next(container.decode(video=0))
     except (av.error.FFmpegError, StopIteration, UnicodeDecodeError) as error:
         raise StillError(
@@ -370,7 +380,8 @@ def _psd_planes(raw: bytes, depth: int, channels: int, height: int, width: int) 
         row = (width + 7) // 8
         bits = np.unpackbits(np.frombuffer(raw, np.uint8).reshape(channels, height, row), axis=2)
         return np.moveaxis(bits[:, :, :width].astype(np.float32), 0, -1)
-    dtype = {8: np.dtype(np.uint8), 16: np.dtype(">u2"), 32: np.dtype(">f4")}[depth]
+    dtypes: dict[int, np.dtype] = {8: np.dtype(np.uint8), 16: np.dtype(">u2"), 32: np.dtype(">f4")}
+    dtype = dtypes[depth]
     array = np.frombuffer(raw, dtype).reshape(channels, height, width)
     scale = {8: 255.0, 16: 65535.0, 32: 1.0}[depth]
     return np.moveaxis(array.astype(np.float32) / scale, 0, -1)

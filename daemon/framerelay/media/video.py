@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -348,6 +348,8 @@ def _index_stream(
         )
     if untimed:
         return _index_by_decoding(path, fps)
+    if stream.time_base is None:
+        raise SourceUnreadableError(f"{path.name} has no time base for its frames", TRANSCODE_HINT)
     return FrameIndex(pts=tuple(sorted(pts)), time_base=Fraction(stream.time_base), fps=fps)
 
 
@@ -427,7 +429,7 @@ def _match_pts(
         _raise_short(path, frames, position)
 
 
-def _decoded_frames(path: Path, seek_pts: int | None) -> Iterator[av.VideoFrame]:
+def _decoded_frames(path: Path, seek_pts: int | None) -> Generator[av.VideoFrame]:
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"

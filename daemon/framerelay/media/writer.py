@@ -252,6 +252,7 @@ def _write_container(
     with av.open(str(staged), mode="w", format=fmt, options=container_options) as container:
         audio_stream = audio_io.add_stream(container, audio, fmt) if audio is not None else None
         stream = container.add_stream(codec, rate=fps, options=options)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         context = stream.codec_context
         if tag:
@@ -265,7 +266,7 @@ def _write_container(
             stream.set_display_rotation(encoding.rotation)
         if encoding.timecode:
             stream.metadata["timecode"] = encoding.timecode
-        if audio_stream is not None:  # all of it first: the muxer interleaves by time
+        if audio is not None and audio_stream is not None:  # all first: muxed in time order
             audio_io.mux(container, audio_stream, audio)
         for count, frame in enumerate(frames):
             _check_frame(frame, shape, count)
@@ -279,9 +280,9 @@ def _sane_dts(packets: list[av.Packet]) -> list[av.Packet]:
     """libx265 leaves the dts uninitialised in streams shorter than its lookahead (one or two
     frames), which the mp4 muxer refuses; such packets are not reordered, so dts = pts."""
     for packet in packets:
-        known = packet.pts is not None and packet.dts is not None
-        if known and not packet.pts - 64 <= packet.dts <= packet.pts:
-            packet.dts = packet.pts
+        pts, dts = packet.pts, packet.dts
+        if pts is not None and dts is not None and not pts - 64 <= dts <= pts:
+            packet.dts = pts
     return packets
 
 

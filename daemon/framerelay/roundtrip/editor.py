@@ -172,6 +172,9 @@ class LaunchResult:
     pid: int | None = None
 
 
+Launcher = Callable[..., LaunchResult]  # open_in_editor, or a test's stand-in
+
+
 def open_in_editor(
     path: Path,
     config: EditorConfig,
@@ -251,7 +254,7 @@ def spawn_detached(argv: Sequence[str], on_exit: ExitCallback | None = None) -> 
         "stderr": subprocess.DEVNULL,
         "close_fds": True,
     }
-    if os.name == "nt":
+    if sys.platform == "win32":
         options["creationflags"] = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
     else:
         options["start_new_session"] = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -11,19 +10,11 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from framerelay.errors import InvalidSpecError
-from framerelay.roundtrip.files import write_atomic
+from framerelay.files import write_atomic
+from framerelay.roundtrip.records import EXPORT_STEM, ExportedFrame
 
-EXPORT_STEM = "frame_edit"
 _SRGB_PERCEPTUAL = b"\x00"
 _SRGB_GAMMA = (45455).to_bytes(4, "big")  # the gAMA the PNG spec pairs with sRGB
-
-
-@dataclass(frozen=True)
-class ExportedFrame:
-    path: Path
-    size: tuple[int, int]  # (width, height)
-    mtime_ns: int  # saves must be newer than this
-    sixteen_bit: bool
 
 
 def export_frame(

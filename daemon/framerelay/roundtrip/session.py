@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,72 +12,25 @@ import cv2
 import numpy as np
 
 from framerelay.errors import EditUnreadableError, FramerelayError, InvalidSpecError
-from framerelay.roundtrip.editor import EditorConfig, LaunchResult, open_in_editor
-from framerelay.roundtrip.export import EXPORT_STEM, ExportedFrame, export_frame
-from framerelay.roundtrip.files import write_atomic
+from framerelay.files import write_atomic
+from framerelay.roundtrip.editor import EditorConfig, Launcher, LaunchResult, open_in_editor
+from framerelay.roundtrip.export import export_frame
+from framerelay.roundtrip.records import (
+    EDITS_FOLDER,
+    EXPORT_STEM,
+    AcceptedEdit,
+    EditEvent,
+    EventKind,
+    ExportedFrame,
+    SessionState,
+    copy_name,
+)
 from framerelay.roundtrip.validate import EditedFrame, read_edited_frame
 from framerelay.roundtrip.watch import SaveWatcher
 
 log = logging.getLogger(__name__)
 
-EDITS_FOLDER = "edits"  # accepted versions; a subfolder, so the (non-recursive) watch ignores them
-
-
-class EventKind(enum.Enum):
-    exported = "exported"
-    editor_opened = "editor_opened"
-    open_skipped = "open_skipped"  # --no-open: the user opens the path themselves
-    editor_failed = "editor_failed"
-    edit_received = "edit_received"
-    validation_problem = "validation_problem"
-    save_ignored = "save_ignored"  # saved after the job started, without "follow saves"
-
-
-class SessionState(enum.Enum):
-    created = "created"
-    awaiting_edit = "awaiting_edit"
-    edit_ready = "edit_ready"
-    started = "started"
-    closed = "closed"
-
-
-@dataclass(frozen=True)
-class EditEvent:
-    kind: EventKind
-    message: str
-    hint: str = ""
-    path: Path | None = None  # exported file, or the accepted copy for edit_received
-    source: Path | None = None  # the file the user saved or picked
-    version: int = 0
-    follow: bool = False  # edit_received after the job started: submit a new job for it
-    warnings: tuple[str, ...] = ()
-    time: float = field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind.value,
-            "message": self.message,
-            "hint": self.hint,
-            "path": str(self.path) if self.path else "",
-            "source": str(self.source) if self.source else "",
-            "version": self.version,
-            "follow": self.follow,
-            "warnings": list(self.warnings),
-            "time": self.time,
-        }
-
-
-@dataclass(frozen=True)
-class AcceptedEdit:
-    version: int
-    path: Path  # the frozen copy in <folder>/edits/, the engine's input
-    source: Path
-    warnings: tuple[str, ...] = ()
-    follow: bool = False
-
-
 EventSink = Callable[[EditEvent], None]
-Launcher = Callable[..., LaunchResult]
 
 
 class EditSession:
@@ -291,7 +241,7 @@ class EditSession:
 
     def _accept(self, frame: EditedFrame, *, follow: bool) -> AcceptedEdit:
         version = self._version + 1
-        copy = self.folder / EDITS_FOLDER / f"edit_v{version:03d}.png"
+        copy = self.folder / EDITS_FOLDER / copy_name(version)
         copy.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(copy, _encode_png(frame.image, sixteen_bit=frame.bit_depth > 8))
         accepted = AcceptedEdit(version, copy, frame.path, frame.warnings, follow)

@@ -36,8 +36,8 @@ from framerelay.service.convert import (
     status_to_proto,
     with_defaults,
 )
-from framerelay.service.edit_sessions import EditSessions
 from framerelay.service.job_defaults import DefaultsSettings, JobDefaults
+from framerelay.service.round_trips import EditSessions
 
 MAX_POLL_SECONDS = 60.0
 CANCEL_OUTCOMES = {
@@ -108,7 +108,7 @@ class DaemonApi:
 
     async def list_jobs(self, request: daemon_pb2.ListJobsRequest) -> daemon_pb2.ListJobsResponse:
         states = [state_from_proto(s) for s in request.states]
-        jobs, cursor = self.queue.list(states, request.limit)
+        jobs, cursor = self.queue.list_jobs(states, request.limit)
         positions = self.queue.positions()
         return daemon_pb2.ListJobsResponse(
             jobs=[job_to_proto(job, positions.get(job.id, 0)) for job in jobs], cursor=cursor

@@ -38,12 +38,12 @@ from framerelay.service.discovery import (
     url_host,
     write_discovery,
 )
-from framerelay.service.edit_sessions import EditSessions
 from framerelay.service.editor_settings import EditorSettings, config_file
 from framerelay.service.http_facade import HttpFacade
 from framerelay.service.instance import InstanceLock
 from framerelay.service.job_defaults import DefaultsSettings
 from framerelay.service.logsetup import SecretScrubber
+from framerelay.service.round_trips import EditSessions
 from framerelay.service.servicer import DaemonServicer
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,9 @@ class DaemonClient:
     def get(self, job_id: str) -> jobs_pb2.Job:
         return self._call(self._stub.GetJob, daemon_pb2.GetJobRequest(job_id=job_id)).job
 
-    def list(self, states: tuple[int, ...] = (), limit: int = 0) -> daemon_pb2.ListJobsResponse:
+    def list(
+        self, states: tuple[jobs_pb2.JobState.ValueType, ...] = (), limit: int = 0
+    ) -> daemon_pb2.ListJobsResponse:
         request = daemon_pb2.ListJobsRequest(states=states, limit=limit)
         return self._call(self._stub.ListJobs, request)
 

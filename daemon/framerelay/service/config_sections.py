@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from framerelay.errors import InvalidSpecError
-from framerelay.roundtrip.files import write_atomic
+from framerelay.files import write_atomic
 from framerelay.service.editor_settings import dump_toml, read_document
 
 log = logging.getLogger(__name__)

@@ -71,11 +71,11 @@ QUEUED_REASONS = {
 }
 
 
-def state_to_proto(state: JobState) -> int:
+def state_to_proto(state: JobState) -> jobs_pb2.JobState.ValueType:
     return jobs_pb2.JobState.Value(f"JOB_STATE_{state.value.upper()}")
 
 
-def state_from_proto(value: int) -> JobState:
+def state_from_proto(value: jobs_pb2.JobState.ValueType) -> JobState:
     if value == jobs_pb2.JOB_STATE_UNSPECIFIED:
         raise InvalidSpecError("JOB_STATE_UNSPECIFIED is not a state to filter by.")
     if value not in jobs_pb2.JobState.values():
@@ -105,7 +105,7 @@ def spec_from_proto(message: specs_pb2.JobSpec) -> JobSpec:
     if message.output.format not in OUTPUT_FORMATS:
         raise InvalidSpecError(f"unknown output format value {message.output.format}.")
     params = message.params
-    overrides = {name: getattr(params, name) for name in PARAM_FIELDS if params.HasField(name)}
+    overrides = {name: getattr(params, name) for name in PARAM_FIELDS if params.HasField(name)}  # type: ignore[arg-type]
     frame_range = None
     if message.HasField("frame_range"):
         frame_range = FrameRange(message.frame_range.in_frame, message.frame_range.out_frame)
@@ -363,11 +363,11 @@ def editor_config_from_proto(message: daemon_pb2.EditorConfig) -> EditorConfig:
     )
 
 
-def preset_to_proto(preset: str) -> int:
+def preset_to_proto(preset: str) -> specs_pb2.Preset.ValueType:
     return specs_pb2.Preset.Value(f"PRESET_{preset.upper()}")
 
 
-def output_format_to_proto(output_format: str) -> int:
+def output_format_to_proto(output_format: str) -> specs_pb2.OutputFormat.ValueType:
     return specs_pb2.OutputFormat.Value(f"OUTPUT_FORMAT_{output_format.upper()}")
 
 

@@ -13,11 +13,11 @@ import logging
 import os
 import secrets
 import stat
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from framerelay.errors import UnavailableError
+from framerelay.files import write_atomic
 
 FILE_NAME = "daemon.json"
 FORMAT_VERSION = 1
@@ -79,18 +79,7 @@ def private_folder(folder: Path) -> None:
 def write_discovery(path: Path, discovery: Discovery) -> None:
     """Creates the file as 0600 from the start (never readable by others, even briefly)."""
     private_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        with os.fdopen(fd, "w") as file:
-            json.dump(discovery.to_json(), file, indent=2)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(discovery.to_json(), indent=2).encode("utf-8"), mode=0o600)
 
 
 @dataclass(frozen=True)

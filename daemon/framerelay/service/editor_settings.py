@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from framerelay.errors import ForbiddenError, InvalidSpecError
+from framerelay.files import write_atomic
 from framerelay.roundtrip.editor import DetectedEditor, EditorConfig, detect_editors
-from framerelay.roundtrip.files import write_atomic
 
 log = logging.getLogger(__name__)
 

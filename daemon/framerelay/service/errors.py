@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 ERROR_METADATA_KEY = "framerelay-error-bin"
 
 
-def code_to_proto(code: ErrorCode) -> int:
+def code_to_proto(code: ErrorCode) -> errors_pb2.ErrorCode.ValueType:
     return errors_pb2.ErrorCode.Value(f"ERROR_CODE_{code.value.upper()}")
 
 
-def code_from_proto(value: int) -> ErrorCode:
+def code_from_proto(value: errors_pb2.ErrorCode.ValueType) -> ErrorCode:
     name = errors_pb2.ErrorCode.Name(value).removeprefix("ERROR_CODE_").lower()
     return ErrorCode(name) if name in ErrorCode._value2member_map_ else ErrorCode.internal
 
@@ -84,7 +84,7 @@ async def rpc_errors(context: grpc.aio.ServicerContext, where: str) -> AsyncIter
 
 def error_from_rpc(error: grpc.RpcError) -> FramerelayError:
     """The catalogue error behind a failed call (client side)."""
-    call: grpc.Call = error  # type: ignore[assignment]
+    call: grpc.Call = error
     for key, value in call.trailing_metadata() or ():
         if key == ERROR_METADATA_KEY:
             info = errors_pb2.ErrorInfo.FromString(value)

@@ -6,7 +6,7 @@ leaves a stale lock behind.
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -14,7 +14,7 @@ from framerelay.errors import BusyError
 
 
 def _lock(file: IO[str]) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc.aio
 
@@ -10,7 +11,7 @@ from framerelay.proto.v1 import daemon_pb2, daemon_pb2_grpc
 from framerelay.service.api import DaemonApi
 from framerelay.service.errors import rpc_errors
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class DaemonServicer(daemon_pb2_grpc.DaemonServicer):

@@ -13,6 +13,9 @@ its one owner. What an accepted edit does depends on the job's state when it is 
 
 The session closes when the job it feeds ends; after a restart, the sessions of jobs that have not
 ended watch their folders again, without exporting again or opening the editor.
+
+Nothing here imports media code until a round trip needs it: the session (decoders, encoders, the
+folder watch) is imported by the first round trip, or at start when one is resumed.
 """
 
 from __future__ import annotations
@@ -20,36 +23,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import shutil
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-
-from framerelay.errors import FramerelayError, InvalidSpecError
+from framerelay.errors import EditUnreadableError, FramerelayError, InvalidSpecError
 from framerelay.jobs.events import EditUpdate, JobEvent, Started
 from framerelay.jobs.job import Job, JobState, takes_edit
 from framerelay.jobs.queue import JobQueue
 from framerelay.jobs.spec import FrameRange, JobSpec, check_readable_file
-from framerelay.roundtrip import (
+from framerelay.roundtrip.editor import EditorConfig, Launcher, open_in_editor
+from framerelay.roundtrip.records import (
     EDITS_FOLDER,
     AcceptedEdit,
     EditEvent,
-    EditSession,
     EventKind,
     ExportedFrame,
-    open_in_editor,
+    copy_version,
 )
-from framerelay.roundtrip.session import Launcher
-from framerelay.service.editor_settings import EditorSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from framerelay.roundtrip.session import EditSession
 
 log = logging.getLogger(__name__)
-
-_VERSION_FILE = re.compile(r"^edit_v(\d+)\.png$")
 
 
 @dataclass
@@ -65,20 +67,20 @@ class RoundTrip:
 
 @dataclass(frozen=True)
 class FrameToEdit:
-    frame: np.ndarray
+    frame: np.ndarray  # H×W×3 uint8 or uint16
     source_frame: int  # index in the source file
     spec: JobSpec  # its frame range starts at the edited frame
 
 
-class EditSessions:
+class RoundTrips:
     """Must be created in the daemon's event loop; every method but the session callbacks runs
-    there."""
+    there. `editor` gives the editor settings for a new round trip."""
 
     def __init__(
         self,
         queue: JobQueue,
         root: Path,
-        settings: EditorSettings,
+        editor: Callable[[], EditorConfig],
         *,
         no_open: bool = False,
         launch: Launcher = open_in_editor,
@@ -87,7 +89,7 @@ class EditSessions:
     ):
         self.queue = queue
         self.root = root
-        self.settings = settings
+        self._editor = editor
         self.no_open = no_open
         self._launch = launch
         self._quiet = quiet
@@ -175,7 +177,9 @@ class EditSessions:
     def _new_round_trip(self, job_id: str, spec: JobSpec) -> RoundTrip:
         options = spec.edit_session
         assert options is not None
-        editor = self.settings.current()
+        from framerelay.roundtrip.session import EditSession
+
+        editor = self._editor()
         open_editor = editor.open_editor if options.open_editor is None else options.open_editor
         editor = replace(editor, open_editor=open_editor and not self.no_open)
         pending: deque[EditEvent] = deque()
@@ -329,7 +333,7 @@ class EditSessions:
         is gone."""
         assert job.edit is not None
         exported_path = Path(job.edit.exported_path)
-        background = read_rgb(exported_path)
+        background = exported_frame(exported_path)
         if background is None:
             log.warning(
                 "job %s: the exported frame %s is gone; not watching", job.id, exported_path
@@ -401,11 +405,15 @@ def update_from(event: EditEvent) -> EditUpdate:
     )
 
 
-def read_rgb(path: Path) -> np.ndarray | None:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.ndim != 3:
+def exported_frame(path: Path) -> np.ndarray | None:
+    """The frame a round trip exported (float32 H×W×3), what transparent areas of an edit show;
+    None when it is gone."""
+    from framerelay.media import image
+
+    try:
+        return image.load_image(path)
+    except EditUnreadableError:
         return None
-    return np.ascontiguousarray(image[:, :, 2::-1])
 
 
 def newest_mtime_ns(exported: Path) -> int:
@@ -413,15 +421,14 @@ def newest_mtime_ns(exported: Path) -> int:
     stamps = [exported.stat().st_mtime_ns]
     edits = exported.parent / EDITS_FOLDER
     if edits.is_dir():
-        stamps += [p.stat().st_mtime_ns for p in edits.iterdir() if _VERSION_FILE.match(p.name)]
+        stamps += [p.stat().st_mtime_ns for p in edits.iterdir() if copy_version(p.name)]
     return max(stamps)
 
 
 def highest_version(edits: Path) -> int:
     if not edits.is_dir():
         return 0
-    found = (_VERSION_FILE.match(p.name) for p in edits.iterdir())
-    return max((int(m.group(1)) for m in found if m), default=0)
+    return max((copy_version(p.name) or 0 for p in edits.iterdir()), default=0)
 
 
 def _mark_started(session: EditSession) -> None:
