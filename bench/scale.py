@@ -3,12 +3,14 @@ worker, with two local worker processes and on a local two-worker Ray cluster, i
 model of the speed-up with K GPUs at real size, from the real-size accounting.
 
     PYTHONPATH=daemon:. python bench/scale.py [--lora-steps 20] [--steps 5] [--no-ray]
-        [--accounting real_size.json]   # figures from bench/real_size.py --json (default: the
+        [--repeats 2] [--accounting real_size.json]   # bench/real_size.py --json (default: the
                                         # per-phase H100 seconds recorded in bench/RESULTS.md)
 
-Each configuration first runs a warm-up job (another clip: its own cache entries), so that every
-process has loaded its engine, then the measured job; both times are printed, with the frames of
-the measured jobs compared bit for bit. One torch thread per process.
+Every configuration first runs a warm-up job (another clip: its own cache entries), so that every
+process has loaded its engine; then the measured job runs `--repeats` times, going round the
+configurations (each run with an empty cache), so that changes in the machine's load fall on all
+of them alike. The frames of the measured jobs are compared bit for bit. One torch thread per
+process.
 """
 
 from __future__ import annotations
@@ -268,47 +270,54 @@ def measure(args, root: Path) -> None:
         f"tiny model, 14 frames at 128x256 = 5 windows of 4, {args.steps} steps, "
         f"LoRA {args.lora_steps} steps at rank 8\n"
     )
-    print(
-        "| configuration | load avg | warm-up job (cold) | measured job, each run | best | speed-up | frames |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    reference, first = None, None
-    for index, (name, make) in enumerate(configs.items()):
-        folder = root / f"run{index}"
-        load = os.getloadavg()[0]
-        executor = make(folder / "cache")
-        runs = []
-        try:
-            cold, _ = timed(executor, warm_spec, folder / "warm")
-            for repeat in range(args.repeats):
+    # All the executors stay up; the measured runs go round the configurations, so that a change
+    # in the machine's load falls on all of them alike.
+    executors, cold, runs, loads = {}, {}, {name: [] for name in configs}, []
+    phases: dict[str, float] = {}
+    try:
+        for index, (name, make) in enumerate(configs.items()):
+            executors[name] = make(root / f"run{index}" / "cache")
+            cold[name], _ = timed(executors[name], warm_spec, root / f"run{index}" / "warm")
+        for repeat in range(args.repeats):
+            for index, name in enumerate(configs):
+                folder = root / f"run{index}"
                 shutil.rmtree(folder / "cache", ignore_errors=True)  # every window analysed again
                 shutil.rmtree(folder / "job", ignore_errors=True)
-                seconds, reports = timed(executor, spec, folder / "job")
-                runs.append(seconds)
+                loads.append(os.getloadavg()[0])
+                seconds, reports = timed(executors[name], spec, folder / "job")
+                runs[name].append(seconds)
                 if index == 0 and repeat == 0:
                     phases = reports.phase_seconds
-        finally:
+    finally:
+        for executor in executors.values():
             close = getattr(executor, "close", None)
             if close is not None:
                 close()
-        frames = frames_of(folder / "job" / "frames")
+    print(
+        "| configuration | warm-up job (cold) | measured job, each run | best | speed-up (best) "
+        "| frames |"
+    )
+    print("|---|---|---|---|---|---|")
+    reference, first = None, None
+    for index, name in enumerate(configs):
+        frames = frames_of(root / f"run{index}" / "job" / "frames")
         same = "reference" if reference is None else (
             "identical" if np.array_equal(frames, reference) else "DIFFERENT"
         )  # fmt: skip
         reference = frames if reference is None else reference
-        best = min(runs)
+        best = min(runs[name])
         first = best if first is None else first
-        each = ", ".join(f"{r:.1f}" for r in runs)
+        each = ", ".join(f"{r:.1f}" for r in runs[name])
         print(
-            f"| {name} | {load:.1f} | {cold:.1f} s | {each} s | {best:.1f} s | "
-            f"{first / best:.2f}× | {same} |"
+            f"| {name} | {cold[name]:.1f} s | {each} s | {best:.1f} s | {first / best:.2f}× "
+            f"| {same} |"
         )
     analysis = sum(phases.get(p, 0.0) for p in ("lora", "invert"))
     print(
         f"\nthe 1-worker job's phases (first run): analysis (lora, invert) {analysis:.1f} s, "
         f"edit {phases.get('edit', 0.0):.1f} s, of {sum(phases.values()):.1f} s reported"
     )
-    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+    print(f"load average before each measured run: {', '.join(f'{x:.1f}' for x in loads)}")
 
 
 def main() -> None:

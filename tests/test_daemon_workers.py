@@ -328,3 +328,56 @@ def test_a_ray_cluster_that_cannot_be_reached_fails_the_job_with_a_hint(tmp_path
     assert error.code == 11 and address in error.message  # ERROR_CODE_UNAVAILABLE
     assert "ray start --head" in error.hint
     assert status.version
+
+
+def test_a_full_data_disk_stops_every_running_job_and_holds_the_queue(tmp_path):
+    import asyncio
+    from fractions import Fraction
+
+    from framerelay.errors import DiskFullError, ErrorCode
+    from framerelay.jobs.job import JobState
+    from framerelay.jobs.output_policy import OutputPolicy
+    from framerelay.jobs.queue import JobQueue
+    from framerelay.jobs.spec import FrameRange, JobSpec
+    from framerelay.jobs.store import JobStore
+    from framerelay.jobs.worker import Worker
+
+    class FillingStore(JobStore):
+        full = False
+
+        def append(self, job_id, payload, now):
+            if self.full:
+                raise self.disk_full()
+            return super().append(job_id, payload, now)
+
+    source, edited = make_media(tmp_path / "media")
+    spec = JobSpec(source, (edited,), FrameRange(0, 6), Fraction(24))
+    pool = fake_pool(tmp_path, step_seconds=0.05)
+
+    async def scenario():
+        store = FillingStore(tmp_path / "jobs.sqlite3")
+        queue = JobQueue(store, tmp_path / "outputs", policy=OutputPolicy(tmp_path / "outputs"))
+        worker = Worker(queue, pool, tmp_path / "work")
+        task = asyncio.create_task(worker.run())
+        jobs = [queue.submit(spec) for _ in range(3)]
+        while any(queue.get(j.id).progress is None for j in jobs[:2]):
+            await asyncio.sleep(0.02)
+        store.full = True
+        await asyncio.sleep(1.5)
+        held = [queue.get(j.id).state for j in jobs]
+        waiting_on = worker.waiting_on
+        store.full = False
+        while not queue.get(jobs[2].id).state.ended:
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await task
+        return held, waiting_on, [queue.get(j.id) for j in jobs]
+
+    try:
+        held, waiting_on, (first, second, third) = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert held == [JobState.running, JobState.running, JobState.queued]
+    assert isinstance(waiting_on, DiskFullError)
+    assert first.error.code is ErrorCode.disk_full and second.error.code is ErrorCode.disk_full
+    assert third.state is JobState.finished

@@ -15,6 +15,7 @@ dies only loses its window, which the chain then computes. Nothing here imports 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -122,8 +123,9 @@ class PoolExecutor:
 
     # --- the Worker's side ---
 
-    def set_room_listener(self, listener: Callable[[], None]) -> None:
-        """`listener` is called (from any thread) whenever a new job may have room."""
+    def set_room_listener(self, listener: Callable[[], None] | None) -> None:
+        """`listener` is called (from any thread) whenever a new job may have room; None stops
+        the calls."""
         self._on_room = listener
 
     def has_room(self) -> bool:
@@ -424,6 +426,8 @@ class PoolExecutor:
         with self._lock:
             if slot.conn is None:
                 return
+            with contextlib.suppress(OSError):
+                slot.conn.close()
             slot.conn = None
             code = slot.process.exitcode if slot.process is not None else None
             lost = list(slot.work.values())

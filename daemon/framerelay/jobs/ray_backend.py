@@ -95,7 +95,7 @@ class RayRuntime:
         log.info("window %d of job %s came back from Ray", task.index + 1, task.job_id)
 
     def status(self) -> ExecutorStatus:
-        return ExecutorStatus(f"ray {self.address}", self._ray is not None)
+        return ExecutorStatus(f"ray {self.address}", False)  # the models are the cluster's
 
     def unload(self) -> None:
         pass

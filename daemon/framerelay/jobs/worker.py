@@ -179,8 +179,13 @@ class Worker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         listen = getattr(self.executor, "set_room_listener", None)
+
+        def wake() -> None:  # from the executor's threads
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the worker stopped
+                loop.call_soon_threadsafe(self._changed.set)
+
         if listen is not None:
-            listen(lambda: loop.call_soon_threadsafe(self._changed.set))
+            listen(wake)
         while not self._stopping:
             if self.waiting_on is not None or not self._recover():
                 await self._wait_for_room()
@@ -205,6 +210,8 @@ class Worker:
                     continue  # paused while an unload held the worker, or no slot after all
                 self._start(job)
         await self._drain()
+        if listen is not None:
+            listen(None)
 
     def _executor_has_room(self) -> bool:
         has_room = getattr(self.executor, "has_room", None)
