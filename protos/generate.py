@@ -3,6 +3,10 @@
     python protos/generate.py          # regenerate daemon/framerelay/proto/
     python protos/generate.py --check  # exit 1 if the committed stubs differ from a fresh run
 
+It also writes the standard-library client's list of EditParams fields and their JSON types
+(daemon/framerelay_client/edit_params.py), so that a new engine parameter reaches the client with
+its proto field; `scripts/vendor-client` then copies the client into the plugins.
+
 The generator is pinned: stubs from grpcio-tools X need grpcio >= X at run time, so X is the
 runtime floor in pyproject.toml. The proto tree mirrors the package path, so the generated imports
 read `from framerelay.proto.v1 import ...` with no rewriting.
@@ -24,6 +28,16 @@ OUTPUT_ROOT = ROOT / "daemon"
 PACKAGE = Path("framerelay/proto")
 PINS = {"grpcio-tools": "1.85.1", "mypy-protobuf": "5.1.0"}
 INIT_TEXT = '"""Generated from protos/ by protos/generate.py; do not edit."""\n'
+CLIENT_PARAMS = Path("framerelay_client/edit_params.py")
+CLIENT_PARAMS_HEAD = '''"""Generated from protos/ by protos/generate.py; do not edit.
+
+EditParams of specs.proto: each engine parameter a job may set besides its preset, by its
+snake_case name, and its JSON type. The daemon's parameter table (framerelay/engine/params.py,
+docs/parameters.md) holds their ranges, defaults and help.
+"""
+
+PARAMS: dict[str, type] = {
+'''
 
 
 def check_pins() -> list[str]:
@@ -65,18 +79,42 @@ def generate(output_root: Path) -> None:
         f"--mypy_grpc_out={output_root}",
         *protos,
     ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed")
+    with tempfile.TemporaryDirectory() as tmp:
+        descriptors = Path(tmp) / "descriptors.pb"
+        if protoc.main([*args, f"--descriptor_set_out={descriptors}"]) != 0:
+            raise SystemExit("protoc failed")
+        client_params = client_params_text(descriptors.read_bytes())
     for folder in {(output_root / p).parent for p in protos} | {output_root / PACKAGE}:
         (folder / "__init__.py").write_text(INIT_TEXT)
+    (output_root / CLIENT_PARAMS).parent.mkdir(parents=True, exist_ok=True)
+    (output_root / CLIENT_PARAMS).write_text(client_params)
+
+
+def client_params_text(descriptor_set: bytes) -> str:
+    from google.protobuf import descriptor_pb2
+
+    json_types = {
+        descriptor_pb2.FieldDescriptorProto.TYPE_UINT32: "int",
+        descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE: "float",
+        descriptor_pb2.FieldDescriptorProto.TYPE_BOOL: "bool",
+    }
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set).file
+    (message,) = [m for f in files for m in f.message_type if m.name == "EditParams"]
+    rows = [
+        f'    "{field.name}": {json_types[field.type]},'
+        for field in message.field
+        if field.name != "preset"
+    ]
+    return CLIENT_PARAMS_HEAD + "\n".join(rows) + "\n}\n"
 
 
 def generated_files(root: Path) -> set[Path]:
-    return {
+    stubs = {
         p.relative_to(root)
         for p in (root / PACKAGE).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
+    return stubs | ({CLIENT_PARAMS} if (root / CLIENT_PARAMS).exists() else set())
 
 
 def stale_files(fresh_root: Path, committed_root: Path) -> list[str]:

@@ -45,11 +45,11 @@ def one_error(capsys) -> str:
         (["--steps", "0"], "steps must be 1..200, got 0"),
         (["--seed", str(2**32)], f"seed must be 0..{2**32 - 1}, got {2**32}"),
         (["--seed", "-3"], "seed must be"),
-        (["--lora-steps", "-1"], "LoRA steps must be 0..5000"),
-        (["--lora-rank", "-4"], "rank 1..256"),
+        (["--lora-steps", "-1"], "lora_steps must be 0..1000"),
+        (["--lora-rank", "-4"], "lora_rank must be 1..256"),
         (["--width", "-64"], "width must be a multiple of 64"),
         (["--height", str(2**33)], "height must be a multiple of 64"),
-        (["--overlap", "-1"], "overlap must be 0..window-1"),
+        (["--overlap", "-1"], "overlap must be 0..63"),
         (["--in", "-1", "--out", "5", "--fps", "24"], "at least two frames"),
         (["--in", str(2**32), "--out", str(2**32 + 8), "--fps", "24"], "--in 4294967296 is out"),
         (["--in", "0", "--out", "8", "--fps", f"1/{2**40}"], "--fps"),
@@ -76,6 +76,51 @@ def test_in_range_numbers_reach_the_daemon(media, no_daemon, capsys):
     flags = ["--steps", "200", "--seed", str(2**32 - 1), "--in", "0", "--out", "8", "--fps", "24"]
     assert main(["submit", str(source), str(edited), *flags]) == 2
     assert "the daemon is not running" in one_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["jobs", "--limit", "-1"], "--limit must be 0 or more, got -1"),
+        (["watch", "abc", "--after-seq", "-3"], "--after-seq must be 0 or more, got -3"),
+    ],
+)
+def test_negative_numbers_of_jobs_and_watch_are_one_line(no_daemon, capsys, argv, words):
+    assert main(argv) == 2
+    assert words in one_error(capsys)
+
+
+def test_serve_refuses_a_negative_idle_unload_with_a_hint_about_it(no_daemon, capsys):
+    assert main(["serve", "--fake", "--idle-unload", "-3"]) == 2
+    error, hint = capsys.readouterr().err.strip().splitlines()
+    assert error == "framerelay: error: the idle unload time must be positive, got -3.0."
+    assert hint.startswith("hint: ") and "--idle-unload 300" in hint
+
+
+def test_a_missing_input_lut_gets_a_hint_about_luts(media, tmp_path):
+    from framerelay.errors import EditUnreadableError
+    from framerelay.jobs.spec import JobSpec
+
+    source, edited = media
+    spec = JobSpec(source=source, edited_frames=[edited], input_lut=tmp_path / "log.cube")
+    with pytest.raises(EditUnreadableError, match="the input LUT") as error:
+        spec.validate()
+    assert ".cube" in error.value.hint and "edited frame" not in error.value.hint
+
+
+def test_two_edits_of_the_same_name_are_refused_before_any_folder_is_made(media, tmp_path, capsys):
+    # Each output is named after its edited frame: the same name twice used to make the output
+    # folder, then fail with "two edits would write the same output" and "Give distinct outputs".
+    source, edited = media
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / edited.name
+    twin.write_bytes(edited.read_bytes())
+    out = tmp_path / "takes" / "take.mp4"
+    assert main(["edit", str(source), str(edited), str(twin), "-o", str(out), "--quiet"]) == 2
+    line = one_error(capsys)
+    assert f"two edited frames are named {edited.stem!r}" in line
+    assert not (tmp_path / "takes").exists()
 
 
 def run_edit_cli(*args: str, root: Path) -> subprocess.CompletedProcess:
@@ -145,14 +190,15 @@ def test_edit_checks_the_output_can_be_written_before_any_work(
     ],
 )
 def test_a_late_file_error_is_still_one_line(tmp_path, media, capsys, monkeypatch, error, words):
+    pytest.importorskip("torch")
+    from framerelay.engine import run
+
     source, edited = media
-    engine = ModuleType("framerelay.engine.run")
 
     def run_edit(*args, **kwargs):
         raise error
 
-    engine.run_edit = run_edit  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "framerelay.engine.run", engine)
+    monkeypatch.setattr(run, "run_edit", run_edit)
     assert main(["edit", str(source), str(edited), "-o", str(tmp_path / "x.mp4")]) == 2
     line = one_error(capsys)
     assert words in line and "/renders" in line

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -223,13 +224,27 @@ def test_a_job_walks_the_phases_to_finished(backend):
         assert all((p["clip"], p["clips"]) == (1, 1) for p in reports)
         if reports[-1]["total"] > 1:
             assert reports[-1]["etaSeconds"] == 0.0
-    assert events[-1]["finished"] == {
+    finished = dict(events[-1]["finished"])
+    seconds = finished.pop("phaseSeconds")
+    assert set(seconds) == set(PHASES) and all(s >= 0 for s in seconds.values())
+    assert finished == {
         "outputPaths": job["outputPaths"],
         "frameCount": 6,
         "fps": {"num": 24, "den": 1},
         "width": 64,
         "height": 64,
-        "preset": "local",  # what auto chose (serve --fake always chooses local)
+        "preset": "local",  # what auto chose (serve --fake always chooses local), and why:
+        "presetChoices": [
+            {
+                "preset": "local",
+                "chosenByAuto": True,
+                "structureCorrelation": 1.0,
+                "reason": "local: the edit changed 0% of the frame (under 35%)",
+            }
+        ],
+        "seed": 23,
+        "windows": 1,
+        "loraStepsRun": 4,
     }
 
     view = JobView.from_job(job)
@@ -243,6 +258,12 @@ def test_a_job_walks_the_phases_to_finished(backend):
     )
     assert view.output_paths == tuple(job["outputPaths"]) and view.preset == "local"
     assert view.last_seq == len(events) and view.frame_count == 6
+    assert (view.fps, view.seed, view.windows, view.lora_steps_run) == (Fraction(24), 23, 1, 4)
+    assert [c.reason for c in view.preset_choices] == [finished["presetChoices"][0]["reason"]]
+    assert view.phase_seconds == seconds and view.cache_hits == 0 and view.warnings == ()
+    stored = JobView.from_job(api.get_job(job["id"]))  # the Job's result says the same
+    fields = ("fps", "preset_choices", "seed", "phase_seconds", "windows", "lora_steps_run")
+    assert [getattr(stored, f) for f in fields] == [getattr(view, f) for f in fields]
 
 
 def test_watch_and_poll_resume_after_a_seq(backend):

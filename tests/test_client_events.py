@@ -173,6 +173,46 @@ def test_the_preset_auto_chose_is_the_views_once_finished():
     assert JobView.from_job(failed).preset == "auto"
 
 
+def test_what_a_finished_job_did_is_the_views():
+    """The daemon's own finished event, as its JSON says it, folded into the view."""
+    from framerelay.engine.presets import PresetChoice
+    from framerelay.jobs import events as daemon_events
+    from framerelay.service.convert import finished_to_proto
+
+    finished = daemon_events.Finished(
+        outputs=("/o/a.mov", "/o/b.mov"),
+        frame_count=48,
+        fps=Fraction(24000, 1001),
+        width=1920,
+        height=1080,
+        preset="local,shape",
+        preset_choices=(
+            PresetChoice("local", True, 0.12, 0.9),
+            PresetChoice("shape", True, 0.6, 0.2),
+        ),
+        seed=0,
+        phase_seconds={"load": 3.5, "lora": 60.25, "encode": 1.0},
+        windows=4,
+        cache_hits=3,
+        lora_steps_run=250,
+        warnings=("a.mov is interlaced",),
+    )
+    body = json_format.MessageToDict(finished_to_proto(finished))
+    view = reduce(JobView.empty(JOB), event(1, finished=body))
+    assert view.preset == "local,shape" and view.fps == Fraction(24000, 1001)
+    assert [(c.preset, c.chosen_by_auto, c.changed_fraction) for c in view.preset_choices] == [
+        ("local", True, 0.12),
+        ("shape", True, 0.6),
+    ]
+    assert view.preset_choices[0].reason == "local: the edit changed 12% of the frame (under 35%)"
+    assert view.preset_choices[1].reason.startswith("shape: the edit changed 60% of the frame")
+    assert view.seed == 0 and view.phase_seconds == {"load": 3.5, "lora": 60.25, "encode": 1.0}
+    assert (view.windows, view.cache_hits, view.lora_steps_run) == (4, 3, 250)
+    assert view.warnings == ("a.mov is interlaced",) and view.frame_count == 48
+    job = {"id": JOB, "state": "JOB_STATE_FINISHED", "result": body}
+    assert JobView.from_job(job).preset_choices == view.preset_choices
+
+
 def test_a_queue_stream_gives_every_job_a_view():
     views: dict[str, JobView] = {}
     views = reduce_queue(views, event(1, queued={"position": 1}))

@@ -25,6 +25,8 @@ from PIL import Image
 from framerelay import limits
 from framerelay.cache import ArtifactCache
 from framerelay.cli import serve
+from framerelay.engine import presets
+from framerelay.engine.params import EngineParams
 from framerelay.errors import OutOfMemoryError
 from framerelay.jobs import fake_executor, queue
 from framerelay.jobs.fake_executor import FakeExecutor
@@ -122,6 +124,8 @@ def test_the_fakes_limits_and_phases_are_the_daemons():
     ):
         assert getattr(fake_module, name) == getattr(limits, name), name
     assert fake_module.DEFAULT_PHASES == fake_executor.DEFAULT_PHASES
+    assert EngineParams().seed == fake_module.DEFAULT_SEED
+    assert fake_module.LOCAL_AREA == presets.LOCAL_AREA
     assert fake_module.EXPORT_STEM == export.EXPORT_STEM
 
 
@@ -187,6 +191,8 @@ class Placeholders:
             return "<eta>"
         if key == "uptimeSeconds":
             return "<uptime>"
+        if key == "phaseSeconds":
+            return {phase: "<seconds>" for phase in value}
         if key == "png":
             return pixels(value)
         return self(value)

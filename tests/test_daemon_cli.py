@@ -72,6 +72,8 @@ def test_submit_with_watch_prints_the_outputs(daemon, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "finished: 6 frames at 24000/1001 fps" in out
+    assert "  seed 23, 1 window(s), 4 LoRA steps, 0 cache hit(s); load " in out
+    assert "  preset local: the edit changed 0% of the frame (under 35%)" in out
     output = out.strip().splitlines()[-1]
     assert output.endswith(".mp4") and (tmp_path / "data" / "outputs").as_posix() in output
     _, client, _ = daemon
@@ -145,3 +147,56 @@ def test_submit_rejects_a_range_without_its_other_end(daemon, tmp_path, capsys):
     source, edited = make_media(tmp_path / "media")
     assert main(["submit", str(source), str(edited), "--in", "3"]) == 2
     assert "--in and --out go together" in capsys.readouterr().err
+
+
+def test_jobs_shows_control_characters_of_a_label_as_question_marks():
+    # Any token holder chooses the label: it must not send escapes or line breaks to the terminal.
+    from framerelay.cli.jobs import row
+    from framerelay.proto.v1 import jobs_pb2
+
+    job = jobs_pb2.Job(id="0123456789", state=jobs_pb2.JOB_STATE_QUEUED, position=1)
+    job.spec.label = "\x1b[2J\x1b]0;title\x07évil\nline"
+    line = row(job)
+    assert "\x1b" not in line and "\x07" not in line and "\n" not in line
+    assert line.endswith("?[2J?]0;title?évil?line")
+
+
+def test_watch_follows_a_job_across_a_clean_restart(tmp_path, monkeypatch):
+    # docs/daemon.md: `framerelay watch` reconnects and resumes if the daemon restarts. A clean
+    # stop removes the discovery file until the new daemon writes one; watch used to give up
+    # there with "the daemon is not running".
+    from framerelay.cli.progress_view import follow
+
+    monkeypatch.setenv("FRAMERELAY_CONFIG_DIR", str(tmp_path / "config"))
+    source, edited = make_media(tmp_path / "media")
+    process, found = start_serve(tmp_path, "--fake")
+    try:
+        with DaemonClient.from_discovery(found) as client:
+            client.pause(False)
+            job = client.submit(clip_spec(source, edited))
+        result: dict = {}
+
+        def watch() -> None:
+            try:
+                result["finished"] = follow(DaemonClient.from_discovery(found), job.id)
+            except Exception as error:  # reported below
+                result["error"] = error
+
+        tries = []
+        connect = DaemonClient.connect.__func__
+        monkeypatch.setattr(
+            DaemonClient, "connect", classmethod(lambda cls: tries.append(1) or connect(cls))
+        )
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        stop_serve(process)
+        assert not discovery_path(tmp_path / "config").exists()
+        wait_for(lambda: tries or not watcher.is_alive(), timeout=30)  # it tried while down
+        process, found = start_serve(tmp_path, "--fake")
+        with DaemonClient.from_discovery(found) as client:
+            client.resume()
+        watcher.join(timeout=60)
+    finally:
+        stop_serve(process)
+    assert "error" not in result, result.get("error")
+    assert result["finished"].frame_count > 0

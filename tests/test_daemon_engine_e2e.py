@@ -130,7 +130,7 @@ def test_the_engine_executor_keeps_one_engine_warm_and_unloads_it_when_idle(tmp_
     (request, engine), (other_request, other_engine) = calls
     assert request.model == "hub/svd" and request.device == "cpu"
     assert not request.overwrite  # a first attempt of a job that did not ask to overwrite
-    assert request.start == 0 and request.end == pytest.approx(3 / 24)
+    assert request.frame_range == (0, 3) and request.frame_rate == Fraction(24)
     assert other_request.model == "other/svd" and other_engine is not engine
     assert not engine.loaded and not other_engine.loaded
     assert engine.loads == other_engine.loads == 1

@@ -115,3 +115,29 @@ def test_the_editor_command_writes_the_file_without_a_daemon_and_shows_it(tmp_pa
     }
     shown = editor_cli(state, "--no-arguments", "--application", "")
     assert "application: (the system default)" in shown and "arguments:   (none)" in shown
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ("[editor]\napplication = 5\n", "docs/roundtrip.md"),
+        ('[defaults]\noutput_folder = "/etc"\n', "outside the daemon's output roots"),
+    ],
+)
+def test_a_hand_edited_section_the_api_would_refuse_stops_the_start(tmp_path, table, words):
+    # docs/daemon.md: a default folder must lie under the output roots, and a broken section
+    # stops the start with one line naming it (the folder used to be found only at each submit,
+    # as if the user had asked for /etc); the editor's type errors pointed at `edit --help`.
+    state = tmp_path / "state"
+    (state / "config").mkdir(parents=True)
+    (state / "config" / "config.toml").write_text(table)
+    done = subprocess.run(
+        [sys.executable, "-m", "framerelay", "serve", "--fake"],
+        env=daemon_env(state),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert "framerelay edit --help" not in done.stderr

@@ -142,8 +142,7 @@ def test_a_job_becomes_an_engine_request(media, tmp_path):
     run = Execution("id", spec, outputs, tmp_path / "work", 1)
     request = edit_request_for(run, "default/model", "cpu", None)
     assert request.source == media[0] and request.outputs == outputs
-    assert request.start == pytest.approx(10 * 1001 / 24000)
-    assert request.end == pytest.approx(58 * 1001 / 24000)
+    assert request.frame_range == (10, 58) and request.frame_rate == Fraction(24000, 1001)
     assert request.model == "/models/svd" and request.device == "cpu"
     assert request.params.steps == 12 and request.params.matching.preset == "style"
     assert request.params.matching.beta1 == 0.25

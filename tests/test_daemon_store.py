@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from framerelay.engine.presets import PresetChoice
 from framerelay.errors import ErrorCode, InvalidSpecError, NotFoundError
 from framerelay.jobs.events import (
     Cancelled,
@@ -19,6 +20,8 @@ from framerelay.jobs.events import (
     ProgressUpdate,
     Queued,
     Started,
+    payload_from_json,
+    payload_to_json,
 )
 from framerelay.jobs.job import JobState
 from framerelay.jobs.queue import CancelOutcome, JobQueue
@@ -96,6 +99,21 @@ def test_every_payload_kind_survives_the_store(tmp_path, media):
         Preview(bytes(range(256)), 16, 9, "edit"),
         Failed(ErrorInfo.of(ErrorCode.out_of_memory, "ran out")),
         Cancelled("interrupted", ErrorInfo.of(ErrorCode.cancelled, "stopped"), "lora"),
+        Finished(
+            ("/o/a.mov",),
+            8,
+            Fraction(24000, 1001),
+            64,
+            64,
+            "style",
+            (PresetChoice("style", chosen_by_auto=True, changed_fraction=0.5),),
+            seed=7,
+            phase_seconds={"load": 1.5, "edit": 2.25},
+            windows=2,
+            cache_hits=1,
+            lora_steps_run=250,
+            warnings=("interlaced",),
+        ),
     ]
 
     async def submit():
@@ -105,6 +123,13 @@ def test_every_payload_kind_survives_the_store(tmp_path, media):
     for payload in payloads:
         store.append(job.id, payload, 2.0)
     assert [e.payload for e in store.events(job.id, after_seq=1)] == payloads
+
+
+def test_a_finished_event_stored_before_it_said_what_the_job_did_still_loads():
+    old = {"outputs": ["/o/a.mov"], "frame_count": 8, "fps": [24, 1], "width": 64, "height": 64}
+    loaded = payload_from_json("finished", old)
+    assert loaded == Finished(("/o/a.mov",), 8, Fraction(24), 64, 64)
+    assert payload_from_json("finished", payload_to_json(loaded)) == loaded
 
 
 def test_queue_order_moves_and_cancels(tmp_path, media):

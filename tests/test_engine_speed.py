@@ -110,8 +110,8 @@ def test_the_cli_draft_flag_and_the_default_memory_budget(tmp_path):
     parser = argparse.ArgumentParser()
     edit.register(parser.add_subparsers())
     base = ["edit", "a.mp4", "e.png", "-o", str(tmp_path / "o.mp4")]
-    request = edit.build_request(parser.parse_args(base))
-    assert request.params.source_memory_budget_mb is None  # sized from free memory
-    assert request.params.steps == 25 and request.params.lora.steps == 250
-    draft = edit.build_request(parser.parse_args([*base, "--draft"]))
-    assert draft.params.steps == DRAFT_STEPS and draft.params.lora.steps == 0
+    params = edit.engine_params(parser.parse_args(base))
+    assert params.source_memory_budget_mb is None  # sized from free memory
+    assert params.steps == 25 and params.lora.steps == 250
+    draft = edit.engine_params(parser.parse_args([*base, "--draft"]))
+    assert draft.steps == DRAFT_STEPS and draft.lora.steps == 0

@@ -147,6 +147,27 @@ def test_3d_and_non_monotonic_luts_are_refused_with_a_hint(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "LUT_1D_SIZE hf_SECRET\n",
+        "LUT_1D_SIZE\n",
+        "LUT_1D_SIZE 2\n0 0 0\n1 hf_SECRET 1\n",
+        "DOMAIN_MIN hf_SECRET 0 0\n",
+        "LUT_1D_INPUT_RANGE 0\n",
+    ],
+)
+def test_a_malformed_cube_is_invalid_spec_without_quoting_the_file(tmp_path, text):
+    # Not an internal error (HTTP 500 with a traceback in the log), and not a message or log
+    # line that carries the file's words: a token holder may name any file as the input LUT.
+    bad = tmp_path / "bad.cube"
+    bad.write_text(text)
+    with pytest.raises(InvalidSpecError, match=r"not a valid 1D \.cube LUT") as error:
+        c.load_cube(bad)
+    assert "SECRET" not in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
     ("space", "words", "hint"),
     [
         (c.ColourSpace(matrix=c.MATRIX_BT2020_CL), "BT.2020 CL", "Transcode"),

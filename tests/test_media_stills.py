@@ -240,3 +240,14 @@ def test_cli_refuses_an_unreadable_edit_with_status_2(tmp_path, capsys):
     status = main(["edit", str(source), str(bad), "-o", str(tmp_path / "o.mp4"), "--quiet"])
     assert status == 2
     assert capsys.readouterr().err.startswith("framerelay: error:")
+
+
+def test_a_file_that_is_no_image_is_refused_without_quoting_its_bytes(tmp_path):
+    # A token holder may name any file as an edited frame (AttachEdit answers at once, and the
+    # message is logged): the refusal must not carry the file's first bytes (a token, a key).
+    secret = tmp_path / "token"
+    secret.write_bytes(b"hf_SECRETSECRET\n")
+    with pytest.raises(EditUnreadableError) as error:
+        image.load_image(secret)
+    assert "not a PNG" in str(error.value)
+    assert "hf_" not in str(error.value) and "SECRET" not in str(error.value)

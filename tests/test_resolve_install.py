@@ -128,3 +128,20 @@ def test_the_installed_bridge_names_its_mailbox(tmp_path):
 def test_a_mailbox_path_lua_cannot_hold_is_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot be written into Lua"):
         install.render_bridge(Path(tmp_path / "a]==]b"))
+
+
+def test_uninstall_keeps_what_it_did_not_install(tmp_path, capsys):
+    # `--fusion-dir ~` by mistake, where ~/framerelay is the user's own folder (a checkout of
+    # framerelay, say): uninstall used to delete the whole folder.
+    home = tmp_path / "home"
+    own = home / "framerelay" / "README.md"
+    own.parent.mkdir(parents=True)
+    own.write_text("mine")
+    assert main(["install-resolve", "--uninstall", "--fusion-dir", str(home)]) == 0
+    assert own.read_text() == "mine"
+    assert main(["install-resolve", "--fusion-dir", str(home)]) == 0
+    assert main(["install-resolve", "--uninstall", "--fusion-dir", str(home)]) == 0
+    assert own.read_text() == "mine"
+    assert not (home / "framerelay" / "framerelay_resolve").exists()
+    assert not (home / "framerelay" / "mailbox").exists()
+    assert "holds files framerelay did not install" in capsys.readouterr().out

@@ -451,3 +451,22 @@ def test_no_test_can_reach_a_real_resolve(tmp_path, monkeypatch):
     monkeypatch.setenv("RESOLVE_SCRIPT_API", str(modules.parent))
     with pytest.raises(NotSupported, match="did not load"):
         external.scripting_module()
+
+
+def test_a_send_without_a_preset_takes_the_daemons_default_preset(tmp_path, monkeypatch):
+    # README: jobs that leave the preset unset get the daemon's defaults, so every host offers
+    # the same ones (`framerelay defaults --preset style`, the tray's Settings).
+    from framerelay.cli import build_parser
+    from framerelay_resolve.vendor.framerelay_client import job_defaults
+
+    with resolve_scene(tmp_path, "21.0.4-studio") as scene:
+        scene.client.set_defaults(job_defaults("style", "mp4"))
+        scene.timeline.put(scene.clip("a.mp4", 48), 1, START, 4, 12)
+        monkeypatch.setitem(sys.modules, "DaVinciResolveScript", FakeScriptModule(scene.resolve))
+        sent = external.send_current_clip(via="external", client=scene.client)
+        job = scene.client.get_job(sent.job_id)
+        assert job["spec"]["params"]["preset"] == "PRESET_STYLE"
+        assert job["spec"]["output"]["format"] == "OUTPUT_FORMAT_MP4"
+        _, sent, _ = send_and_finish(scene)
+        assert scene.client.get_job(sent.job_id)["spec"]["params"]["preset"] == "PRESET_STYLE"
+    assert build_parser().parse_args(["resolve", "send"]).preset is None

@@ -77,8 +77,8 @@ PARAMETERS: dict[str, tuple[Change, str]] = {
         lambda s, t: (setattr(s.params, "min_guidance", 3.0), setattr(s.params, "max_guidance", 2)),
         "guidance",
     ),
-    "beta-high": (setter("beta1", 1.5), "beta must be within [0, 1]"),
-    "beta-nan": (setter("beta2", float("nan")), "beta must be within [0, 1]"),
+    "beta-high": (setter("beta1", 1.5), "beta1 must be within [0, 1]"),
+    "beta-nan": (setter("beta2", float("nan")), "beta2 must be within [0, 1]"),
 }
 
 
@@ -239,19 +239,22 @@ def test_source_symlinks_are_followed_to_a_regular_file(served, tmp_path):
 @pytest.mark.parametrize(
     ("params", "words"),
     [
-        (EngineParams(lora=MotionLoraParams(rank=0)), "rank 1..256"),
-        (EngineParams(lora=MotionLoraParams(steps=10_000)), "LoRA steps"),
-        (EngineParams(lora=MotionLoraParams(lr=float("nan"))), "learning rate"),
+        (EngineParams(lora=MotionLoraParams(rank=0)), "lora_rank must be 1..256"),
+        (EngineParams(lora=MotionLoraParams(steps=10_000)), "lora_steps must be 0..1000"),
+        (EngineParams(lora=MotionLoraParams(lr=float("nan"))), "lora_lr must be within (0, 1]"),
         (EngineParams(lora=MotionLoraParams(dropout=1.0)), "dropout"),
         (EngineParams(lora=MotionLoraParams(checkpoint_every=0)), "checkpoint"),
-        (EngineParams(lora=MotionLoraParams(height=8192, width=64)), "LoRA training height"),
-        (EngineParams(source_memory_budget_mb=-1), "memory budget"),
-        (EngineParams(source_memory_budget_mb=10**9), "memory budget"),
+        (
+            EngineParams(lora=MotionLoraParams(height=8192, width=64)),
+            "lora_height must be a multiple of 64",
+        ),
+        (EngineParams(source_memory_budget_mb=-1), "source_memory_budget_mb"),
+        (EngineParams(source_memory_budget_mb=10**9), "source_memory_budget_mb"),
         (EngineParams(seed=-1), "seed"),
         (EngineParams(seed=2**40), "seed"),
         (EngineParams(decode_chunk_size=0), "decode_chunk_size"),
         (EngineParams(noise_aug_strength=float("inf")), "noise_aug_strength"),
-        (EngineParams(sarp_threshold=-0.1), "SARP threshold"),
+        (EngineParams(sarp_threshold=-0.1), "sarp_threshold"),
         (EngineParams(motion_bucket_id=5000), "motion_bucket_id"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
@@ -270,7 +273,7 @@ def test_the_defaults_are_within_the_limits():
     ("flags", "words"),
     [
         (["--lora-rank", "0"], "rank"),
-        (["--memory-budget", "-5"], "memory budget"),
+        (["--memory-budget", "-5"], "source_memory_budget_mb"),
         (["--max-guidance", "nan"], "guidance"),
         (["--height", "100000"], "height"),
     ],
@@ -284,7 +287,7 @@ def test_the_cli_shares_the_limits(tmp_path, flags, words):
     edit.register(parser.add_subparsers())
     args = parser.parse_args(["edit", "a.mp4", "e.png", "-o", str(tmp_path / "o.mp4"), *flags])
     with pytest.raises(InvalidSpecError) as caught:
-        edit.build_request(args)
+        edit.engine_params(args)
     assert words in caught.value.message
 
 

@@ -236,3 +236,38 @@ def test_the_readme_shows_a_small_screenshot():
     assert picture.stat().st_size < 200_000
     assert "docs/img/tray.png" in (ROOT / "README.md").read_text()
     assert (ROOT / "scripts" / "tray-screenshot").exists()  # what makes it
+
+
+def _no_display_env() -> dict[str, str]:
+    hidden = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    return {k: v for k, v in os.environ.items() if k not in hidden}
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="X11/Wayland displays")
+def test_the_check_needs_no_display(tmp_path):
+    # README: `framerelay-tray --check` prints one line about the daemon; over SSH there is no
+    # display, and Qt used to abort (SIGABRT) before anything was checked.
+    checked = subprocess.run(
+        [sys.executable, "-m", "framerelay_tray", "--check", "--no-start-daemon", "--timeout", "2"],
+        env=_no_display_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 1, checked.stderr
+    assert "no daemon answered within 2 s" in checked.stderr
+    assert "system tray" not in checked.stderr  # the check asks for no tray
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="X11/Wayland displays")
+def test_without_a_display_the_app_says_so_in_one_line_and_exits_2(tmp_path):
+    started = subprocess.run(
+        [sys.executable, "-m", "framerelay_tray", "--no-start-daemon"],
+        env=_no_display_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = started.stderr.strip().splitlines()
+    assert started.returncode == 2, started.stderr
+    assert len(lines) == 2 and "no display" in lines[0] and lines[1].startswith("hint: ")

@@ -34,7 +34,7 @@ from .errors import (
     Unavailable,
     error_from_reply,
 )
-from .events import JobView, describe, reduce
+from .events import JobView, PresetChoice, describe, reduce
 from .fake import CacheEntry, FakeDaemon, Script, Stalled
 from .http import Client
 from .spec import job_defaults, job_spec
@@ -60,6 +60,7 @@ __all__ = [
     "ModelMissing",
     "NotFound",
     "OutOfMemory",
+    "PresetChoice",
     "Script",
     "SourceUnreadable",
     "Stalled",

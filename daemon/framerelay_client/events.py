@@ -10,6 +10,10 @@ A job that a pause interrupted is queued again with reason QUEUED_REASON_PAUSED;
 again, the phases it had finished come back at once as progress with the message "cached" (as do
 phases the engine finds in its cache): `cached` says so for the current phase.
 
+Once finished, the view says what the job did, from the finished event (or a Job's result): the
+outputs, frame count and rate, each output's preset and why (`preset_choices`), the seed, seconds
+per phase, windows, cache hits, LoRA steps run and the footage warnings.
+
 `progress` (0..1) is an estimate over the whole job: loading and decoding take the first 5 %, then
 each window of the clip an equal share, split over its phases by their usual cost (LoRA training
 45 %, inversion 20 %, editing 30 %, encoding 5 %). It never goes back while the job runs.
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 UNSPECIFIED = "JOB_STATE_UNSPECIFIED"
@@ -43,6 +48,27 @@ WINDOW_PHASES = {
     "encode": (0.95, 0.05),
 }
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
+
+
+@dataclass(frozen=True)
+class PresetChoice:
+    """The preset one output used, and why (the finished event's `presetChoices`)."""
+
+    preset: str  # local, style or shape
+    chosen_by_auto: bool = False  # auto chose it from the pictures; else the job asked for it
+    changed_fraction: float = 0.0  # auto: the fraction of the frame the edit changed
+    structure_correlation: float = 0.0  # auto: how well the edges stayed where they were
+    reason: str = ""  # one line for people
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PresetChoice:
+        return cls(
+            preset=str(data.get("preset", "")),
+            chosen_by_auto=bool(data.get("chosenByAuto", False)),
+            changed_fraction=float(data.get("changedFraction", 0.0)),
+            structure_correlation=float(data.get("structureCorrelation", 0.0)),
+            reason=str(data.get("reason", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,14 @@ class JobView:
     edit_version: int = 0  # accepted edits of a round trip
     started_at: float | None = None  # unix seconds of the latest start
     frame_count: int = 0  # of the result
+    # What a finished job did (the finished event):
+    fps: Fraction | None = None
+    preset_choices: tuple[PresetChoice, ...] = ()  # one per output
+    seed: int | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # load, decode, lora, ...
+    cache_hits: int = 0  # windows whose LoRA and inversion came from the cache
+    lora_steps_run: int = 0
+    warnings: tuple[str, ...] = ()  # what the footage made framerelay change or drop
 
     @classmethod
     def empty(cls, job_id: str) -> JobView:
@@ -109,7 +143,7 @@ class JobView:
         if progress and state == RUNNING:
             view = _with_progress(view, progress)
         if state == FINISHED:
-            view = replace(view, progress=1.0)
+            view = replace(view, progress=1.0, **_result_fields(result))
         return view
 
 
@@ -160,6 +194,7 @@ def reduce(view: JobView, event: Mapping[str, Any]) -> JobView:
             progress=1.0,
             eta_seconds=None,
             ended=True,
+            **_result_fields(finished),
         )
     if "failed" in event:
         return _ended(view, FAILED, _mapping(_mapping(event["failed"]).get("error")))
@@ -299,6 +334,27 @@ def _with_edit(view: JobView, edit: Mapping[str, Any]) -> JobView:
     if kind == "EDIT_EVENT_KIND_EDIT_RECEIVED" and not edit.get("followJobId"):
         return replace(view, edit_version=int(edit.get("version", view.edit_version)))
     return view
+
+
+def _result_fields(finished: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finished event (or a Job's result) says the job did, as JobView fields."""
+    fps = _mapping(finished.get("fps"))
+    fields: dict[str, Any] = {
+        "fps": Fraction(int(fps["num"]), int(fps["den"])) if fps.get("den") else None,
+        "preset_choices": tuple(
+            PresetChoice.from_json(_mapping(c)) for c in finished.get("presetChoices", ())
+        ),
+        "seed": int(finished.get("seed", 0)),  # proto3 JSON leaves out a seed of 0
+        "phase_seconds": {
+            str(k): float(v) for k, v in _mapping(finished.get("phaseSeconds")).items()
+        },
+        "cache_hits": int(finished.get("cacheHits", 0)),
+        "lora_steps_run": int(finished.get("loraStepsRun", 0)),
+        "warnings": tuple(str(w) for w in finished.get("warnings", ())),
+    }
+    if "windows" in finished:
+        fields["windows"] = int(finished["windows"])
+    return fields
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

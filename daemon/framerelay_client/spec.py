@@ -12,28 +12,12 @@ from fractions import Fraction
 from os import PathLike, fspath
 from typing import Any
 
+from .edit_params import PARAMS as PARAMS  # EditParams: name -> JSON type, generated
 from .errors import InvalidSpec
 from .timecode import parse_fps
 
 PRESETS = ("auto", "local", "style", "shape")
 OUTPUT_FORMATS = ("mov", "mp4", "png")
-# EditParams of specs.proto: name -> the JSON type (a test checks the list against the proto).
-PARAMS: dict[str, type] = {
-    "height": int,
-    "width": int,
-    "steps": int,
-    "window": int,
-    "seed": int,
-    "min_guidance": float,
-    "max_guidance": float,
-    "beta1": float,
-    "beta2": float,
-    "attention_matching": bool,
-    "lora_steps": int,
-    "lora_rank": int,
-    "overlap": int,
-    "skip_interval": bool,
-}
 ROUNDTRIP_OPTIONS: dict[str, type] = {
     "frame_index": int,
     "sixteen_bit": bool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -102,7 +103,8 @@ class TrayApp(QObject):
             if self.options.show_window:
                 self.show_window()
         else:
-            self.say_once(NO_TRAY_NOTICE)
+            if self.options.use_tray:  # asked for one (not --no-tray, not --check)
+                self.say_once(NO_TRAY_NOTICE)
             self.show_window()
         if self.options.start_daemon and not self.launcher.running():
             self.start_daemon()
@@ -382,6 +384,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="framerelay-tray: %(message)s")
+    if args.check:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the check shows nothing
+    elif not has_display():
+        print(
+            "framerelay-tray: error: there is no display to show the tray and the queue window "
+            "on (DISPLAY and WAYLAND_DISPLAY are not set).\n"
+            "hint: Start it in your desktop session; over SSH, `framerelay-tray --check` or "
+            "`framerelay jobs` show the daemon and its queue.",
+            file=sys.stderr,
+        )
+        return 2
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     qt_app.setApplicationName("framerelay")
     options = Options(
@@ -399,6 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return qt_app.exec()
     finally:
         app.shutdown()
+
+
+def has_display(environ: Any = os.environ, platform: str = sys.platform) -> bool:
+    """Whether Qt has somewhere to draw: always on Windows and macOS; elsewhere an X11 or
+    Wayland display, or a platform plugin chosen by hand (QT_QPA_PLATFORM)."""
+    if platform in ("win32", "darwin") or environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
 
 
 def check(app: TrayApp, qt_app: Any, timeout: float) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from framerelay.errors import InvalidSpecError
 from framerelay.proto.v1 import jobs_pb2
 
 ACTIVE = (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_AWAITING_EDIT)
@@ -12,7 +13,9 @@ ACTIVE = (jobs_pb2.JOB_STATE_RUNNING, jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_ST
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("jobs", help="list the running and queued jobs")
     parser.add_argument("--all", action="store_true", help="include ended jobs")
-    parser.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
+    parser.add_argument(
+        "--limit", type=int, default=50, help="at most this many; 0: all (default: 50)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -32,12 +35,22 @@ def row(job: jobs_pb2.Job) -> str:
     else:
         detail = f"{job.result.frame_count} frames"
     name = job.spec.label or job.spec.source_path.rsplit("/", 1)[-1]
-    return f"{job.id[:8]}  {state:<13}  {detail:<24}  {name}"
+    return f"{job.id[:8]}  {state:<13}  {printable(detail):<24}  {printable(name)}"
+
+
+def printable(text: str) -> str:
+    """Text any API caller chose (a label, a file name), with control characters (terminal
+    escapes, line breaks) shown as `?` so that it cannot rewrite the user's terminal."""
+    return "".join(char if char.isprintable() else "?" for char in text)
 
 
 def run(args: argparse.Namespace) -> int:
     from framerelay.service.client import DaemonClient
 
+    if args.limit < 0:
+        raise InvalidSpecError(
+            f"--limit must be 0 or more, got {args.limit}.", "Give a number of jobs; 0: all."
+        )
     with DaemonClient.connect() as client:
         states = () if args.all else ACTIVE
         jobs = client.list(states, args.limit).jobs

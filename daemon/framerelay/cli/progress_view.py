@@ -18,6 +18,7 @@ from framerelay.service.client import DaemonClient
 from framerelay.service.errors import code_from_proto
 
 RECONNECT_SECONDS = 30.0
+PHASES = ("load", "decode", "lora", "invert", "edit", "encode")  # the order a job runs them in
 
 
 class PhaseBars:
@@ -58,10 +59,13 @@ def follow(client: DaemonClient, job_id: str, after_seq: int = 0) -> events_pb2.
     daemon restarts. Raises the job's error when it fails or is cancelled."""
     bars = PhaseBars()
     last, deadline = after_seq, None
+    current: DaemonClient | None = client
     try:
         while True:
             try:
-                for event in client.watch(job_id, last):
+                if current is None:  # a clean stop removes the discovery file until the restart
+                    current = DaemonClient.connect()
+                for event in current.watch(job_id, last):
                     last, deadline = event.seq, None
                     ended = show(event, bars)
                     if ended is not None:
@@ -72,7 +76,7 @@ def follow(client: DaemonClient, job_id: str, after_seq: int = 0) -> events_pb2.
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
-                client = DaemonClient.connect()
+                current = None
     finally:
         bars.close()
 
@@ -97,7 +101,18 @@ def show(event: events_pb2.JobEvent, bars: PhaseBars) -> events_pb2.Finished | N
 
 
 def print_finished(job_id: str, result: events_pb2.Finished) -> None:
+    """What the job did, then its outputs, one a line (the last lines are the outputs)."""
     fps = f"{result.fps.num}/{result.fps.den}" if result.fps.den != 1 else str(result.fps.num)
     print(f"job {job_id[:8]} finished: {result.frame_count} frames at {fps} fps")
+    phases = sorted(result.phase_seconds, key=lambda p: (*PHASES, p).index(p))
+    times = " · ".join(f"{phase} {result.phase_seconds[phase]:.1f} s" for phase in phases)
+    print(
+        f"  seed {result.seed}, {result.windows} window(s), {result.lora_steps_run} LoRA steps, "
+        f"{result.cache_hits} cache hit(s); {times}"
+    )
+    for choice in result.preset_choices:
+        print(f"  preset {choice.reason}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
     for path in result.output_paths:
         print(path)

@@ -30,8 +30,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--image", type=Path, help="the edited frame (default: edit it in your editor)"
     )
     send.add_argument("--mask", type=Path, help="a mask of the edited region (with --image)")
-    send.add_argument("--preset", choices=("auto", "local", "style", "shape"), default="auto")
-    send.add_argument("--format", choices=("mov", "mp4", "png"), help="output format (default mov)")
+    send.add_argument(
+        "--preset",
+        choices=("auto", "local", "style", "shape"),
+        help="default: the daemon's, see `framerelay defaults`",
+    )
+    send.add_argument(
+        "--format",
+        choices=("mov", "mp4", "png"),
+        help="output format (default: the daemon's, see `framerelay defaults`)",
+    )
     send.add_argument("--output-dir", type=Path, help="folder for the take")
     send.add_argument(
         "--wait", action="store_true", help="follow the job and place its take when it finishes"

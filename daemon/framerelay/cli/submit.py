@@ -7,7 +7,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from framerelay.cli.footage_options import add_footage_switches
-from framerelay.engine.params import PRESET_NAMES
+from framerelay.cli.param_flags import add_param_flags, given_params
+from framerelay.engine.params import JOB, TABLE
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import InvalidSpecError
 
@@ -26,29 +27,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", help="source frame rate, e.g. 24 or 24000/1001 (with --in/--out)")
     parser.add_argument("--mask", type=Path, help="mask of the edited region")
     parser.add_argument(
-        "--preset", choices=PRESET_NAMES, help="default: the daemon's (`framerelay defaults`)"
-    )
-    parser.add_argument(
         "--format", choices=OUTPUT_FORMATS, help="output format (default: the daemon's)"
     )
     parser.add_argument(
         "--output-dir", type=Path, help="folder for the outputs (under the daemon's output roots)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--lora-steps", type=int, help="motion LoRA steps per window (0: skip)")
-    parser.add_argument("--lora-rank", type=int)
-    parser.add_argument("--overlap", type=int, help="frames shared by windows")
-    parser.add_argument(
-        "--no-skip-interval",
-        dest="skip_interval",
-        action="store_false",
-        default=None,
-        help="later windows do not attend to the first window",
-    )
     parser.add_argument("--model", default="", help="hub id or folder (default: the daemon's)")
     parser.add_argument("--label", default="", help="a name for job lists")
     parser.add_argument(
@@ -60,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--watch", action="store_true", help="follow the job until it ends")
     add_footage_switches(parser)
+    add_param_flags(parser, (JOB,), preset_default="the daemon's, see `framerelay defaults`")
     roundtrip = parser.add_argument_group(
         "round trip with an image editor",
         "The daemon exports the frame, opens it in your editor and queues the job when you save.",
@@ -123,15 +108,12 @@ def check_edited(args: argparse.Namespace) -> None:
         )
 
 
-PARAMETERS = ("steps", "height", "width", "seed", "lora_steps", "lora_rank", "overlap")
-
-
 def check_numbers(args: argparse.Namespace) -> None:
     """The daemon's own ranges, checked before anything is sent."""
-    from framerelay.jobs.spec import FrameRange, ParamOverrides, check_range, engine_params
+    from framerelay.jobs.spec import FrameRange, check_range, engine_params
 
-    given = {name: getattr(args, name) for name in (*PARAMETERS, "skip_interval")}
-    overrides = ParamOverrides(**{k: v for k, v in given.items() if v is not None})
+    overrides = given_params(args)
+    overrides.pop("preset", None)
     engine_params(args.preset or "auto", overrides).validate()  # the preset is checked by choices
     if args.in_frame is not None and args.out_frame is not None:
         fps = parse_fps(args.fps) if args.fps else None
@@ -175,9 +157,9 @@ def build_spec(args: argparse.Namespace):
         model=args.model,
         label=args.label,
     )
-    for name in (*PARAMETERS, "skip_interval"):
-        if getattr(args, name) is not None:
-            assign(spec.params, name, getattr(args, name), "--" + name.replace("_", "-"))
+    for name, value in given_params(args).items():
+        if name != "preset":
+            assign(spec.params, name, value, TABLE[name].cli_flag)
     if args.in_frame is not None or args.out_frame is not None:
         if args.in_frame is None or args.out_frame is None:
             raise InvalidSpecError("--in and --out go together.")

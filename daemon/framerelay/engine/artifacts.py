@@ -4,7 +4,6 @@ or recomputed (docs/engine-notes.md)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -13,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from framerelay.cache import ArtifactCache, Entry, cache_key
 from framerelay.engine.conditioning import Condition
 from framerelay.engine.inversion import Inversion
-from framerelay.engine.params import EngineParams
+from framerelay.engine.params import EngineParams, cache_values
 
 ARTIFACT_FORMAT_VERSION = 3  # 2: SARP-perturbed source condition, zero-padded SARP gradient;
 # 3: one EDM preconditioning (edm.py) for sampling, inversion and the LoRA loss (last-bit changes)
@@ -29,24 +28,17 @@ def window_key(
     frame_count: int,
     anchor_key: str | None,
 ) -> str:
-    """Everything that determines a window's LoRA and inversion. Later windows depend on the
-    anchor's artifacts through skip-interval attention, hence `anchor_key`."""
+    """Everything that determines a window's LoRA and inversion: its frames, the model, and every
+    parameter the table marks `keys_cache`. Later windows depend on the anchor's artifacts through
+    skip-interval attention, hence `anchor_key`."""
     return cache_key(
         kind="window",
         format=ARTIFACT_FORMAT_VERSION,
         frames=frames_hash,
         frame_count=frame_count,
-        size=(params.height, params.width),
-        window=params.window,
-        overlap=params.overlap,
         model=model,
         dtype=dtype,
-        steps=params.steps,
-        seed=params.seed,
-        micro_conditioning=(params.fps_id, params.motion_bucket_id, params.noise_aug_strength),
-        sarp=(params.sarp_threshold, params.sarp_alpha),
-        lora=asdict(params.lora),
-        skip_interval=params.skip_interval,
+        params=cache_values(params),
         anchor=anchor_key,
     )
 

@@ -11,7 +11,6 @@ import functools
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -40,7 +39,7 @@ from framerelay.engine.inversion import Inversion, invert
 from framerelay.engine.loading import DTYPES, Placement, choose_placement, load_pipeline
 from framerelay.engine.outputs import Restore, VideoSink
 from framerelay.engine.params import EngineParams, MatchingParams
-from framerelay.engine.presets import choose_preset
+from framerelay.engine.presets import AUTO, PresetChoice, choose_preset
 from framerelay.engine.region import latent_region, load_region, propagate_region
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
@@ -48,7 +47,7 @@ from framerelay.engine.window_tasks import WindowHooks, WindowTask
 from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
 from framerelay.media import audio, colour, footage, geometry, image, writer
-from framerelay.progress import CancelToken, Progress, ProgressSink, ignore_progress
+from framerelay.progress import CancelToken, PhaseTimes, Progress, ProgressSink, ignore_progress
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ class _Edit:
     path: Path
     output: Path
     frame: torch.Tensor  # (1, 3, H, W) in [-1, 1], at the model size
-    preset: str
+    choice: PresetChoice
     _sink: VideoSink | None = None
     anchor: AnchorEdit | None = None
     last_latent: torch.Tensor | None = None  # (1, 1, 4, h, w): the previous window's last frame
@@ -193,13 +192,12 @@ def _prepare_edit(
     geometry.check_edit_aspect(edited.shape[1], edited.shape[0], width, height)
     fit = geometry.fit_to(edited.shape[1], edited.shape[0], params.width, params.height)
     frame = torch.from_numpy(fit.to_model(edited[None]))
-    preset = params.matching.preset
-    if preset == "auto":
+    choice = PresetChoice(params.matching.preset)
+    if choice.preset == AUTO:
         source = geometry.fit_to(width, height, params.width, params.height)
         choice = choose_preset(_unit(source.to_model(source_first[None])), _unit(frame.numpy()))
-        log.info("auto preset for %s: %s", path.name, choice)
-        preset = choice.preset
-    return _Edit(index, path, output, frame, preset)
+        log.info("auto preset for %s: %s", path.name, choice.reason)
+    return _Edit(index, path, output, frame, choice)
 
 
 def _unit(model_frames: np.ndarray) -> np.ndarray:
@@ -211,7 +209,7 @@ def _matching_config(matching: MatchingParams, preset: str) -> attention.Matchin
     if not matching.enabled:
         return None
     beta1, beta2 = matching.betas(preset)
-    return attention.MatchingConfig(beta1, beta2, matching.mask_threshold)
+    return attention.MatchingConfig(beta1, beta2, matching.thresholds)
 
 
 @contextmanager
@@ -242,9 +240,8 @@ class _Source:
 def _open_source(request: EditRequest, params: EngineParams) -> _Source:
     """Probe the source, select the frames, and map its colour and geometry to the model's."""
     found = footage.probe(request.source, request.sequence_fps)
-    span = footage.select(
-        found, request.start, request.end, in_frame=request.in_frame, out_frame=request.out_frame
-    )
+    first, stop = request.frame_range or (None, None)
+    span = footage.select_range(found, first, stop, request.frame_rate)
     lut = colour.load_cube(request.input_lut) if request.input_lut is not None else None
     bridge = footage.bridge_for(found, params.width, params.height, lut)
     formats = {writer.output_format(o, request.output_format) for o in request.outputs}
@@ -508,7 +505,7 @@ def _edit_window(
     progress: ProgressSink,
     cancel: CancelToken | None,
 ) -> torch.Tensor:
-    matching = _matching_config(params.matching, edit.preset)
+    matching = _matching_config(params.matching, edit.choice.preset)
     condition = _edit_condition(pipe, edit, params)
     use_cfg = params.max_guidance > 1.0
     before_call = before_source = None
@@ -562,7 +559,8 @@ def run_edit(
     the last frame (uint8, H×W×3, source size) of each window of the first edit once it is done.
     `hooks` (a worker pool, docs/scale.md) may have other workers analyse windows into the cache.
     """
-    clock, timings = time.perf_counter(), {}
+    times = PhaseTimes()
+    progress = times.wrap(progress)
     params = _check_request(request)
 
     # 1. Plan: which frames, which windows, the geometry and the edited frames.
@@ -586,7 +584,6 @@ def run_edit(
         engine.stores.begin_job()
         stack.callback(engine.stores.end_job)
         progress(Progress("load", 1, 1))
-        timings["load"] = time.perf_counter() - clock
         cache = ArtifactCache(request.cache_dir) if request.use_cache else None
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="framerelay-")))
         adapters = _Adapters(pipe.unet)
@@ -703,7 +700,6 @@ def run_edit(
                 anchor_key = key
             if cancel is not None:
                 cancel.raise_if_cancelled()
-        timings["windows"] = time.perf_counter() - clock - timings["load"]
 
         # 4. Close the outputs: only now are they published at their paths.
         outputs = tuple(edit.sink.close().path for edit in edits)
@@ -713,8 +709,10 @@ def run_edit(
         frame_count=source.span.frame_count,
         fps=source.span.footage.fps,
         size=source.span.footage.stored_size,
-        preset=",".join(edit.preset for edit in edits),
-        timings=timings,
+        preset=",".join(edit.choice.preset for edit in edits),
+        preset_choices=tuple(edit.choice for edit in edits),
+        seed=params.seed,
+        phase_seconds=times.until_now("encode"),  # closing the outputs is encoding's
         windows=len(windows),
         lora_steps_run=lora_steps,
         cache_hits=hits,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,14 +70,19 @@ def edit_request_for(
     device: str | None,
     dtype: str | None,
     cache_dir: Path | None = None,
+    use_cache: bool = True,
+    settings: Mapping[str, Any] | None = None,
 ) -> EditRequest:
+    """The engine's request for one run of a job: frames and the host's rate as the job gives
+    them; `settings`: machine parameters (engine/params.py) of whoever runs the engine."""
     spec = run.spec
+    frame_range = spec.frame_range
     return EditRequest(
         source=spec.source,
         edited_frames=spec.edited_frames,
         outputs=run.outputs,
-        start=spec.start_seconds,
-        end=spec.end_seconds,
+        frame_range=(frame_range.in_frame, frame_range.out_frame) if frame_range else None,
+        frame_rate=spec.source_fps,
         output_format=spec.output_format,
         # A later attempt replaces what an earlier one wrote; the worker has checked that
         # a first attempt finds no outputs unless the job asked to overwrite them.
@@ -86,8 +91,9 @@ def edit_request_for(
         model=spec.model or default_model,
         device=device,
         dtype=dtype,
-        params=spec.engine_params(),
+        params=spec.engine_params().with_values(settings or {}),
         cache_dir=cache_dir,
+        use_cache=use_cache,
         sequence_fps=spec.sequence_fps or spec.source_fps,
         input_lut=spec.input_lut,
         keep_unedited=spec.keep_unedited,
@@ -109,7 +115,20 @@ def preview_png(frame: Any, longest: int = PREVIEW_SIZE) -> tuple[bytes, int, in
 
 
 def result_from(edit: EditResult) -> ExecutionResult:
-    return ExecutionResult(edit.outputs, edit.frame_count, edit.fps, edit.size, edit.preset)
+    return ExecutionResult(
+        outputs=edit.outputs,
+        frame_count=edit.frame_count,
+        fps=edit.fps,
+        size=edit.size,
+        preset=edit.preset,
+        preset_choices=edit.preset_choices,
+        seed=edit.seed,
+        phase_seconds=dict(edit.phase_seconds),
+        windows=edit.windows,
+        cache_hits=edit.cache_hits,
+        lora_steps_run=edit.lora_steps_run,
+        warnings=edit.warnings,
+    )
 
 
 class EngineExecutor:
@@ -120,12 +139,16 @@ class EngineExecutor:
         dtype: str | None = None,
         cache_dir: Path | None = None,  # None: the engine's default, $FRAMERELAY_CACHE_DIR
         engine_factory: EngineFactory = load_engine,
+        use_cache: bool = True,
+        settings: Mapping[str, Any] | None = None,  # machine parameters, by table name
     ):
         self.default_model = default_model
         self.device = device
         self.dtype = dtype
         self.cache_dir = cache_dir
         self.engine_factory = engine_factory
+        self.use_cache = use_cache
+        self.settings = dict(settings or {})
         self._engine: WarmEngine | None = None  # once a job has run
         self._lock = threading.Lock()
 
@@ -133,7 +156,15 @@ class EngineExecutor:
         self, run: Execution, report: Reporter, cancel: CancelToken, helpers: Helpers | None = None
     ) -> ExecutionResult:
         """Runs the job; with `helpers` (a worker pool), other workers may analyse its windows."""
-        request = edit_request_for(run, self.default_model, self.device, self.dtype, self.cache_dir)
+        request = edit_request_for(
+            run,
+            self.default_model,
+            self.device,
+            self.dtype,
+            self.cache_dir,
+            self.use_cache,
+            self.settings,
+        )
         engine = self._engine_for(request.model)
         for output in run.outputs:
             output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,11 @@ RPC streams are views on this log.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from framerelay.engine.presets import PresetChoice
 from framerelay.errors import CATALOG, ErrorCode, FramerelayError
 
 
@@ -63,12 +64,21 @@ class Preview:
 
 @dataclass(frozen=True)
 class Finished:
+    """What the job did (jobs.executor.ExecutionResult, field for field)."""
+
     outputs: tuple[str, ...]
     frame_count: int
     fps: Fraction
     width: int
     height: int
     preset: str = ""  # resolved when the job asked for auto; one per output, comma-separated
+    preset_choices: tuple[PresetChoice, ...] = ()  # one per output: the preset and why
+    seed: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    windows: int = 1
+    cache_hits: int = 0
+    lora_steps_run: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,13 @@ def payload_from_json(kind: str, data: dict[str, Any]) -> Payload:
     if cls is Preview:
         data = {**data, "png": base64.b64decode(data["png"])}
     elif cls is Finished:
-        data = {**data, "fps": Fraction(*data["fps"]), "outputs": tuple(data["outputs"])}
+        data = {
+            **data,
+            "fps": Fraction(*data["fps"]),
+            "outputs": tuple(data["outputs"]),
+            "preset_choices": tuple(PresetChoice(**c) for c in data.get("preset_choices", ())),
+            "warnings": tuple(data.get("warnings", ())),
+        }
     elif cls in (Failed, Cancelled):
         data = {**data, "error": error_from_json(data["error"])}
     elif cls is EditUpdate:

@@ -7,11 +7,12 @@ the user can fix, and returns only once every output is completely written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
+from framerelay.engine.presets import PresetChoice
 from framerelay.jobs.spec import JobSpec
 from framerelay.progress import CancelToken, Progress
 
@@ -29,11 +30,20 @@ class Execution:
 
 @dataclass(frozen=True)
 class ExecutionResult:
+    """What a run did; the worker publishes all of it in the finished event."""
+
     outputs: tuple[Path, ...]
     frame_count: int
     fps: Fraction
     size: tuple[int, int]  # (width, height)
     preset: str = ""  # the preset used, resolved when the job asked for auto; comma-separated
+    preset_choices: tuple[PresetChoice, ...] = ()  # one per output: the preset and why
+    seed: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    windows: int = 1
+    cache_hits: int = 0  # windows whose LoRA and inversion came from the cache
+    lora_steps_run: int = 0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

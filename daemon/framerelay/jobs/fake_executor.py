@@ -11,16 +11,17 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from os import getpid
 from pathlib import Path
 from typing import Any
 
+from framerelay.engine.presets import AUTO, PresetChoice
 from framerelay.engine.window_tasks import WindowTask
 from framerelay.files import replacing, write_atomic
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
-from framerelay.progress import CancelToken, Progress
+from framerelay.progress import CancelToken, PhaseTimes, Progress
 
 DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
     ("decode", 2),
@@ -97,10 +98,12 @@ class FakeExecutor:
     ) -> ExecutionResult:
         record = FakeRun(run.job_id, run.attempt)
         self.runs.append(record)
+        times = PhaseTimes()
 
         def progress(phase: str, step: int, total: int, message: str = "", clip: int = 1) -> None:
             if cancel.cancelled:
                 record.reports_after_cancel += 1
+            times.until_now(phase)
             report.progress(Progress(phase, step, total, clip, self.windows, message))
 
         tasks = self._plan(run) if self.windows > 1 else []
@@ -126,7 +129,9 @@ class FakeExecutor:
                 report.preview(preview_png(self.frame_size), *self.frame_size, phase)
             done.append(phase)
             write_checkpoint(run.work_dir, done)
-        return self._write_outputs(run)
+        result = self._write_outputs(run)
+        lora_steps = sum(phase == "lora" for phase, _ in record.steps)
+        return replace(result, phase_seconds=times.until_now("encode"), lora_steps_run=lora_steps)
 
     def _steps(self, phase, total, run, record, progress, cancel, clip: int = 1) -> None:
         for step in range(1, total + 1):
@@ -214,12 +219,24 @@ class FakeExecutor:
         fps = spec.source_fps or DEFAULT_FPS
         for index, output in enumerate(run.outputs):
             write_test_video(output, spec.output_format, frames, fps, self.frame_size, index)
-        return ExecutionResult(run.outputs, frames, fps, self.frame_size, fake_preset(spec.preset))
+        choices = tuple(fake_choice(spec.preset) for _ in run.outputs)
+        return ExecutionResult(
+            run.outputs,
+            frames,
+            fps,
+            self.frame_size,
+            ",".join(c.preset for c in choices),
+            preset_choices=choices,
+            seed=spec.engine_params().seed,
+        )
 
 
-def fake_preset(asked: str) -> str:
-    """The engine resolves auto from the pictures; the fake, which has none, always picks local."""
-    return "local" if asked == "auto" else asked
+def fake_choice(asked: str) -> PresetChoice:
+    """The engine resolves auto from the pictures; the fake, which has none, always picks local
+    (as for an edit that changed nothing)."""
+    if asked == AUTO:
+        return PresetChoice("local", chosen_by_auto=True, structure_correlation=1.0)
+    return PresetChoice(asked)
 
 
 def preview_png(size: tuple[int, int]) -> bytes:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import stat
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from framerelay import limits
-from framerelay.engine.params import PRESET_NAMES, EngineParams, MatchingParams, MotionLoraParams
+from framerelay.engine.params import PRESET_NAMES, EngineParams, job_params
 from framerelay.engine.request import OUTPUT_FORMATS
 from framerelay.errors import (
     EditUnreadableError,
@@ -36,24 +37,43 @@ class FrameRange:
         return self.out_frame - self.in_frame
 
 
-@dataclass(frozen=True)
-class ParamOverrides:
-    """Engine parameters the job sets; None takes the engine's default."""
+# The engine parameters a job may set besides its preset (JobSpec.preset), in table order.
+OVERRIDABLE: tuple[str, ...] = tuple(p.name for p in job_params() if p.name != "preset")
 
-    height: int | None = None
-    width: int | None = None
-    steps: int | None = None
-    window: int | None = None
-    seed: int | None = None
-    min_guidance: float | None = None
-    max_guidance: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
-    attention_matching: bool | None = None
-    lora_steps: int | None = None
-    lora_rank: int | None = None
-    overlap: int | None = None
-    skip_interval: bool | None = None
+
+class ParamOverrides(Mapping[str, Any]):
+    """Engine parameters the job sets, by their table names (engine/params.py); the others take
+    the engine's defaults. Reads as a mapping of what is set, or by attribute (None: not set)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **named: Any):
+        given = {**(values or {}), **named}
+        unknown = sorted(set(given) - set(OVERRIDABLE))
+        if unknown:
+            raise TypeError(f"not engine parameters a job sets: {', '.join(unknown)}")
+        self._values = {n: given[n] for n in OVERRIDABLE if given.get(n) is not None}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in OVERRIDABLE:
+            return self._values.get(name)
+        raise AttributeError(name)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"ParamOverrides({inner})"
 
 
 @dataclass(frozen=True)
@@ -94,18 +114,6 @@ class JobSpec:
         """A round trip that has no edited frame yet."""
         return self.edit_session is not None and not self.edited_frames
 
-    @property
-    def start_seconds(self) -> float | None:
-        if self.frame_range is None or self.source_fps is None:
-            return None
-        return float(self.frame_range.in_frame / self.source_fps)
-
-    @property
-    def end_seconds(self) -> float | None:
-        if self.frame_range is None or self.source_fps is None:
-            return None
-        return float(self.frame_range.out_frame / self.source_fps)
-
     def engine_params(self) -> EngineParams:
         return engine_params(self.preset, self.params)
 
@@ -126,7 +134,12 @@ class JobSpec:
         if self.mask is not None:
             check_readable_file(self.mask, "mask")
         if self.input_lut is not None:
-            check_readable_file(self.input_lut, "input LUT")
+            check_readable_file(
+                self.input_lut,
+                "input LUT",
+                "Give the path of a 1D LUT in .cube format (LUT_1D_SIZE), or none for footage "
+                "that is not log.",
+            )
         if self.sequence_fps is not None and self.sequence_fps <= 0:
             raise InvalidSpecError(f"the sequence fps must be positive, got {self.sequence_fps}.")
         check_range(self.frame_range, self.source_fps)
@@ -151,7 +164,7 @@ class JobSpec:
             "source_fps": fraction_to_list(self.source_fps),
             "mask": str(self.mask) if self.mask else None,
             "preset": self.preset,
-            "params": {k: v for k, v in asdict(self.params).items() if v is not None},
+            "params": dict(self.params),
             "output_format": self.output_format,
             "output_folder": str(self.output_folder) if self.output_folder else None,
             "overwrite": self.overwrite,
@@ -169,7 +182,6 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         frame_range = data.get("frame_range")
-        known_params = {f.name for f in fields(ParamOverrides)}
         return cls(
             source=Path(data["source"]),
             edited_frames=tuple(Path(p) for p in data["edited_frames"]),
@@ -178,7 +190,7 @@ class JobSpec:
             mask=Path(data["mask"]) if data.get("mask") else None,
             preset=data.get("preset", "auto"),
             params=ParamOverrides(
-                **{k: v for k, v in data.get("params", {}).items() if k in known_params}
+                {k: v for k, v in data.get("params", {}).items() if k in OVERRIDABLE}
             ),
             output_format=data.get("output_format", DEFAULT_OUTPUT_FORMAT),
             output_folder=Path(data["output_folder"]) if data.get("output_folder") else None,
@@ -197,30 +209,9 @@ class JobSpec:
         )
 
 
-def engine_params(preset: str, p: ParamOverrides) -> EngineParams:
+def engine_params(preset: str, overrides: Mapping[str, Any]) -> EngineParams:
     """The engine's parameters for a job's preset and overrides (not validated yet)."""
-    matching = MatchingParams(
-        preset=preset,
-        beta1=p.beta1,
-        beta2=p.beta2,
-        enabled=True if p.attention_matching is None else p.attention_matching,
-    )
-    defaults = MotionLoraParams()
-    lora = MotionLoraParams(
-        steps=defaults.steps if p.lora_steps is None else p.lora_steps,
-        rank=defaults.rank if p.lora_rank is None else p.lora_rank,
-    )
-    return EngineParams(matching=matching, lora=lora).with_overrides(
-        overlap=p.overlap,
-        skip_interval=p.skip_interval,
-        height=p.height,
-        width=p.width,
-        steps=p.steps,
-        window=p.window,
-        seed=p.seed,
-        min_guidance=p.min_guidance,
-        max_guidance=p.max_guidance,
-    )
+    return EngineParams().with_values({"preset": preset, **overrides})
 
 
 def check_texts(spec: JobSpec) -> None:
@@ -307,11 +298,11 @@ def is_sequence_source(path: Path) -> bool:
         return False
 
 
-def check_readable_file(path: Path, what: str) -> None:
+def check_readable_file(path: Path, what: str, hint: str | None = None) -> None:
     check_absolute(path, what)
     problem = file_problem(path)
     if problem is not None:
-        raise EditUnreadableError(f"the {what} {str(path)!r} {problem}.")
+        raise EditUnreadableError(f"the {what} {str(path)!r} {problem}.", hint)
 
 
 def check_range(frame_range: FrameRange | None, fps: Fraction | None) -> None:
@@ -360,9 +351,11 @@ def check_clip_length(spec: JobSpec) -> None:
         raise SourceUnreadableError(
             f"cannot read {spec.source.name} as a video ({type(error).__name__})."
         ) from error
-    out_frame = spec.frame_range.out_frame
-    if spec.source_fps != info.fps:  # the host counts frames at its own rate
-        out_frame = round(spec.frame_range.out_frame / spec.source_fps * info.fps)
+    from framerelay.media.frame_range import to_source_frames
+
+    _, out_frame = to_source_frames(  # the host may count frames at its own rate
+        spec.frame_range.in_frame, spec.frame_range.out_frame, spec.source_fps, info.fps
+    )
     if out_frame > info.frame_count:
         raise InvalidSpecError(
             f"the frame range [{spec.frame_range.in_frame}, {spec.frame_range.out_frame}) ends "

@@ -448,15 +448,7 @@ class Worker:
             log.error("job %s reported outputs that are missing or empty: %s", job_id, missing)
             message = f"the output {missing[0]} was not written."
             return Failed(ErrorInfo.of(ErrorCode.internal, message))
-        width, height = result.size
-        return Finished(
-            tuple(str(p) for p in result.outputs),
-            result.frame_count,
-            result.fps,
-            width,
-            height,
-            result.preset,
-        )
+        return finished(result)
 
     def _report(self, job_id: str, payload: Payload) -> None:
         """Records a progress report or a preview; a full disk stops the running jobs."""
@@ -495,6 +487,26 @@ class Worker:
 
     def on_preview(self, job_id: str, preview: Preview) -> None:
         self._report(job_id, preview)
+
+
+def finished(result: ExecutionResult) -> Finished:
+    """The finished event: everything the run did."""
+    width, height = result.size
+    return Finished(
+        outputs=tuple(str(p) for p in result.outputs),
+        frame_count=result.frame_count,
+        fps=result.fps,
+        width=width,
+        height=height,
+        preset=result.preset,
+        preset_choices=result.preset_choices,
+        seed=result.seed,
+        phase_seconds=dict(result.phase_seconds),
+        windows=result.windows,
+        cache_hits=result.cache_hits,
+        lora_steps_run=result.lora_steps_run,
+        warnings=result.warnings,
+    )
 
 
 def job_stopped_by(error: DiskFullError) -> DiskFullError:

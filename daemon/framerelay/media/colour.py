@@ -406,6 +406,12 @@ class Lut1D:
         return self.path.name
 
 
+def _three_floats(values: list[str]) -> list[float]:
+    if len(values) != 3:
+        raise ValueError("three values expected")
+    return [float(v) for v in values]
+
+
 def load_cube(path: str | Path) -> Lut1D:
     """Read a 1D `.cube` LUT (Resolve/Adobe); refuse 3D LUTs and curves that cannot be inverted."""
     path = Path(path)
@@ -417,7 +423,7 @@ def load_cube(path: str | Path) -> Lut1D:
             f"cannot read the input LUT {path}: {error.strerror}", hint
         ) from error
     size, low, high, rows = None, [0.0] * 3, [1.0] * 3, []
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line or line.startswith("TITLE"):
             continue
@@ -426,16 +432,21 @@ def load_cube(path: str | Path) -> Lut1D:
             raise InvalidSpecError(
                 f"{path.name} is a 3D LUT; the input transform must be a 1D LUT", hint
             )
-        if key == "LUT_1D_SIZE":
-            size = int(values[0])
-        elif key == "DOMAIN_MIN":
-            low = [float(v) for v in values]
-        elif key == "DOMAIN_MAX":
-            high = [float(v) for v in values]
-        elif key == "LUT_1D_INPUT_RANGE":
-            low, high = [float(values[0])] * 3, [float(values[1])] * 3
-        elif key[0].isdigit() or key[0] in "-.":
-            rows.append([float(v) for v in (key, *values)])
+        try:  # the message never quotes the line: the file may be anything the caller names
+            if key == "LUT_1D_SIZE":
+                size = int(values[0])
+            elif key == "DOMAIN_MIN":
+                low = _three_floats(values)
+            elif key == "DOMAIN_MAX":
+                high = _three_floats(values)
+            elif key == "LUT_1D_INPUT_RANGE":
+                low, high = [float(values[0])] * 3, [float(values[1])] * 3
+            elif key[0].isdigit() or key[0] in "-.":
+                rows.append([float(v) for v in (key, *values)])
+        except (ValueError, IndexError):
+            raise InvalidSpecError(
+                f"{path.name} is not a valid 1D .cube LUT (line {number} cannot be read)", hint
+            ) from None
     if size is None or size < 2 or len(rows) != size or any(len(r) != 3 for r in rows):
         raise InvalidSpecError(
             f"{path.name} is not a valid 1D .cube LUT (LUT_1D_SIZE {size}, {len(rows)} rows)", hint

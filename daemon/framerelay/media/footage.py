@@ -28,6 +28,7 @@ from framerelay.errors import InvalidSpecError, SourceUnreadableError
 from framerelay.media import audio as audio_io
 from framerelay.media import colour, geometry, planes, sequence, stills, timecode, video
 from framerelay.media.colour import ColourSpace, Lut1D, ModelMapping
+from framerelay.media.frame_range import to_source_frames
 from framerelay.media.geometry import Display, View
 
 if TYPE_CHECKING:
@@ -281,6 +282,40 @@ def select(
             "Widen --start/--end (seconds) or --in/--out (frame numbers).",
         )
     return Span(footage, frames, start_time)
+
+
+def select_range(
+    footage: Footage,
+    first: int | None = None,
+    stop: int | None = None,
+    rate: Fraction | None = None,
+    *,
+    min_frames: int = video.MIN_CLIP_FRAMES,
+) -> Span:
+    """Frames [first, stop) counted from the source's first frame (0), as a job's frame range
+    counts them; `rate` is the rate the host counts the clip at (None: the source's own)."""
+    count = footage.frame_count
+    start, end = to_source_frames(
+        0 if first is None else first, count if stop is None else stop, rate, footage.fps
+    )
+    if not 0 <= start < end <= count:
+        at = "" if rate in (None, footage.fps) else f" at {rate} fps (frames [{start}, {end}) here)"
+        raise InvalidSpecError(
+            f"the frame range [{first}, {stop}){at} is not in {footage.path.name}, which has "
+            f"{count} frames at {footage.fps} fps",
+            "out_frame is exclusive and counts from the clip's first frame (0).",
+        )
+    frames = range(start, end)
+    if len(frames) < min_frames:
+        raise InvalidSpecError(
+            f"the selection holds {len(frames)} of {footage.path.name}'s {count} frames; at "
+            f"least {min_frames} are needed",
+            "Widen the frame range.",
+        )
+    if footage._sequence is not None:
+        return Span(footage, frames, frames.start / footage.fps)
+    assert footage._video is not None
+    return Span(footage, frames, _absolute_time(footage._video[1], frames.start))
 
 
 def _numbered(index: video.FrameIndex, first: int | None, stop: int | None, path: Path) -> range:

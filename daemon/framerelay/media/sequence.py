@@ -123,7 +123,8 @@ def _build(folder: Path, pattern: str, found: list[tuple[int, Path]]) -> Sequenc
         missing = f"{a + 1}" if b == a + 2 else f"{a + 1}-{b - 1}"
         raise SourceUnreadableError(
             f"{folder / pattern}: frame(s) {missing} are missing ({len(gaps)} gap(s))",
-            "Render the missing frames, or process a part without gaps with --in/--out.",
+            "Render the missing frames, or move the frames of a part without gaps into a folder "
+            "of their own (--in/--out cannot skip a gap: the whole run is checked).",
         )
     return Sequence(folder, pattern, tuple(p for _, p in found), tuple(numbers))
 

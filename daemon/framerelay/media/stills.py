@@ -102,7 +102,7 @@ def decode(data: bytes, name: str) -> Still:
     if kind is None:
         raise StillError(
             f"cannot decode {name}: it is not a PNG, TIFF, JPEG or PSD image (nor EXR, DPX, "
-            f"WebP or BMP); it starts with {data[:8]!r}",
+            "WebP or BMP)" + ("; it is empty" if not data else ""),
             transient=True,
         )
     decoder = {"tiff": _decode_tiff, "psd": _decode_psd, "exr": _decode_ffmpeg}

@@ -50,10 +50,12 @@ class EditorConfig:
         application = data.get("application") or None
         arguments = data.get("arguments", ())
         if application is not None and not isinstance(application, str):
-            raise InvalidSpecError(f"editor.application must be a string, got {application!r}.")
+            raise InvalidSpecError(
+                f"editor.application must be a string, got {application!r}.", SETTINGS_HINT
+            )
         if isinstance(arguments, str) or not all(isinstance(a, str) for a in arguments):
             raise InvalidSpecError(
-                f"editor.arguments must be a list of strings, got {arguments!r}."
+                f"editor.arguments must be a list of strings, got {arguments!r}.", SETTINGS_HINT
             )
         return cls(
             application=application,
@@ -72,10 +74,16 @@ class EditorConfig:
         }
 
 
+SETTINGS_HINT = (
+    'Write it as in docs/roundtrip.md, "Choosing the editor": application = "gimp", '
+    'arguments = ["--new-instance"], open_editor = true.'
+)
+
+
 def _read_bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
-        raise InvalidSpecError(f"editor.{key} must be true or false, got {value!r}.")
+        raise InvalidSpecError(f"editor.{key} must be true or false, got {value!r}.", SETTINGS_HINT)
     return value
 
 

@@ -370,7 +370,13 @@ def frame_to_edit(spec: JobSpec) -> FrameToEdit:
     options = spec.edit_session
     assert options is not None
     found = footage.probe(spec.source, spec.sequence_fps or spec.source_fps)
-    selection = footage.select(found, spec.start_seconds, spec.end_seconds)
+    frame_range = spec.frame_range
+    selection = footage.select_range(
+        found,
+        frame_range.in_frame if frame_range else None,
+        frame_range.out_frame if frame_range else None,
+        spec.source_fps,
+    )
     if options.frame_index > selection.frame_count - 2:
         raise InvalidSpecError(
             f"frame {options.frame_index} leaves fewer than two of the clip's "

@@ -243,6 +243,8 @@ class DaemonConfig:
                 )
         if self.idle_unload_s <= 0:
             raise InvalidSpecError(
-                f"the idle unload time must be positive, got {self.idle_unload_s}."
+                f"the idle unload time must be positive, got {self.idle_unload_s}.",
+                "Give the seconds without jobs after which the model is freed, e.g. "
+                "--idle-unload 300 (default 600).",
             )
         return self

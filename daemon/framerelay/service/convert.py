@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+from framerelay.engine.presets import AUTO, PRESET_NAMES, PresetChoice
 from framerelay.errors import FramerelayError, InvalidSpecError
 from framerelay.jobs import events
 from framerelay.jobs.events import ErrorInfo, JobEvent
@@ -12,6 +13,7 @@ from framerelay.jobs.executor import ExecutorStatus
 from framerelay.jobs.job import Job, JobState
 from framerelay.jobs.spec import (
     DEFAULT_OUTPUT_FORMAT,
+    OVERRIDABLE,
     EditSessionSpec,
     FrameRange,
     JobSpec,
@@ -29,11 +31,8 @@ from framerelay.service.errors import code_to_proto
 from framerelay.service.job_defaults import JobDefaults
 
 PRESETS = {
-    specs_pb2.PRESET_UNSPECIFIED: "auto",
-    specs_pb2.PRESET_AUTO: "auto",
-    specs_pb2.PRESET_LOCAL: "local",
-    specs_pb2.PRESET_STYLE: "style",
-    specs_pb2.PRESET_SHAPE: "shape",
+    specs_pb2.PRESET_UNSPECIFIED: AUTO,  # with_defaults gives it the daemon's default first
+    **{specs_pb2.Preset.Value(f"PRESET_{name.upper()}"): name for name in PRESET_NAMES},
 }
 OUTPUT_FORMATS = {
     specs_pb2.OUTPUT_FORMAT_UNSPECIFIED: DEFAULT_OUTPUT_FORMAT,
@@ -41,22 +40,8 @@ OUTPUT_FORMATS = {
     specs_pb2.OUTPUT_FORMAT_MOV: "mov",
     specs_pb2.OUTPUT_FORMAT_PNG: "png",
 }
-PARAM_FIELDS = (
-    "height",
-    "width",
-    "steps",
-    "window",
-    "seed",
-    "min_guidance",
-    "max_guidance",
-    "beta1",
-    "beta2",
-    "attention_matching",
-    "lora_steps",
-    "lora_rank",
-    "overlap",
-    "skip_interval",
-)
+# EditParams' fields besides the preset: the table's job parameters (a test holds the proto to it).
+PARAM_FIELDS = OVERRIDABLE
 CANCEL_REASONS = {
     "dequeued": events_pb2.CANCEL_REASON_DEQUEUED,
     "interrupted": events_pb2.CANCEL_REASON_INTERRUPTED,
@@ -223,6 +208,23 @@ def finished_to_proto(result: events.Finished) -> events_pb2.Finished:
         width=result.width,
         height=result.height,
         preset=result.preset,
+        preset_choices=[preset_choice_to_proto(c) for c in result.preset_choices],
+        seed=result.seed,
+        phase_seconds=result.phase_seconds,
+        windows=result.windows,
+        cache_hits=result.cache_hits,
+        lora_steps_run=result.lora_steps_run,
+        warnings=list(result.warnings),
+    )
+
+
+def preset_choice_to_proto(choice: PresetChoice) -> events_pb2.PresetChoice:
+    return events_pb2.PresetChoice(
+        preset=choice.preset,
+        chosen_by_auto=choice.chosen_by_auto,
+        changed_fraction=choice.changed_fraction,
+        structure_correlation=choice.structure_correlation,
+        reason=choice.reason,
     )
 
 

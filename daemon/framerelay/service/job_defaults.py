@@ -78,13 +78,19 @@ class DefaultsSettings(SectionSettings[JobDefaults]):
     def __init__(self, path: Path, policy: OutputPolicy):
         self.policy = policy
         hint = f"Fix {path} (see docs/daemon.md, 'Job defaults'), or delete its [{SECTION}]."
-        super().__init__(path, SECTION, JobDefaults.from_dict, JobDefaults.to_dict, hint)
+        super().__init__(path, SECTION, self._parse_checked, JobDefaults.to_dict, hint)
 
-    def update(self, value: JobDefaults) -> JobDefaults:
-        """Checks the defaults, then writes them."""
-        value.validate()
+    def _parse_checked(self, table: dict[str, Any]) -> JobDefaults:
+        """The section as read from the file, held to the same rules as SetDefaults."""
+        return self._check_roots(JobDefaults.from_dict(table))
+
+    def _check_roots(self, value: JobDefaults) -> JobDefaults:
         if value.output_folder is not None:
             # A default applies to every clip, so "next to the source" cannot admit it.
             global_policy = replace(self.policy, next_to_source=False)
             global_policy.check_folder(value.output_folder, value.output_folder)
-        return super().update(value)
+        return value
+
+    def update(self, value: JobDefaults) -> JobDefaults:
+        """Checks the defaults, then writes them."""
+        return super().update(self._check_roots(value.validate()))

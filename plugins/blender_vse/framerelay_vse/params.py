@@ -36,7 +36,7 @@ PARAMS: tuple[Param, ...] = (
         int,
         250,
         0,
-        5000,
+        1000,
         "Motion LoRA training steps per window; 0 skips it for a quick draft",
     ),
     Param(

@@ -140,7 +140,7 @@ def open_client(client: Any = None) -> Any:
 def send_current_clip(
     image: str | None = None,
     mask: str | None = None,
-    preset: str = "auto",
+    preset: str | None = None,
     output_format: str | None = None,
     output_folder: str | None = None,
     params: dict | None = None,

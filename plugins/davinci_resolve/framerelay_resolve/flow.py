@@ -133,13 +133,14 @@ class Flow:
         self,
         image: str | None = None,
         mask: str | None = None,
-        preset: str = "auto",
+        preset: str | None = None,
         output_format: str | None = None,
         output_folder: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> Sent:
         """Submit the selected clip (or the one under the playhead): a round trip through the
-        user's image editor, or with `image` as its edited first frame."""
+        user's image editor, or with `image` as its edited first frame. `preset`,
+        `output_format` and `output_folder` None: the daemon's job defaults."""
         timeline = self.timeline()
         item, how = self.source(timeline)
         plan = plan_send(timeline, item)

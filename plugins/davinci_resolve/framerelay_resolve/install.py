@@ -132,11 +132,35 @@ def uninstall(found: list[Target], log: Callable[[str], None] = print) -> list[P
                 if path.exists():
                     path.unlink()
                     removed.append(path)
-        if target.support_dir.exists():
-            shutil.rmtree(target.support_dir)
-            removed.append(target.support_dir)
+        removed += _remove_support_dir(target, log)
     for path in removed:
         log("  " + str(path))
+    return removed
+
+
+def _remove_support_dir(target: Target, log: Callable[[str], None]) -> list[Path]:
+    """Remove the package and the mailbox `install` wrote, and the folder when nothing else is
+    in it: a wrong --fusion-dir (a home folder holding a `framerelay` checkout) loses nothing."""
+    support = target.support_dir
+    package, mailbox = support / "framerelay_resolve", target.mailbox
+    removed = []
+    if package.is_dir() and (package / "install.py").is_file():
+        shutil.rmtree(package)
+        removed.append(package)
+    if mailbox.is_dir():
+        for entry in mailbox.iterdir():
+            if entry.name in (resolve_bridge.REQUEST_FILE, resolve_bridge.LOCK_FILE) or (
+                entry.name.startswith("." + resolve_bridge.REQUEST_FILE) and entry.is_file()
+            ):
+                entry.unlink()
+        if not any(mailbox.iterdir()):
+            mailbox.rmdir()
+            removed.append(mailbox)
+    if support.is_dir() and not any(support.iterdir()):
+        support.rmdir()
+        return [support]  # the whole folder, as install made it
+    if support.is_dir():
+        log(f"  (kept {support}: it holds files framerelay did not install)")
     return removed
 
 

@@ -27,19 +27,21 @@ from framerelay.proto.v1 import specs_pb2 as framerelay_dot_proto_dot_v1_dot_spe
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n framerelay/proto/v1/events.proto\x12\x13\x66ramerelay.proto.v1\x1a framerelay/proto/v1/errors.proto\x1a\x1f\x66ramerelay/proto/v1/specs.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n\x06Queued\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x31\n\x06reason\x18\x02 \x01(\x0e\x32!.framerelay.proto.v1.QueuedReason\"\x1a\n\x07Started\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\"\x8e\x01\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x63lip\x18\x02 \x01(\r\x12\r\n\x05\x63lips\x18\x03 \x01(\r\x12\x0c\n\x04step\x18\x04 \x01(\r\x12\r\n\x05total\x18\x05 \x01(\r\x12\x18\n\x0b\x65ta_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x07 \x01(\tB\x0e\n\x0c_eta_seconds\"D\n\x07Preview\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\"\x90\x01\n\x08\x46inished\x12\x14\n\x0coutput_paths\x18\x01 \x03(\t\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\r\x12*\n\x03\x66ps\x18\x03 \x01(\x0b\x32\x1d.framerelay.proto.v1.Rational\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0e\n\x06preset\x18\x06 \x01(\t\"7\n\x06\x46\x61iled\x12-\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\"|\n\tCancelled\x12\x31\n\x06reason\x18\x01 \x01(\x0e\x32!.framerelay.proto.v1.CancelReason\x12\r\n\x05phase\x18\x02 \x01(\t\x12-\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\"\xe9\x01\n\tEditEvent\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".framerelay.proto.v1.EditEventKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12\x15\n\rfollow_job_id\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\r\x12\x0e\n\x06height\x18\n \x01(\r\x12\x14\n\x0csource_frame\x18\x0b \x01(\r\"\xf4\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06queued\x18\n \x01(\x0b\x32\x1b.framerelay.proto.v1.QueuedH\x00\x12/\n\x07started\x18\x0b \x01(\x0b\x32\x1c.framerelay.proto.v1.StartedH\x00\x12\x31\n\x08progress\x18\x0c \x01(\x0b\x32\x1d.framerelay.proto.v1.ProgressH\x00\x12/\n\x07preview\x18\r \x01(\x0b\x32\x1c.framerelay.proto.v1.PreviewH\x00\x12\x31\n\x08\x66inished\x18\x0e \x01(\x0b\x32\x1d.framerelay.proto.v1.FinishedH\x00\x12-\n\x06\x66\x61iled\x18\x0f \x01(\x0b\x32\x1b.framerelay.proto.v1.FailedH\x00\x12\x33\n\tcancelled\x18\x10 \x01(\x0b\x32\x1e.framerelay.proto.v1.CancelledH\x00\x12.\n\x04\x65\x64it\x18\x11 \x01(\x0b\x32\x1e.framerelay.proto.v1.EditEventH\x00\x42\x06\n\x04kind*\xda\x01\n\x0cQueuedReason\x12\x1d\n\x19QUEUED_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17QUEUED_REASON_SUBMITTED\x10\x01\x12\x17\n\x13QUEUED_REASON_MOVED\x10\x02\x12\x1b\n\x17QUEUED_REASON_RECOVERED\x10\x03\x12\x1f\n\x1bQUEUED_REASON_EDIT_RECEIVED\x10\x04\x12\x1d\n\x19QUEUED_REASON_FOLLOW_SAVE\x10\x05\x12\x18\n\x14QUEUED_REASON_PAUSED\x10\x06*h\n\x0c\x43\x61ncelReason\x12\x1d\n\x19\x43\x41NCEL_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41NCEL_REASON_DEQUEUED\x10\x01\x12\x1d\n\x19\x43\x41NCEL_REASON_INTERRUPTED\x10\x02*\xc6\x02\n\rEditEventKind\x12\x1f\n\x1b\x45\x44IT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45\x44IT_EVENT_KIND_EXPORTED\x10\x01\x12!\n\x1d\x45\x44IT_EVENT_KIND_EDITOR_OPENED\x10\x02\x12 \n\x1c\x45\x44IT_EVENT_KIND_OPEN_SKIPPED\x10\x03\x12!\n\x1d\x45\x44IT_EVENT_KIND_EDITOR_FAILED\x10\x04\x12!\n\x1d\x45\x44IT_EVENT_KIND_EDIT_RECEIVED\x10\x05\x12&\n\"EDIT_EVENT_KIND_VALIDATION_PROBLEM\x10\x06\x12 \n\x1c\x45\x44IT_EVENT_KIND_SAVE_IGNORED\x10\x07\x12!\n\x1d\x45\x44IT_EVENT_KIND_WATCH_RESUMED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n framerelay/proto/v1/events.proto\x12\x13\x66ramerelay.proto.v1\x1a framerelay/proto/v1/errors.proto\x1a\x1f\x66ramerelay/proto/v1/specs.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n\x06Queued\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x31\n\x06reason\x18\x02 \x01(\x0e\x32!.framerelay.proto.v1.QueuedReason\"\x1a\n\x07Started\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\"\x8e\x01\n\x08Progress\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04\x63lip\x18\x02 \x01(\r\x12\r\n\x05\x63lips\x18\x03 \x01(\r\x12\x0c\n\x04step\x18\x04 \x01(\r\x12\r\n\x05total\x18\x05 \x01(\r\x12\x18\n\x0b\x65ta_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x07 \x01(\tB\x0e\n\x0c_eta_seconds\"D\n\x07Preview\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\"\xa5\x03\n\x08\x46inished\x12\x14\n\x0coutput_paths\x18\x01 \x03(\t\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\r\x12*\n\x03\x66ps\x18\x03 \x01(\x0b\x32\x1d.framerelay.proto.v1.Rational\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0e\n\x06preset\x18\x06 \x01(\t\x12\x39\n\x0epreset_choices\x18\x07 \x03(\x0b\x32!.framerelay.proto.v1.PresetChoice\x12\x0c\n\x04seed\x18\x08 \x01(\r\x12\x46\n\rphase_seconds\x18\t \x03(\x0b\x32/.framerelay.proto.v1.Finished.PhaseSecondsEntry\x12\x0f\n\x07windows\x18\n \x01(\r\x12\x12\n\ncache_hits\x18\x0b \x01(\r\x12\x16\n\x0elora_steps_run\x18\x0c \x01(\r\x12\x10\n\x08warnings\x18\r \x03(\t\x1a\x33\n\x11PhaseSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x7f\n\x0cPresetChoice\x12\x0e\n\x06preset\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_by_auto\x18\x02 \x01(\x08\x12\x18\n\x10\x63hanged_fraction\x18\x03 \x01(\x01\x12\x1d\n\x15structure_correlation\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\"7\n\x06\x46\x61iled\x12-\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\"|\n\tCancelled\x12\x31\n\x06reason\x18\x01 \x01(\x0e\x32!.framerelay.proto.v1.CancelReason\x12\r\n\x05phase\x18\x02 \x01(\t\x12-\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1e.framerelay.proto.v1.ErrorInfo\"\xe9\x01\n\tEditEvent\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".framerelay.proto.v1.EditEventKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04hint\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\x12\x10\n\x08warnings\x18\x07 \x03(\t\x12\x15\n\rfollow_job_id\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\r\x12\x0e\n\x06height\x18\n \x01(\r\x12\x14\n\x0csource_frame\x18\x0b \x01(\r\"\xf4\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06queued\x18\n \x01(\x0b\x32\x1b.framerelay.proto.v1.QueuedH\x00\x12/\n\x07started\x18\x0b \x01(\x0b\x32\x1c.framerelay.proto.v1.StartedH\x00\x12\x31\n\x08progress\x18\x0c \x01(\x0b\x32\x1d.framerelay.proto.v1.ProgressH\x00\x12/\n\x07preview\x18\r \x01(\x0b\x32\x1c.framerelay.proto.v1.PreviewH\x00\x12\x31\n\x08\x66inished\x18\x0e \x01(\x0b\x32\x1d.framerelay.proto.v1.FinishedH\x00\x12-\n\x06\x66\x61iled\x18\x0f \x01(\x0b\x32\x1b.framerelay.proto.v1.FailedH\x00\x12\x33\n\tcancelled\x18\x10 \x01(\x0b\x32\x1e.framerelay.proto.v1.CancelledH\x00\x12.\n\x04\x65\x64it\x18\x11 \x01(\x0b\x32\x1e.framerelay.proto.v1.EditEventH\x00\x42\x06\n\x04kind*\xda\x01\n\x0cQueuedReason\x12\x1d\n\x19QUEUED_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17QUEUED_REASON_SUBMITTED\x10\x01\x12\x17\n\x13QUEUED_REASON_MOVED\x10\x02\x12\x1b\n\x17QUEUED_REASON_RECOVERED\x10\x03\x12\x1f\n\x1bQUEUED_REASON_EDIT_RECEIVED\x10\x04\x12\x1d\n\x19QUEUED_REASON_FOLLOW_SAVE\x10\x05\x12\x18\n\x14QUEUED_REASON_PAUSED\x10\x06*h\n\x0c\x43\x61ncelReason\x12\x1d\n\x19\x43\x41NCEL_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41NCEL_REASON_DEQUEUED\x10\x01\x12\x1d\n\x19\x43\x41NCEL_REASON_INTERRUPTED\x10\x02*\xc6\x02\n\rEditEventKind\x12\x1f\n\x1b\x45\x44IT_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45\x44IT_EVENT_KIND_EXPORTED\x10\x01\x12!\n\x1d\x45\x44IT_EVENT_KIND_EDITOR_OPENED\x10\x02\x12 \n\x1c\x45\x44IT_EVENT_KIND_OPEN_SKIPPED\x10\x03\x12!\n\x1d\x45\x44IT_EVENT_KIND_EDITOR_FAILED\x10\x04\x12!\n\x1d\x45\x44IT_EVENT_KIND_EDIT_RECEIVED\x10\x05\x12&\n\"EDIT_EVENT_KIND_VALIDATION_PROBLEM\x10\x06\x12 \n\x1c\x45\x44IT_EVENT_KIND_SAVE_IGNORED\x10\x07\x12!\n\x1d\x45\x44IT_EVENT_KIND_WATCH_RESUMED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'framerelay.proto.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUEUEDREASON']._serialized_start=1549
-  _globals['_QUEUEDREASON']._serialized_end=1767
-  _globals['_CANCELREASON']._serialized_start=1769
-  _globals['_CANCELREASON']._serialized_end=1873
-  _globals['_EDITEVENTKIND']._serialized_start=1876
-  _globals['_EDITEVENTKIND']._serialized_end=2202
+  _globals['_FINISHED_PHASESECONDSENTRY']._loaded_options = None
+  _globals['_FINISHED_PHASESECONDSENTRY']._serialized_options = b'8\001'
+  _globals['_QUEUEDREASON']._serialized_start=1955
+  _globals['_QUEUEDREASON']._serialized_end=2173
+  _globals['_CANCELREASON']._serialized_start=2175
+  _globals['_CANCELREASON']._serialized_end=2279
+  _globals['_EDITEVENTKIND']._serialized_start=2282
+  _globals['_EDITEVENTKIND']._serialized_end=2608
   _globals['_QUEUED']._serialized_start=157
   _globals['_QUEUED']._serialized_end=234
   _globals['_STARTED']._serialized_start=236
@@ -49,13 +51,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREVIEW']._serialized_start=409
   _globals['_PREVIEW']._serialized_end=477
   _globals['_FINISHED']._serialized_start=480
-  _globals['_FINISHED']._serialized_end=624
-  _globals['_FAILED']._serialized_start=626
-  _globals['_FAILED']._serialized_end=681
-  _globals['_CANCELLED']._serialized_start=683
-  _globals['_CANCELLED']._serialized_end=807
-  _globals['_EDITEVENT']._serialized_start=810
-  _globals['_EDITEVENT']._serialized_end=1043
-  _globals['_JOBEVENT']._serialized_start=1046
-  _globals['_JOBEVENT']._serialized_end=1546
+  _globals['_FINISHED']._serialized_end=901
+  _globals['_FINISHED_PHASESECONDSENTRY']._serialized_start=850
+  _globals['_FINISHED_PHASESECONDSENTRY']._serialized_end=901
+  _globals['_PRESETCHOICE']._serialized_start=903
+  _globals['_PRESETCHOICE']._serialized_end=1030
+  _globals['_FAILED']._serialized_start=1032
+  _globals['_FAILED']._serialized_end=1087
+  _globals['_CANCELLED']._serialized_start=1089
+  _globals['_CANCELLED']._serialized_end=1213
+  _globals['_EDITEVENT']._serialized_start=1216
+  _globals['_EDITEVENT']._serialized_end=1449
+  _globals['_JOBEVENT']._serialized_start=1452
+  _globals['_JOBEVENT']._serialized_end=1952
 # @@protoc_insertion_point(module_scope)

@@ -242,9 +242,31 @@ Global___Preview: _TypeAlias = Preview  # noqa: Y015
 
 @_typing.final
 class Finished(_message.Message):
-    """Sent only once every output is completely written."""
+    """Sent only once every output is completely written. What the job did: `framerelay edit` prints
+    the same (docs/daemon.md).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PhaseSecondsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     OUTPUT_PATHS_FIELD_NUMBER: _builtins.int
     FRAME_COUNT_FIELD_NUMBER: _builtins.int
@@ -252,15 +274,41 @@ class Finished(_message.Message):
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
     PRESET_FIELD_NUMBER: _builtins.int
+    PRESET_CHOICES_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    PHASE_SECONDS_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    CACHE_HITS_FIELD_NUMBER: _builtins.int
+    LORA_STEPS_RUN_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     frame_count: _builtins.int
     width: _builtins.int
     height: _builtins.int
     preset: _builtins.str
     """The preset used, resolved when the job asked for auto; one per output, comma-separated."""
+    seed: _builtins.int
+    """The seed the job ran with."""
+    windows: _builtins.int
+    """Windows the clip was processed in, and how many found their LoRA and inversion in the cache."""
+    cache_hits: _builtins.int
+    lora_steps_run: _builtins.int
+    """Motion LoRA training steps run (0 when every window's LoRA came from the cache)."""
     @_builtins.property
     def output_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def fps(self) -> _specs_pb2.Rational: ...
+    @_builtins.property
+    def preset_choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresetChoice]:
+        """How each output's preset was chosen, in the order of output_paths."""
+
+    @_builtins.property
+    def phase_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Seconds per phase (load, decode, lora, invert, edit, encode) of the run that finished."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the footage made framerelay change or drop (alpha into .mp4, interlacing, ...)."""
+
     def __init__(
         self,
         *,
@@ -270,14 +318,59 @@ class Finished(_message.Message):
         width: _builtins.int = ...,
         height: _builtins.int = ...,
         preset: _builtins.str = ...,
+        preset_choices: _abc.Iterable[Global___PresetChoice] | None = ...,
+        seed: _builtins.int = ...,
+        phase_seconds: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        windows: _builtins.int = ...,
+        cache_hits: _builtins.int = ...,
+        lora_steps_run: _builtins.int = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fps", b"fps"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fps", b"fps", "frame_count", b"frame_count", "height", b"height", "output_paths", b"output_paths", "preset", b"preset", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "fps", b"fps", "frame_count", b"frame_count", "height", b"height", "lora_steps_run", b"lora_steps_run", "output_paths", b"output_paths", "phase_seconds", b"phase_seconds", "preset", b"preset", "preset_choices", b"preset_choices", "seed", b"seed", "warnings", b"warnings", "width", b"width", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Finished: _TypeAlias = Finished  # noqa: Y015
+
+@_typing.final
+class PresetChoice(_message.Message):
+    """The preset one output used, and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRESET_FIELD_NUMBER: _builtins.int
+    CHOSEN_BY_AUTO_FIELD_NUMBER: _builtins.int
+    CHANGED_FRACTION_FIELD_NUMBER: _builtins.int
+    STRUCTURE_CORRELATION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    preset: _builtins.str
+    """local, style or shape."""
+    chosen_by_auto: _builtins.bool
+    """true: auto chose it, from the measures below; false: the job asked for it."""
+    changed_fraction: _builtins.float
+    """auto: the fraction of the frame the edit changed (local below 0.35)."""
+    structure_correlation: _builtins.float
+    """auto: the correlation of the two frames' edges (style at 0.5 or more, else shape)."""
+    reason: _builtins.str
+    """One line for people: the rule that chose it."""
+    def __init__(
+        self,
+        *,
+        preset: _builtins.str = ...,
+        chosen_by_auto: _builtins.bool = ...,
+        changed_fraction: _builtins.float = ...,
+        structure_correlation: _builtins.float = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_fraction", b"changed_fraction", "chosen_by_auto", b"chosen_by_auto", "preset", b"preset", "reason", b"reason", "structure_correlation", b"structure_correlation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresetChoice: _TypeAlias = PresetChoice  # noqa: Y015
 
 @_typing.final
 class Failed(_message.Message):

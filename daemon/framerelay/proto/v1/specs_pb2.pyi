@@ -115,7 +115,10 @@ Global___FrameRange: _TypeAlias = FrameRange  # noqa: Y015
 
 @_typing.final
 class EditParams(_message.Message):
-    """Engine parameters; an absent field takes the engine's default."""
+    """Engine parameters; an absent field takes the engine's default. Each field is a row of the
+    parameter table (daemon/framerelay/engine/params.py, docs/parameters.md), by the same name, with
+    its range, default and help there; a test holds the two to each other.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -134,6 +137,17 @@ class EditParams(_message.Message):
     LORA_RANK_FIELD_NUMBER: _builtins.int
     OVERLAP_FIELD_NUMBER: _builtins.int
     SKIP_INTERVAL_FIELD_NUMBER: _builtins.int
+    FPS_ID_FIELD_NUMBER: _builtins.int
+    MOTION_BUCKET_ID_FIELD_NUMBER: _builtins.int
+    NOISE_AUG_STRENGTH_FIELD_NUMBER: _builtins.int
+    SARP_THRESHOLD_FIELD_NUMBER: _builtins.int
+    SARP_ALPHA_FIELD_NUMBER: _builtins.int
+    MASK_THRESHOLD_FIELD_NUMBER: _builtins.int
+    MASK_THRESHOLD_LAST_FIELD_NUMBER: _builtins.int
+    LORA_LR_FIELD_NUMBER: _builtins.int
+    LORA_DROPOUT_FIELD_NUMBER: _builtins.int
+    LORA_HEIGHT_FIELD_NUMBER: _builtins.int
+    LORA_WIDTH_FIELD_NUMBER: _builtins.int
     preset: Global___Preset.ValueType
     height: _builtins.int
     width: _builtins.int
@@ -152,6 +166,23 @@ class EditParams(_message.Message):
     overlap: _builtins.int
     """Long videos: frames shared by windows, and skip-interval cross-attention to the first one."""
     skip_interval: _builtins.bool
+    fps_id: _builtins.int
+    """SVD's micro-conditioning."""
+    motion_bucket_id: _builtins.int
+    noise_aug_strength: _builtins.float
+    sarp_threshold: _builtins.float
+    """Smooth-area random perturbation before inversion."""
+    sarp_alpha: _builtins.float
+    mask_threshold: _builtins.float
+    """Spatial attention matching threshold at the first frame and at the last (absent: the first's)."""
+    mask_threshold_last: _builtins.float
+    lora_lr: _builtins.float
+    """Motion LoRA training: learning rate, dropout, and a training size other than the processing
+    size (both or neither).
+    """
+    lora_dropout: _builtins.float
+    lora_height: _builtins.int
+    lora_width: _builtins.int
     def __init__(
         self,
         *,
@@ -170,10 +201,21 @@ class EditParams(_message.Message):
         lora_rank: _builtins.int | None = ...,
         overlap: _builtins.int | None = ...,
         skip_interval: _builtins.bool | None = ...,
+        fps_id: _builtins.int | None = ...,
+        motion_bucket_id: _builtins.int | None = ...,
+        noise_aug_strength: _builtins.float | None = ...,
+        sarp_threshold: _builtins.float | None = ...,
+        sarp_alpha: _builtins.float | None = ...,
+        mask_threshold: _builtins.float | None = ...,
+        mask_threshold_last: _builtins.float | None = ...,
+        lora_lr: _builtins.float | None = ...,
+        lora_dropout: _builtins.float | None = ...,
+        lora_height: _builtins.int | None = ...,
+        lora_width: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_fps_id", b"_fps_id", "_height", b"_height", "_lora_dropout", b"_lora_dropout", "_lora_height", b"_lora_height", "_lora_lr", b"_lora_lr", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_lora_width", b"_lora_width", "_mask_threshold", b"_mask_threshold", "_mask_threshold_last", b"_mask_threshold_last", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_motion_bucket_id", b"_motion_bucket_id", "_noise_aug_strength", b"_noise_aug_strength", "_overlap", b"_overlap", "_sarp_alpha", b"_sarp_alpha", "_sarp_threshold", b"_sarp_threshold", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "fps_id", b"fps_id", "height", b"height", "lora_dropout", b"lora_dropout", "lora_height", b"lora_height", "lora_lr", b"lora_lr", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "lora_width", b"lora_width", "mask_threshold", b"mask_threshold", "mask_threshold_last", b"mask_threshold_last", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "motion_bucket_id", b"motion_bucket_id", "noise_aug_strength", b"noise_aug_strength", "overlap", b"overlap", "sarp_alpha", b"sarp_alpha", "sarp_threshold", b"sarp_threshold", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_height", b"_height", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_overlap", b"_overlap", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "height", b"height", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "overlap", b"overlap", "preset", b"preset", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching", "_beta1", b"_beta1", "_beta2", b"_beta2", "_fps_id", b"_fps_id", "_height", b"_height", "_lora_dropout", b"_lora_dropout", "_lora_height", b"_lora_height", "_lora_lr", b"_lora_lr", "_lora_rank", b"_lora_rank", "_lora_steps", b"_lora_steps", "_lora_width", b"_lora_width", "_mask_threshold", b"_mask_threshold", "_mask_threshold_last", b"_mask_threshold_last", "_max_guidance", b"_max_guidance", "_min_guidance", b"_min_guidance", "_motion_bucket_id", b"_motion_bucket_id", "_noise_aug_strength", b"_noise_aug_strength", "_overlap", b"_overlap", "_sarp_alpha", b"_sarp_alpha", "_sarp_threshold", b"_sarp_threshold", "_seed", b"_seed", "_skip_interval", b"_skip_interval", "_steps", b"_steps", "_width", b"_width", "_window", b"_window", "attention_matching", b"attention_matching", "beta1", b"beta1", "beta2", b"beta2", "fps_id", b"fps_id", "height", b"height", "lora_dropout", b"lora_dropout", "lora_height", b"lora_height", "lora_lr", b"lora_lr", "lora_rank", b"lora_rank", "lora_steps", b"lora_steps", "lora_width", b"lora_width", "mask_threshold", b"mask_threshold", "mask_threshold_last", b"mask_threshold_last", "max_guidance", b"max_guidance", "min_guidance", b"min_guidance", "motion_bucket_id", b"motion_bucket_id", "noise_aug_strength", b"noise_aug_strength", "overlap", b"overlap", "preset", b"preset", "sarp_alpha", b"sarp_alpha", "sarp_threshold", b"sarp_threshold", "seed", b"seed", "skip_interval", b"skip_interval", "steps", b"steps", "width", b"width", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attention_matching: _TypeAlias = _typing.Literal["attention_matching"]  # noqa: Y015
     _WhichOneofArgType__attention_matching: _TypeAlias = _typing.Literal["_attention_matching", b"_attention_matching"]  # noqa: Y015
@@ -181,18 +223,40 @@ class EditParams(_message.Message):
     _WhichOneofArgType__beta1: _TypeAlias = _typing.Literal["_beta1", b"_beta1"]  # noqa: Y015
     _WhichOneofReturnType__beta2: _TypeAlias = _typing.Literal["beta2"]  # noqa: Y015
     _WhichOneofArgType__beta2: _TypeAlias = _typing.Literal["_beta2", b"_beta2"]  # noqa: Y015
+    _WhichOneofReturnType__fps_id: _TypeAlias = _typing.Literal["fps_id"]  # noqa: Y015
+    _WhichOneofArgType__fps_id: _TypeAlias = _typing.Literal["_fps_id", b"_fps_id"]  # noqa: Y015
     _WhichOneofReturnType__height: _TypeAlias = _typing.Literal["height"]  # noqa: Y015
     _WhichOneofArgType__height: _TypeAlias = _typing.Literal["_height", b"_height"]  # noqa: Y015
+    _WhichOneofReturnType__lora_dropout: _TypeAlias = _typing.Literal["lora_dropout"]  # noqa: Y015
+    _WhichOneofArgType__lora_dropout: _TypeAlias = _typing.Literal["_lora_dropout", b"_lora_dropout"]  # noqa: Y015
+    _WhichOneofReturnType__lora_height: _TypeAlias = _typing.Literal["lora_height"]  # noqa: Y015
+    _WhichOneofArgType__lora_height: _TypeAlias = _typing.Literal["_lora_height", b"_lora_height"]  # noqa: Y015
+    _WhichOneofReturnType__lora_lr: _TypeAlias = _typing.Literal["lora_lr"]  # noqa: Y015
+    _WhichOneofArgType__lora_lr: _TypeAlias = _typing.Literal["_lora_lr", b"_lora_lr"]  # noqa: Y015
     _WhichOneofReturnType__lora_rank: _TypeAlias = _typing.Literal["lora_rank"]  # noqa: Y015
     _WhichOneofArgType__lora_rank: _TypeAlias = _typing.Literal["_lora_rank", b"_lora_rank"]  # noqa: Y015
     _WhichOneofReturnType__lora_steps: _TypeAlias = _typing.Literal["lora_steps"]  # noqa: Y015
     _WhichOneofArgType__lora_steps: _TypeAlias = _typing.Literal["_lora_steps", b"_lora_steps"]  # noqa: Y015
+    _WhichOneofReturnType__lora_width: _TypeAlias = _typing.Literal["lora_width"]  # noqa: Y015
+    _WhichOneofArgType__lora_width: _TypeAlias = _typing.Literal["_lora_width", b"_lora_width"]  # noqa: Y015
+    _WhichOneofReturnType__mask_threshold: _TypeAlias = _typing.Literal["mask_threshold"]  # noqa: Y015
+    _WhichOneofArgType__mask_threshold: _TypeAlias = _typing.Literal["_mask_threshold", b"_mask_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__mask_threshold_last: _TypeAlias = _typing.Literal["mask_threshold_last"]  # noqa: Y015
+    _WhichOneofArgType__mask_threshold_last: _TypeAlias = _typing.Literal["_mask_threshold_last", b"_mask_threshold_last"]  # noqa: Y015
     _WhichOneofReturnType__max_guidance: _TypeAlias = _typing.Literal["max_guidance"]  # noqa: Y015
     _WhichOneofArgType__max_guidance: _TypeAlias = _typing.Literal["_max_guidance", b"_max_guidance"]  # noqa: Y015
     _WhichOneofReturnType__min_guidance: _TypeAlias = _typing.Literal["min_guidance"]  # noqa: Y015
     _WhichOneofArgType__min_guidance: _TypeAlias = _typing.Literal["_min_guidance", b"_min_guidance"]  # noqa: Y015
+    _WhichOneofReturnType__motion_bucket_id: _TypeAlias = _typing.Literal["motion_bucket_id"]  # noqa: Y015
+    _WhichOneofArgType__motion_bucket_id: _TypeAlias = _typing.Literal["_motion_bucket_id", b"_motion_bucket_id"]  # noqa: Y015
+    _WhichOneofReturnType__noise_aug_strength: _TypeAlias = _typing.Literal["noise_aug_strength"]  # noqa: Y015
+    _WhichOneofArgType__noise_aug_strength: _TypeAlias = _typing.Literal["_noise_aug_strength", b"_noise_aug_strength"]  # noqa: Y015
     _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
     _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__sarp_alpha: _TypeAlias = _typing.Literal["sarp_alpha"]  # noqa: Y015
+    _WhichOneofArgType__sarp_alpha: _TypeAlias = _typing.Literal["_sarp_alpha", b"_sarp_alpha"]  # noqa: Y015
+    _WhichOneofReturnType__sarp_threshold: _TypeAlias = _typing.Literal["sarp_threshold"]  # noqa: Y015
+    _WhichOneofArgType__sarp_threshold: _TypeAlias = _typing.Literal["_sarp_threshold", b"_sarp_threshold"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__skip_interval: _TypeAlias = _typing.Literal["skip_interval"]  # noqa: Y015
@@ -210,17 +274,39 @@ class EditParams(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__beta2) -> _WhichOneofReturnType__beta2 | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fps_id) -> _WhichOneofReturnType__fps_id | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__height) -> _WhichOneofReturnType__height | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_dropout) -> _WhichOneofReturnType__lora_dropout | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_height) -> _WhichOneofReturnType__lora_height | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_lr) -> _WhichOneofReturnType__lora_lr | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_rank) -> _WhichOneofReturnType__lora_rank | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_steps) -> _WhichOneofReturnType__lora_steps | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lora_width) -> _WhichOneofReturnType__lora_width | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mask_threshold) -> _WhichOneofReturnType__mask_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mask_threshold_last) -> _WhichOneofReturnType__mask_threshold_last | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_guidance) -> _WhichOneofReturnType__max_guidance | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_guidance) -> _WhichOneofReturnType__min_guidance | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__motion_bucket_id) -> _WhichOneofReturnType__motion_bucket_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__noise_aug_strength) -> _WhichOneofReturnType__noise_aug_strength | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sarp_alpha) -> _WhichOneofReturnType__sarp_alpha | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sarp_threshold) -> _WhichOneofReturnType__sarp_threshold | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
     @_typing.overload

@@ -83,6 +83,8 @@ MAX_REQUEST_ID_LENGTH = 256
 MAX_HOST_CONTEXT_ENTRIES = 64
 MAX_HOST_CONTEXT_TEXT = 4096
 JOB_ID = re.compile(r"[0-9a-f]{1,32}")
+DEFAULT_SEED = 23  # the engine's default seed (EngineParams.seed)
+LOCAL_AREA = 0.35  # auto's rule: an edit of less than this much of the frame is local
 MAX_CRASHES = 2  # a job running at this many daemon crashes is failed instead of run again
 PREVIEW_SIZE = (64, 64)  # serve --fake's frames, whatever the clip
 BUILT_IN_DEFAULTS: JsonDict = {"preset": "PRESET_AUTO", "outputFormat": "OUTPUT_FORMAT_MOV"}
@@ -206,6 +208,7 @@ class _Job:
     edit: JsonDict | None = None
     events: list[JsonDict] = field(default_factory=list)
     done_phases: list[str] = field(default_factory=list)  # the executor's checkpoint
+    phase_steps: dict[str, int] = field(default_factory=dict)  # steps run, this attempt
     run: Generator[tuple[str, JsonDict], None, JsonDict] | None = None
     round_trip: _RoundTrip | None = None
 
@@ -1168,17 +1171,21 @@ class FakeDaemon(DaemonApi):
         script = job.script
         overwrite = bool(job.spec.get("output", {}).get("overwrite")) or job.attempt > 1
         self._check_outputs(job.outputs, job.spec["sourcePath"], overwrite)
+        job.phase_steps = {}
         if not self._loaded:
             if job.cancel_requested or job.pause_requested:
                 raise _Interrupted
             self._loaded = True
+            job.phase_steps["load"] = 1
             yield "progress", self._progress("load", 1, 1, 1, 1)
         for phase, total, window, windows in _plan(script):
             key = phase if windows == 1 else f"{phase}#{window}"
+            job.phase_steps.setdefault(phase, 0)
             if key in job.done_phases or phase in script.cached_phases:
                 yield "progress", self._progress(phase, total, total, window, windows, "cached")
                 continue
             for step in range(1, total + 1):
+                job.phase_steps[phase] += 1
                 if job.cancel_requested or job.pause_requested:
                     raise _Interrupted
                 if step == 1 and window == 1 and phase == script.fail_phase:
@@ -1217,16 +1224,26 @@ class FakeDaemon(DaemonApi):
         if writer is not None:
             for output in job.outputs:
                 writer(output, self._job_json(job))
-        asked = job.spec["params"]["preset"]
-        return {
+        params = job.spec["params"]
+        choices = [_preset_choice(params["preset"]) for _ in job.outputs]
+        script = job.script
+        finished: JsonDict = {
             "outputPaths": list(job.outputs),
             "frameCount": frames,
             "fps": dict(fps),
             "width": 64,
             "height": 64,
-            # The engine picks auto's preset from the pictures; the fake, without any, picks local.
-            "preset": "local" if asked == "PRESET_AUTO" else asked.removeprefix("PRESET_").lower(),
+            "preset": ",".join(choice["preset"] for choice in choices),
+            "presetChoices": choices,
+            "seed": int(params.get("seed", DEFAULT_SEED)),
+            "phaseSeconds": {
+                phase: self.step_seconds * steps for phase, steps in job.phase_steps.items()
+            },
+            "windows": script.windows,
+            "cacheHits": script.windows if "invert" in script.cached_phases else 0,
+            "loraStepsRun": job.phase_steps.get("lora", 0),
         }
+        return drop_zeros(finished)
 
     def _cancelled_payload(self, job: _Job, reason: str) -> JsonDict:
         if reason == "DEQUEUED":
@@ -1452,6 +1469,21 @@ def _is_file(path: str) -> bool:
         return os.path.isfile(os.path.realpath(path))
     except (OSError, ValueError):
         return False
+
+
+def _preset_choice(asked: str) -> JsonDict:
+    """The engine picks auto's preset from the pictures; the fake, without any, picks local, as
+    for an edit that changed nothing (serve --fake's FakeExecutor does the same)."""
+    if asked == "PRESET_AUTO":
+        reason = f"local: the edit changed 0% of the frame (under {LOCAL_AREA:.0%})"
+        return {
+            "preset": "local",
+            "chosenByAuto": True,
+            "structureCorrelation": 1.0,
+            "reason": reason,
+        }
+    name = asked.removeprefix("PRESET_").lower()
+    return {"preset": name, "reason": f"{name}: asked for"}
 
 
 def _check_session(session: JsonDict, edited: list[str], frame_range: JsonDict | None) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .api import JOB_STATES, JsonDict
+from .edit_params import PARAMS
 from .errors import InvalidSpec
-from .spec import PARAMS, camel
+from .spec import camel
 
 ENUMS: dict[str, tuple[str, ...]] = {
     "Preset": tuple(f"PRESET_{n}" for n in ("UNSPECIFIED", "AUTO", "LOCAL", "STYLE", "SHAPE")),
