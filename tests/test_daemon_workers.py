@@ -7,7 +7,6 @@ exercise the pipe protocol, the dispatch and the process deaths themselves."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -296,6 +295,7 @@ def test_serve_refuses_workers_it_cannot_run(tmp_path):
     assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
 
 
+@pytest.mark.slow
 def test_cancelling_a_fanned_out_job_stops_its_helpers(tmp_path):
     source, edited = make_media(tmp_path / "media")
     pool = fake_pool(tmp_path, workers=3, windows=4, step_seconds=0.2)
@@ -312,8 +312,7 @@ def test_cancelling_a_fanned_out_job_stops_its_helpers(tmp_path):
     assert after_end.WhichOneof("kind") == "finished"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
-def test_a_ray_cluster_that_cannot_be_reached_fails_the_job_with_a_hint(tmp_path):
+def test_a_ray_cluster_that_cannot_be_reached_fails_the_job_with_a_hint(tmp_path, ray_installed):
     source, edited = make_media(tmp_path / "media")
     with socket.socket() as probe:  # a port where nothing listens
         probe.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ outputs compared exactly; the source clip is made once (an x264 re-encode is ano
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import tempfile
 from fractions import Fraction
@@ -115,12 +114,8 @@ def test_windows_analysed_by_local_workers_give_the_same_frames(
     assert_identical(frames, reference)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None,
-    reason="Ray is not installed (pip install 'framerelay[cluster]'; CI installs it from the lock)",
-)
 def test_windows_analysed_on_a_ray_cluster_give_the_same_frames(
-    tiny_model_dir, spec, reference, tmp_path, monkeypatch
+    tiny_model_dir, spec, reference, tmp_path, monkeypatch, ray_installed
 ):
     """A local two-CPU Ray cluster; the first task's worker dies and Ray runs it again; the
     entries come back into the daemon's cache, where a re-edit finds them all."""
