@@ -80,6 +80,26 @@ def test_two_jobs_run_side_by_side_on_two_workers(tmp_path):
     assert status.device == "cpu 1, cpu 2" and status.running_job_id == first.id
 
 
+def test_each_worker_keeps_its_engine_warm_between_jobs(tmp_path):
+    """Each worker process loads the model once: a later job on it starts without a load."""
+    source, edited = make_media(tmp_path / "media")
+    gate = tmp_path / "gate"
+    pool = fake_pool(tmp_path, gate_path=gate, load_seconds=0.2)
+    with running_daemon(tmp_path, pool) as (_, client):
+        first = [client.submit(clip_spec(source, edited)) for _ in range(2)]
+        wait_for(lambda: all(j.id in pool.processes() for j in first), TIMEOUT)
+        pids = {pool.processes()[j.id] for j in first}
+        gate.touch()
+        events = [list(client.watch(j.id)) for j in first]
+        later = [client.submit(clip_spec(source, edited)) for _ in range(2)]
+        events += [list(client.watch(j.id)) for j in later]
+        loaded = client.status().model_loaded
+    loads = [sum(p.phase == "load" for p in progress(e)) for e in events]
+    assert len(pids) == 2
+    assert loads == [1, 1, 0, 0] and loaded  # a new or restarted process would load again
+    assert all(kinds(e)[-1] == "finished" for e in events)
+
+
 def test_a_long_job_fans_its_windows_out_to_the_free_workers(tmp_path):
     source, edited = make_media(tmp_path / "media")
     with running_daemon(tmp_path, fake_pool(tmp_path, workers=3, windows=5)) as (_, client):
