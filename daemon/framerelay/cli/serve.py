@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import signal
 import sys
+from typing import Any
 
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.errors import InvalidSpecError
@@ -112,26 +113,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_executor(args: argparse.Namespace, config: DaemonConfig):
+def make_executor(args: argparse.Namespace, config: DaemonConfig | None):
+    """The executor `serve` runs; `config` may be None with --fake. `--fake` alone is one fake
+    worker in the daemon's process (it counts no GPUs); with --workers, --gpus or --ray, fake
+    worker processes."""
     from framerelay.jobs.workers import WorkerPlan, worker_slots
+
+    def given(option: str, default: object = None) -> Any:  # the pool's options are optional
+        return getattr(args, option, default)
 
     fake = {"step_seconds": args.fake_step_seconds, "preview_phase": "edit"} if args.fake else None
     plan = WorkerPlan(
-        device=config.device,
-        dtype=config.dtype,
-        model=config.model,
-        cache_dir=config.cache_dir,
-        gpus=args.gpus,
-        workers=args.workers,
-        ray=args.ray,
-        ray_gpus=args.ray_gpus,
+        device=config.device if config is not None else None,
+        dtype=config.dtype if config is not None else None,
+        model=config.model if config is not None else DEFAULT_MODEL,
+        cache_dir=config.cache_dir if config is not None else None,
+        gpus=given("gpus"),
+        workers=given("workers"),
+        ray=given("ray"),
+        ray_gpus=given("ray_gpus", 1.0),
         fake=fake,
     )
-    if args.ray is not None and not args.fake and importlib.util.find_spec("ray") is None:
+    if plan.ray is not None and not args.fake and importlib.util.find_spec("ray") is None:
         raise InvalidSpecError(
             "--ray needs Ray, which is not installed.", "pip install 'framerelay[cluster]'"
         )
-    slots = worker_slots(plan)
+    slots = worker_slots(plan, [] if fake is not None and plan.gpus is None else None)
     if slots is not None:
         from framerelay.jobs.pool import PoolExecutor
 
@@ -145,6 +152,7 @@ def make_executor(args: argparse.Namespace, config: DaemonConfig):
         return FakeExecutor(**fake)
     from framerelay.jobs.engine_executor import EngineExecutor
 
+    assert config is not None
     return EngineExecutor(config.model, config.device, config.dtype, config.cache_dir)
 
 
