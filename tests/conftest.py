@@ -19,6 +19,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 pytest_plugins = ("pytester", "tests.sealing")
 
 
+@pytest.fixture
+def ray_installed() -> None:
+    """Ray is in the lock (the cluster extra): a missing Ray is a broken setup, never a skip."""
+    import importlib.util
+
+    assert importlib.util.find_spec("ray") is not None, (
+        "Ray is not installed: bash scripts/setup-venv installs it from requirements-lock.txt"
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
     pytest.importorskip("torch")

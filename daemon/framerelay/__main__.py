@@ -1,3 +1,4 @@
 from framerelay.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process is spawned from `python -m framerelay`
+    raise SystemExit(main())

@@ -138,6 +138,11 @@ class InternalError(FramerelayError):
     code = ErrorCode.internal
 
 
+class WorkerLostError(InternalError):
+    """A worker process of the daemon's pool died while it ran the job (killed, out of memory):
+    the job counts one crash, as when the daemon itself dies (docs/scale.md)."""
+
+
 class NotFoundError(FramerelayError):
     code = ErrorCode.not_found
 

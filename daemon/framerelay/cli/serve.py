@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import signal
 import sys
+from typing import Any
 
 from framerelay.engine.params import DEFAULT_MODEL
+from framerelay.errors import InvalidSpecError
 from framerelay.service.config import LOOPBACK, DaemonConfig, is_loopback
 
 
@@ -38,6 +41,37 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="default model: hub id or folder")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"))
+    workers = parser.add_argument_group(
+        "several GPUs or machines (docs/scale.md)",
+        "Jobs run side by side, one per worker; the windows of a long job are analysed by the "
+        "free workers while its own worker edits them in order.",
+    )
+    workers.add_argument(
+        "--gpus",
+        metavar="LIST",
+        help="the GPUs to run a worker on each: all (default: every visible GPU), none, or "
+        "numbers as nvidia-smi shows them, e.g. 0,2",
+    )
+    workers.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N worker processes on the CPU (where there is no GPU, or with --device cpu)",
+    )
+    workers.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="analyse windows on a Ray cluster: its address (HEAD:6379) or auto; needs "
+        "framerelay[cluster]",
+    )
+    workers.add_argument(
+        "--ray-gpus",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="GPUs each window task requests on the cluster (default: %(default)s; 0 for CPU "
+        "workers)",
+    )
     parser.add_argument(
         "--fake",
         action="store_true",
@@ -79,13 +113,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_executor(args: argparse.Namespace, config: DaemonConfig):
-    if args.fake:
+def make_executor(args: argparse.Namespace, config: DaemonConfig | None):
+    """The executor `serve` runs; `config` may be None with --fake. `--fake` alone is one fake
+    worker in the daemon's process (it counts no GPUs); with --workers, --gpus or --ray, fake
+    worker processes."""
+    from framerelay.jobs.workers import WorkerPlan, worker_slots
+
+    def given(option: str, default: object = None) -> Any:  # the pool's options are optional
+        return getattr(args, option, default)
+
+    fake = {"step_seconds": args.fake_step_seconds, "preview_phase": "edit"} if args.fake else None
+    plan = WorkerPlan(
+        device=config.device if config is not None else None,
+        dtype=config.dtype if config is not None else None,
+        model=config.model if config is not None else DEFAULT_MODEL,
+        cache_dir=config.cache_dir if config is not None else None,
+        gpus=given("gpus"),
+        workers=given("workers"),
+        ray=given("ray"),
+        ray_gpus=given("ray_gpus", 1.0),
+        fake=fake,
+    )
+    if plan.ray is not None and not args.fake and importlib.util.find_spec("ray") is None:
+        raise InvalidSpecError(
+            "--ray needs Ray, which is not installed.", "pip install 'framerelay[cluster]'"
+        )
+    slots = worker_slots(plan, [] if fake is not None and plan.gpus is None else None)
+    if slots is not None:
+        from framerelay.jobs.pool import PoolExecutor
+
+        print(
+            f"framerelay: {len(slots)} workers: {', '.join(s.name for s in slots)}", file=sys.stderr
+        )
+        return PoolExecutor(slots)
+    if fake is not None:
         from framerelay.jobs.fake_executor import FakeExecutor
 
-        return FakeExecutor(step_seconds=args.fake_step_seconds, preview_phase="edit")
+        return FakeExecutor(**fake)
     from framerelay.jobs.engine_executor import EngineExecutor
 
+    assert config is not None
     return EngineExecutor(config.model, config.device, config.dtype, config.cache_dir)
 
 

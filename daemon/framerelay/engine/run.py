@@ -56,6 +56,7 @@ from framerelay.engine.region import latent_region, load_region, propagate_regio
 from framerelay.engine.request import EditRequest, EditResult
 from framerelay.engine.sarp import perturb_smooth_areas
 from framerelay.engine.stitch import Piece, Stitcher
+from framerelay.engine.window_tasks import WindowHooks, WindowTask
 from framerelay.engine.windows import group_frames, plan_windows
 from framerelay.errors import InvalidSpecError, OutOfMemoryError
 from framerelay.media import audio, colour, footage, geometry, image, writer
@@ -115,9 +116,24 @@ class Engine:
         progress: ProgressSink = ignore_progress,
         cancel: CancelToken | None = None,
         preview: Callable[[np.ndarray], None] | None = None,
+        hooks: WindowHooks | None = None,
     ) -> EditResult:
         """`run_edit` with this engine's model, loaded once and kept."""
-        return run_edit(request, progress, cancel, engine=self, preview=preview)
+        return run_edit(request, progress, cancel, engine=self, preview=preview, hooks=hooks)
+
+    def plan_windows(self, job_id: str, request: EditRequest, folder: Path) -> list[WindowTask]:
+        """The job's window analyses, for other workers (engine/fanout.py)."""
+        from framerelay.engine import fanout
+
+        return fanout.plan(job_id, request, self, folder)
+
+    def analyse(
+        self, task: WindowTask, progress: ProgressSink = ignore_progress, cancel=None
+    ) -> None:
+        """A window's analysis into the cache, for a job whose chain runs elsewhere."""
+        from framerelay.engine import fanout
+
+        fanout.analyse(self, task, progress, cancel)
 
 
 @dataclass
@@ -234,6 +250,13 @@ def edit_frames(request: EditRequest) -> tuple[int, ...]:
             "(one take split between them).",
         )
     return tuple(frames)
+
+
+def fans_out(request: EditRequest) -> bool:
+    """Whether a pool's other workers can analyse the job's windows ahead of it: engine/fanout.py
+    plans the windows of one forward pass from the range's first frame, so a job whose edited
+    frames are all that frame and that re-renders no segment."""
+    return request.use_cache and request.segment is None and not any(edit_frames(request))
 
 
 def _take_count(request: EditRequest) -> int:
@@ -516,6 +539,46 @@ def _invert_window(
     return inversion
 
 
+def analyse_window(
+    pipe,
+    window: _Window,
+    params: EngineParams,
+    anchor: Anchor | None,
+    controller: attention.AttentionController,
+    checkpoints: Path,
+    progress: ProgressSink,
+    cancel: CancelToken | None,
+    autocast: torch.dtype | None,
+) -> tuple[Inversion, int]:
+    """A window's analysis, what its cache entry holds: the motion LoRA (left in the UNet) and the
+    inversion (recorded into `controller.store`); and the LoRA steps run. The job's own windows
+    and a pool's helpers (engine/fanout.py) run this same function."""
+    steps_run = 0
+    if params.lora.steps > 0:
+        steps_run = _train_lora(
+            pipe, window, params, anchor, controller, checkpoints, progress, cancel, autocast
+        )
+    inversion = _invert_window(pipe, window, params, anchor, controller, progress, cancel)
+    return inversion, steps_run
+
+
+def store_analysis(
+    cache: ArtifactCache,
+    key: str,
+    unet,
+    inversion: Inversion,
+    params: EngineParams,
+    scratch: Path,
+    clip: str,
+) -> None:
+    """Stores a window's analysis as its cache entry; the entry supersedes its LoRA checkpoints."""
+    lora_file = None
+    if params.lora.steps > 0:
+        lora_file = lora.save_motion_lora(unet, scratch / f"{key}.safetensors")
+    artifacts.store_window(cache, key, inversion, lora_file, clip)
+    shutil.rmtree(artifacts.checkpoint_dir(cache, key), ignore_errors=True)
+
+
 def _edit_condition(
     pipe, frame: torch.Tensor, chain: _Chain, params: EngineParams, new_frame: bool
 ) -> Condition:
@@ -673,6 +736,7 @@ class _Job:
         self.seconds: dict[str, float] = {}
         self.clip, self.clips = 0, 1
         self.mask: np.ndarray | None = None  # the user's edit region at the edited frame
+        self.hooks: WindowHooks | None = None  # a pool's helpers analysing windows ahead
 
     # -- time per phase, for the finished event and the machine's calibration
     @contextmanager
@@ -724,6 +788,7 @@ class _Job:
             report_cached_analysis(params, report)
             if params.lora.steps > 0:
                 lora.load_motion_lora(pipe.unet, entry.path / artifacts.LORA_FILE)
+            self._analysed(window, key)
             return artifacts.load_inversion(entry.path / artifacts.INVERSION_FILE, self.device)
         if params.lora.steps > 0:
             with self.timed("lora"):
@@ -744,12 +809,16 @@ class _Job:
             )
         self.counts.inversions += 1
         if cache is not None:
-            lora_file = None
-            if params.lora.steps > 0:
-                lora_file = lora.save_motion_lora(pipe.unet, self.scratch / f"{key}.safetensors")
-            artifacts.store_window(cache, key, inversion, lora_file, str(self.request.source))
-            shutil.rmtree(checkpoints, ignore_errors=True)  # the entry supersedes them
+            store_analysis(
+                cache, key, pipe.unet, inversion, params, self.scratch, str(self.request.source)
+            )
+            self._analysed(window, key)
         return inversion
+
+    def _analysed(self, window: _Window, key: str) -> None:
+        """The window's entry is in the cache: a pool's helpers may start the windows after it."""
+        if self.hooks is not None and self.cache is not None:
+            self.hooks.analysed(window.index, key)
 
     def keep_store(self, key: str, frames: int, params: EngineParams) -> None:
         shape = self.store_shape(frames, params)
@@ -835,6 +904,8 @@ def _run_half(job: _Job, h: int, chains: list[_Chain], takes: list[_Take], frame
         if any(entry is None for entry in found.values()):
             if index > 0 and window_params.skip_interval:
                 _ensure_anchor(job, state, report)
+            if job.hooks is not None:  # another worker may be analysing this window: wait for it
+                job.hooks.ready(index, key)
             inversion = job.analysis(window, key, window_params, state.anchor, report)
         else:  # every take of the window came from the cache: so, in effect, did its analysis
             report_cached_analysis(window_params, report)
@@ -1003,6 +1074,7 @@ def run_edit(
     cancel: CancelToken | None = None,
     engine: Engine | None = None,
     preview: Callable[[np.ndarray], None] | None = None,
+    hooks: WindowHooks | None = None,
 ) -> EditResult:
     """Propagate each edited frame through the source clip, forward and backward from it.
 
@@ -1010,6 +1082,7 @@ def run_edit(
     kept in the artifact cache so that another edit of the same clip reuses them; so is each
     edit's result per window, so that a re-rendered segment reuses the windows before it.
     `preview` gets the last frame (uint8, H×W×3, source size) of each window of the first edit.
+    `hooks` (a worker pool, docs/scale.md) may have other workers analyse windows into the cache.
     """
     times = PhaseTimes()
     progress = times.wrap(progress)
@@ -1055,6 +1128,7 @@ def run_edit(
             cancel,
             preview,
             times,
+            hooks,
         )
     return result
 
@@ -1071,7 +1145,19 @@ def _prepare_segment_edit(edit, path, segment, frames, display, params) -> None:
 
 
 def _run(
-    request, params, source, plan, frames, edits, region, engine, progress, cancel, preview, times
+    request,
+    params,
+    source,
+    plan,
+    frames,
+    edits,
+    region,
+    engine,
+    progress,
+    cancel,
+    preview,
+    times,
+    hooks,
 ) -> EditResult:
     with _out_of_memory_as_error(), ExitStack() as stack:
         # 2. The model, kept warm by a daemon's Engine, and the job's attention controller.
@@ -1079,6 +1165,7 @@ def _run(
         engine = engine or Engine(request.model, request.device, request.dtype)
         job = _Job(request, params, source, engine, progress, cancel, preview, stack)
         job.mask = region
+        job.hooks = hooks if fans_out(request) else None
         progress(Progress("load", 1, 1))
         takes = _open_takes(job, plan, edits, stack)
 

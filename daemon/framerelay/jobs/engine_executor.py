@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from framerelay.engine import segments
 from framerelay.engine.params import DEFAULT_MODEL
 from framerelay.engine.request import EditRequest, EditResult, Segment
+from framerelay.engine.window_tasks import WindowHooks, WindowTask
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
+from framerelay.jobs.slot_process import Helpers
 from framerelay.progress import CancelToken, ProgressSink
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,12 @@ class WarmEngine(Protocol):
         progress: ProgressSink,
         cancel: CancelToken | None,
         preview: Callable[[Any], None] | None,
+        hooks: WindowHooks | None = None,
     ) -> EditResult: ...
+
+    def plan_windows(self, job_id: str, request: EditRequest, folder: Path) -> list[WindowTask]: ...
+
+    def analyse(self, task: WindowTask, progress: ProgressSink, cancel: CancelToken) -> None: ...
 
 
 EngineFactory = Callable[[str, str | None, str | None], WarmEngine]  # (model, device, dtype)
@@ -165,7 +172,10 @@ class EngineExecutor:
         self._engine: WarmEngine | None = None  # once a job has run
         self._lock = threading.Lock()
 
-    def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
+    def execute(
+        self, run: Execution, report: Reporter, cancel: CancelToken, helpers: Helpers | None = None
+    ) -> ExecutionResult:
+        """Runs the job; with `helpers` (a worker pool), other workers may analyse its windows."""
         request = edit_request_for(
             run,
             self.default_model,
@@ -183,16 +193,28 @@ class EngineExecutor:
             report.preview(*preview_png(frame), "edit")
 
         start = run.spec.frame_range.in_frame if run.spec.frame_range is not None else 0
-        return result_from(engine.edit(request, report.progress, cancel, preview), start)
+        if helpers is None:
+            return result_from(engine.edit(request, report.progress, cancel, preview), start)
+        tasks = engine.plan_windows(run.job_id, request, run.work_dir / "windows")
+        helpers.plan(tasks)
+        hooks = helpers if tasks else None
+        return result_from(engine.edit(request, report.progress, cancel, preview, hooks), start)
 
-    def _engine_for(self, model: str) -> WarmEngine:
-        """The warm engine when it holds `model`, else a new one (it loads on first use)."""
+    def analyse(self, task: WindowTask, progress: ProgressSink, cancel: CancelToken) -> None:
+        """Analyses a window of a job whose chain runs in another worker, into the cache."""
+        assert task.request is not None
+        self._engine_for(task.request.model, task.dtype).analyse(task, progress, cancel)
+
+    def _engine_for(self, model: str, dtype: str | None = None) -> WarmEngine:
+        """The warm engine when it holds `model` (in `dtype`), else a new one (it loads on first
+        use)."""
+        dtype = dtype or self.dtype
         with self._lock:
             engine = self._engine
-            if engine is None or not engine.matches(model, self.device, self.dtype):
+            if engine is None or not engine.matches(model, self.device, dtype):
                 if engine is not None:
                     engine.unload()
-                engine = self.engine_factory(model, self.device, self.dtype)
+                engine = self.engine_factory(model, self.device, dtype)
                 self._engine = engine
             return engine
 

@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from os import getpid
 from pathlib import Path
 from typing import Any
 
 from framerelay.engine.presets import AUTO, PresetChoice
+from framerelay.engine.window_tasks import WindowTask
 from framerelay.files import replacing, write_atomic
 from framerelay.jobs.executor import Execution, ExecutionResult, ExecutorStatus, Reporter
 from framerelay.progress import CancelToken, PhaseTimes, Progress
@@ -30,6 +32,7 @@ DEFAULT_PHASES: tuple[tuple[str, int], ...] = (
 )
 DEFAULT_FPS = Fraction(24)
 CHECKPOINT = "fake-phases.json"
+WINDOW_PHASES = ("lora", "invert", "edit")  # per window when a job has several
 CODECS = {"mp4": ("libx264", "yuv420p"), "mov": ("prores_ks", "yuv422p10le")}
 
 
@@ -56,6 +59,9 @@ class FakeExecutor:
         fail_phase: str = "edit",
         gate: threading.Event | None = None,
         preview_phase: str | None = None,
+        windows: int = 1,
+        window_log: Path | None = None,
+        gate_path: Path | None = None,
     ):
         self.phases = phases
         self.step_seconds = step_seconds
@@ -65,7 +71,13 @@ class FakeExecutor:
         self.fail = fail
         self.fail_phase = fail_phase
         self.gate = gate  # when given, each job waits for it before its first step
+        self.gate_path = gate_path  # the same across processes: waits until the file exists
         self.preview_phase = preview_phase  # when given, a preview follows its last step
+        # With windows > 1, the analysis phases (lora, invert) and edit run per window, and a
+        # pool's helpers may analyse windows 1.. (as engine/fanout.py does); each analysis
+        # appends "job window pid chain|helper" to `window_log`.
+        self.windows = windows
+        self.window_log = window_log
         self.runs: list[FakeRun] = []
         self.loads = 0
         self.unloads = 0
@@ -81,36 +93,40 @@ class FakeExecutor:
                 self._loaded = False
                 self.unloads += 1
 
-    def execute(self, run: Execution, report: Reporter, cancel: CancelToken) -> ExecutionResult:
+    def execute(
+        self, run: Execution, report: Reporter, cancel: CancelToken, helpers: Any = None
+    ) -> ExecutionResult:
         record = FakeRun(run.job_id, run.attempt)
         self.runs.append(record)
         times = PhaseTimes()
 
-        def progress(phase: str, step: int, total: int, message: str = "") -> None:
+        def progress(phase: str, step: int, total: int, message: str = "", clip: int = 1) -> None:
             if cancel.cancelled:
                 record.reports_after_cancel += 1
             times.until_now(phase)
-            report.progress(Progress(phase, step, total, message=message))
+            report.progress(Progress(phase, step, total, clip, self.windows, message))
 
+        tasks = self._plan(run) if self.windows > 1 else []
+        if helpers is not None:
+            helpers.plan(tasks)
         self._load(progress, cancel)
         self._wait_for_gate(cancel)
         done = read_checkpoint(run.work_dir)
         seconds: dict[str, float] = {}
         for phase, total in self.phases:
+            if tasks and phase in WINDOW_PHASES[1:]:
+                continue  # run with the first, window by window
             started = time.perf_counter()
             if phase in done:
                 record.skipped_phases.append(phase)
                 progress(phase, total, total, "cached")
                 continue
-            for step in range(1, total + 1):
-                cancel.raise_if_cancelled()
-                if step == 1 and phase == self.fail_phase and self.fail is not None:
-                    error = self.fail(run)
-                    if error is not None:
-                        raise error
-                time.sleep(self.step_seconds)
-                record.steps.append((phase, step))
-                progress(phase, step, total)
+            if tasks and phase == WINDOW_PHASES[0]:
+                self._windows(run, tasks, helpers, record, progress, cancel)
+                phase = WINDOW_PHASES[-1]
+                done.extend(WINDOW_PHASES[:-1])
+            else:
+                self._steps(phase, total, run, record, progress, cancel)
             if phase == self.preview_phase:
                 report.preview(preview_png(self.frame_size), *self.frame_size, phase)
             done.append(phase)
@@ -137,9 +153,75 @@ class FakeExecutor:
             },
         )
 
+    def _steps(self, phase, total, run, record, progress, cancel, clip: int = 1) -> None:
+        for step in range(1, total + 1):
+            cancel.raise_if_cancelled()
+            if step == 1 and phase == self.fail_phase and self.fail is not None:
+                error = self.fail(run)
+                if error is not None:
+                    raise error
+            time.sleep(self.step_seconds)
+            record.steps.append((phase, step))
+            progress(phase, step, total, "", clip)
+
+    def _plan(self, run: Execution) -> list[WindowTask]:
+        folder = run.work_dir / "windows"
+        folder.mkdir(parents=True, exist_ok=True)
+        keys = [f"{run.job_id}-{i}" for i in range(self.windows)]
+        return [
+            WindowTask(
+                run.job_id,
+                i,
+                self.windows,
+                key,
+                keys[0] if i else None,
+                folder / f"{key}.done",
+                None,
+                "fake",
+            )
+            for i, key in enumerate(keys)
+        ]
+
+    def _windows(self, run, tasks, helpers, record, progress, cancel) -> None:
+        """Per window: its analysis (from a helper, or here), then its edit."""
+        phases = dict(self.phases)
+        for task in tasks:
+            clip = task.index + 1
+            if helpers is not None:
+                helpers.ready(task.index, task.key)
+            if task.frames.exists():
+                for phase in WINDOW_PHASES[:2]:
+                    progress(phase, phases[phase], phases[phase], "cached", clip)
+            else:
+                for phase in WINDOW_PHASES[:2]:
+                    self._steps(phase, phases[phase], run, record, progress, cancel, clip)
+                self._analysed(task, "chain")
+                if helpers is not None:
+                    helpers.analysed(task.index, task.key)
+            self._steps("edit", phases["edit"], run, record, progress, cancel, clip)
+
+    def _analysed(self, task: WindowTask, role: str) -> None:
+        write_atomic(task.frames, role.encode())
+        if self.window_log is not None:
+            with open(self.window_log, "a") as log:
+                log.write(f"{task.job_id} {task.index} {getpid()} {role}\n")
+
+    def analyse(self, task: WindowTask, progress: Callable[[Progress], None], cancel) -> None:
+        """A helper's analysis of one window of a job whose chain runs elsewhere."""
+        phases = dict(self.phases)
+        for phase in WINDOW_PHASES[:2]:
+            for step in range(1, phases[phase] + 1):
+                cancel.raise_if_cancelled()
+                time.sleep(self.step_seconds)
+                progress(Progress(phase, step, phases[phase], task.index + 1, task.windows))
+        self._analysed(task, "helper")
+
     def _wait_for_gate(self, cancel: CancelToken) -> None:
         while self.gate is not None and not self.gate.wait(0.01):
             cancel.raise_if_cancelled()
+        while self.gate_path is not None and not Path(self.gate_path).exists():
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
 
     def _load(self, progress: Callable[[str, int, int], None], cancel: CancelToken) -> None:
         with self._lock:

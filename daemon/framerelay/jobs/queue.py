@@ -72,7 +72,7 @@ class JobQueue:
         self._wakeup = asyncio.Event()
         self._tokens: dict[str, CancelToken] = {}
         self._paused = store.setting(PAUSED_KEY) is not None
-        self._requeue: set[str] = set()  # running jobs a pause interrupted: they are queued again
+        self._requeue: dict[str, float] = {}  # running jobs a pause interrupted -> their rank
         self._closed = False
         self.listeners: list[Listener] = []  # called in the event loop after each stored event
 
@@ -228,17 +228,21 @@ class JobQueue:
         return self._paused
 
     def pause(self, interrupt_running: bool = False) -> str | None:
-        """Stops starting queued jobs; with `interrupt_running`, the running job stops at its next
-        step and is queued first again. Returns that job's id."""
+        """Stops starting queued jobs; with `interrupt_running`, the running jobs stop at their
+        next step and are queued first again, in the order they started. Returns the id of the
+        first of them."""
         self.store.set_setting(PAUSED_KEY, "1")  # first: a pause it cannot keep is refused
         self._paused = True
-        running = self.running_job_id()
-        log.info("queue paused%s", f"; interrupting job {running}" if interrupt_running else "")
-        if not interrupt_running or running is None:
+        running = list(self._tokens)
+        log.info("queue paused%s", f"; interrupting {running}" if interrupt_running else "")
+        if not interrupt_running or not running:
             return None
-        self._requeue.add(running)
-        self._tokens[running].cancel()
-        return running
+        bounds = self.store.rank_bounds()
+        front = bounds[0] if bounds else 1.0
+        for place, job_id in enumerate(running):  # the first started goes first again
+            self._requeue[job_id] = front - len(running) + place
+            self._tokens[job_id].cancel()
+        return running[0]
 
     def resume(self) -> bool:
         """Starts queued jobs again; returns whether the queue was paused."""
@@ -248,19 +252,34 @@ class JobQueue:
         log.info("queue resumed")
         return was_paused
 
-    def take_requeue(self, job_id: str) -> bool:
-        """Whether a pause (and no cancel) interrupted the job: then it goes back to the queue."""
-        asked = job_id in self._requeue
-        self._requeue.discard(job_id)
-        return asked and not self.get(job_id).cancel_requested
+    def take_requeue(self, job_id: str) -> float | None:
+        """Where a job that a pause (and no cancel) interrupted goes back in the queue: its rank;
+        None when no pause interrupted it."""
+        rank = self._requeue.pop(job_id, None)
+        if rank is None or self.get(job_id).cancel_requested:
+            return None
+        return rank
 
-    def requeue_first(self, job_id: str, reason: str) -> Job:
-        """Puts a job that was running back at the front of the queue."""
+    def requeue_first(self, job_id: str, reason: str, rank: float | None = None) -> Job:
+        """Puts a job that was running back at the front of the queue, or at `rank`."""
         job = self.get(job_id)
-        bounds = self.store.rank_bounds()
-        self.store.save(replace(job, rank=bounds[0] - 1 if bounds else 1.0))
+        if rank is None:
+            bounds = self.store.rank_bounds()
+            rank = bounds[0] - 1 if bounds else 1.0
+        self.store.save(replace(job, rank=rank))
         self._tokens.pop(job_id, None)
         return self.record(job_id, Queued(1, reason))
+
+    def crashed(self, job_id: str) -> Job:
+        """A worker process died running the job: one crash, as at a start after a daemon crash;
+        the job runs again first, or fails at the crash-loop guard's limit."""
+        job = replace(self.get(job_id), crashes=self.get(job_id).crashes + 1)
+        self.store.save(job)
+        if job.crashes >= MAX_CRASHES:
+            log.error("job %s was running at %d crashes; failed", job_id, job.crashes)
+            return self.record(job_id, Failed(crash_loop_error(job.crashes)))
+        log.warning("job %s lost its worker process; it runs again", job_id)
+        return self.requeue_first(job_id, "recovered")
 
     # --- the worker ---
 
@@ -324,7 +343,7 @@ class JobQueue:
         job, event = self.store.append(job_id, payload, self._clock())
         if event.terminal:
             self._tokens.pop(job_id, None)
-            self._requeue.discard(job_id)
+            self._requeue.pop(job_id, None)
         self._published(job, event)
         return job
 
@@ -337,6 +356,7 @@ class JobQueue:
                 log.exception("a job event listener failed on %s of job %s", event.kind, job.id)
 
     def running_job_id(self) -> str | None:
+        """The running job that started first (a worker pool runs several)."""
         return next(iter(self._tokens), None)
 
     # --- watchers ---

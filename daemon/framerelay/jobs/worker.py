@@ -1,4 +1,5 @@
-"""The one GPU worker: takes jobs in queue order and runs each through the executor in a thread.
+"""The worker: takes jobs in queue order and runs each through the executor in a thread, as many
+at once as the executor has slots (one, unless the daemon runs a worker pool: docs/scale.md).
 
 A failing job never stops the worker: the error becomes the job's Failed event (with a hint) and
 any traceback goes to the log. The model stays warm between jobs and is unloaded after
@@ -14,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from framerelay.errors import (
     FramerelayError,
     InternalError,
     OutOfMemoryError,
+    WorkerLostError,
     from_os_error,
     is_disk_full,
 )
@@ -131,10 +133,25 @@ class ThreadReporter:
         )
 
 
+@dataclass
+class _Run:
+    """A running job, as the worker follows it."""
+
+    job_id: str
+    token: CancelToken
+    disk_full: DiskFullError | None = None  # met while it ran
+    phase: str = ""
+    clock: PhaseClock = field(default_factory=PhaseClock)
+    last_report: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+
 class Worker:
-    """Runs the queue. A full data disk (the job database cannot be written) stops the running
-    job with DISK_FULL and holds the queue: the worker retries with a growing pause, logs once
-    when it starts waiting and once when it goes on, and needs no restart."""
+    """Runs the queue. An executor with several slots (`PoolExecutor`, docs/scale.md) runs as many
+    jobs at once; they start in queue order whenever it has room. A full data disk (the job
+    database cannot be written) stops the running jobs with DISK_FULL and holds the queue: the
+    worker retries with a growing pause, logs once when it starts waiting and once when it goes
+    on, and needs no restart."""
 
     def __init__(
         self,
@@ -154,42 +171,112 @@ class Worker:
         self.reserve = reserve
         self.machine = machine  # this machine's measured speeds (jobs/preflight.py)
         self.waiting_on: FramerelayError | None = None  # the queue is held until it clears
-        self._job_id: str | None = None
-        self._token: CancelToken | None = None
-        self._disk_full: DiskFullError | None = None  # met while the current job ran
-        self._unrecorded: tuple[str, Payload] | None = None  # an end to store once there is room
+        self._runs: dict[str, _Run] = {}  # the running jobs, in the order they started
+        self._unrecorded: list[tuple[str, Payload]] = []  # ends to store once there is room
         self._recovered = False
         self._pause = FIRST_PAUSE_S  # before the next check for room
-        self._phase = ""
-        self._clock = PhaseClock()
-        self._last_report = 0.0
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._busy = asyncio.Lock()  # held while a job runs or the model is unloaded on request
+        self._changed = asyncio.Event()  # a job ended, or the executor may have room
+        self._busy = asyncio.Lock()  # held while a job starts or the model is unloaded on request
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        listen = getattr(self.executor, "set_room_listener", None)
+
+        def wake() -> None:  # from the executor's threads
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the worker stopped
+                loop.call_soon_threadsafe(self._changed.set)
+
+        if listen is not None:
+            listen(wake)
         while not self._stopping:
             if self.waiting_on is not None or not self._recover():
                 await self._wait_for_room()
                 continue
-            warm = self.executor.status().model_loaded
-            job = await self.queue.next_job(self.idle_unload_s if warm else None)
+            self._changed.clear()
+            if not self._executor_has_room():
+                await self._wait_changed()
+                continue
+            idle = not self._runs
+            warm = idle and self.executor.status().model_loaded
+            got, job = await self._next_job(self.idle_unload_s if warm else None)
             if self._stopping:
                 break
-            if job is None:
-                await self._unload()
+            if not got:  # a job ended or room appeared: look again
                 continue
-            try:
-                async with self._busy:
-                    if not self.queue.paused:  # paused while an unload held the worker
-                        await self._run(job)
-            except DiskFullError as error:  # the job's start could not be stored: it stays queued
-                self._hold(error)
-            except Exception:  # the worker outlives any job
-                log.exception("the worker failed on job %s", job.id)
-                self._give_up(job.id)
-            finally:
-                self._job_id, self._token = None, None
+            if job is None:
+                if not self._runs:
+                    await self._unload()
+                continue
+            async with self._busy:
+                if self.queue.paused or not self._executor_has_room():
+                    continue  # paused while an unload held the worker, or no slot after all
+                self._start(job)
+        await self._drain()
+        if listen is not None:
+            listen(None)
+
+    def _executor_has_room(self) -> bool:
+        has_room = getattr(self.executor, "has_room", None)
+        if has_room is None:
+            return not self._runs  # one job at a time
+        return bool(has_room())
+
+    async def _wait_changed(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), MAX_PAUSE_S)
+
+    async def _next_job(self, timeout: float | None) -> tuple[bool, Job | None]:
+        """(True, the next job or None after `timeout`), or (False, None) when something changed
+        first."""
+        getter = asyncio.ensure_future(self.queue.next_job(timeout))
+        changed = asyncio.ensure_future(self._changed.wait())
+        done, _ = await asyncio.wait({getter, changed}, return_when=asyncio.FIRST_COMPLETED)
+        for future in (getter, changed):
+            if future not in done:
+                future.cancel()
+        if getter in done:
+            return True, getter.result()
+        return False, None
+
+    def _start(self, job: Job) -> None:
+        try:
+            job, token = self.queue.start(job)
+        except DiskFullError as error:  # the job's start could not be stored: it stays queued
+            self._hold(error)
+            return
+        except Exception:
+            log.exception("the worker failed to start job %s", job.id)
+            self._give_up(job.id)
+            return
+        run = _Run(job.id, token)
+        self._runs[job.id] = run
+        reserve = getattr(self.executor, "reserve", None)
+        if reserve is not None:  # a pool: the job's slot, before the next look for room
+            reserve(job.id)
+        run.task = asyncio.create_task(self._guarded(job, run), name=f"job-{job.id}")
+
+    async def _guarded(self, job: Job, run: _Run) -> None:
+        try:
+            await self._run(job, run)
+        except DiskFullError as error:
+            self._hold(error)
+        except Exception:  # the worker outlives any job
+            log.exception("the worker failed on job %s", job.id)
+            self._give_up(job.id)
+        finally:
+            self._runs.pop(job.id, None)
+            release = getattr(self.executor, "release", None)
+            if release is not None:
+                release(job.id)
+            self._changed.set()
+
+    async def _drain(self) -> None:
+        """Waits for the running jobs, which a stop has interrupted."""
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _recover(self) -> bool:
         """Re-queues the jobs a stop interrupted, once; False while the disk is full."""
@@ -213,12 +300,12 @@ class Worker:
 
     async def unload_now(self) -> bool:
         """Frees the model now; returns whether one was loaded. Refused while a job runs."""
-        if self._busy.locked() and self._job_id is not None:
-            raise BusyError(
-                f"job {self._job_id} is running on the model.",
-                "Pause the queue, interrupting the running job, then unload; or wait for it.",
-            )
         async with self._busy:
+            if self._runs:
+                raise BusyError(
+                    f"job {next(iter(self._runs))} is running on the model.",
+                    "Pause the queue, interrupting the running job, then unload; or wait for it.",
+                )
             loaded = self.executor.status().model_loaded
             await self._unload()
             return loaded
@@ -232,9 +319,10 @@ class Worker:
             log.exception("could not record the failure of job %s", job_id)
 
     def stop(self) -> None:
-        """Interrupts the running job, which a restart will run again, and ends `run`."""
+        """Interrupts the running jobs, which a restart will run again, and ends `run`."""
         self._stopping = True
         self._stopped.set()
+        self._changed.set()
         self.queue.close()
 
     # --- a full data disk ---
@@ -258,7 +346,7 @@ class Worker:
                 return
             except DiskFullError:
                 pass
-        self._unrecorded = (job_id, payload)
+        self._unrecorded.append((job_id, payload))
         log.error("job %s ended; its end is recorded once the disk has room", job_id)
 
     async def _wait_for_room(self) -> None:
@@ -274,12 +362,12 @@ class Worker:
 
     def _has_room(self) -> bool:
         """Stores what waits to be stored; True when jobs may run again."""
-        if self._unrecorded is not None:
+        while self._unrecorded:
             try:
-                self.queue.record(*self._unrecorded)
+                self.queue.record(*self._unrecorded[0])
             except DiskFullError:
                 return False
-            self._unrecorded = None
+            self._unrecorded.pop(0)
         if not self._recover():
             return False
         if self.reserve is not None and not (self.reserve.has_room() and self.reserve.ensure()):
@@ -289,11 +377,8 @@ class Worker:
 
     # --- one job ---
 
-    async def _run(self, job: Job) -> None:
-        job, token = self.queue.start(job)
-        self._job_id, self._token, self._disk_full = job.id, token, None
+    async def _run(self, job: Job, run: _Run) -> None:
         self._pause = FIRST_PAUSE_S
-        self._phase, self._clock = "", PhaseClock()
         log.info("job %s started (attempt %d)", job.id, job.attempt)
         execution = Execution(
             job_id=job.id,
@@ -304,11 +389,14 @@ class Worker:
         )
         reporter = ThreadReporter(asyncio.get_running_loop(), self, job.id)
         try:
-            result = await run_in_thread(self._execute, job, execution, reporter, token)
+            result = await run_in_thread(self._execute, job, execution, reporter, run.token)
         except Exception as error:
             if self._paused_it(job.id, error):
                 return
-            payload = self._failure(job.id, error)
+            if isinstance(error, WorkerLostError) and not self._stopping:
+                self._lost(job.id, error)
+                return
+            payload = self._failure(run, error)
         else:
             payload = self._success(job.id, result)
         if payload is None:
@@ -328,19 +416,29 @@ class Worker:
         """A pause interrupted the job: it goes back to the queue and keeps its work folder."""
         if not isinstance(error, CancelledError) or self._stopping:
             return False
-        if not self.queue.take_requeue(job_id):
+        rank = self.queue.take_requeue(job_id)
+        if rank is None:
             return False
-        self.queue.requeue_first(job_id, "paused")
+        self.queue.requeue_first(job_id, "paused", rank)
         log.info("job %s interrupted by a pause; it runs first on resume", job_id)
         return True
 
-    def _failure(self, job_id: str, error: Exception) -> Payload | None:
-        if self._disk_full is not None:  # the worker stopped the job: its events could not be
-            error = self._disk_full  # stored; what the executor raised on its way out follows
-        if isinstance(error, CancelledError):
+    def _lost(self, job_id: str, error: WorkerLostError) -> None:
+        """The worker process running the job died (out of memory, killed): as a daemon crash
+        would, it counts one crash, and the job runs again unless it is at the guard's limit."""
+        log.error("job %s: %s", job_id, error.message)
+        job = self.queue.crashed(job_id)
+        if job.state.ended:
+            shutil.rmtree(self.work_root / job_id, ignore_errors=True)
+
+    def _failure(self, run: _Run, error: Exception) -> Payload | None:
+        job_id = run.job_id
+        if run.disk_full is not None:  # the worker stopped the job: its events could not be
+            error = run.disk_full  # stored; what the executor raised on its way out follows
+        if isinstance(error, CancelledError | WorkerLostError):
             if self._stopping and not self.queue.get(job_id).cancel_requested:
                 return None
-            return interrupted(self._phase)
+            return interrupted(run.phase)
         public = public_error(error)
         if public is error:
             log.warning("job %s failed: %s", job_id, public)
@@ -374,26 +472,29 @@ class Worker:
         )
 
     def _report(self, job_id: str, payload: Payload) -> None:
-        """Records a progress report or a preview; a full disk stops the job."""
-        if job_id != self._job_id or self._disk_full is not None:
+        """Records a progress report or a preview; a full disk stops the running jobs."""
+        run = self._runs.get(job_id)
+        if run is None or run.disk_full is not None:
             return
         try:
             self.queue.record(job_id, payload)
         except DiskFullError as error:
-            self._disk_full = job_stopped_by(error)
             self._hold(error)
-            if self._token is not None:
-                self._token.cancel()
+            for each in self._runs.values():
+                if each.disk_full is None:
+                    each.disk_full = job_stopped_by(error)
+                    each.token.cancel()
 
     def on_progress(self, job_id: str, progress: Progress, now: float) -> None:
-        if job_id != self._job_id:
+        run = self._runs.get(job_id)
+        if run is None:
             return
-        eta = self._clock.eta(progress, now)
-        new_phase = progress.phase != self._phase
+        eta = run.clock.eta(progress, now)
+        new_phase = progress.phase != run.phase
         last_step = progress.step >= progress.total
-        if not (new_phase or last_step or now - self._last_report >= self.progress_interval_s):
+        if not (new_phase or last_step or now - run.last_report >= self.progress_interval_s):
             return
-        self._phase, self._last_report = progress.phase, now
+        run.phase, run.last_report = progress.phase, now
         update = ProgressUpdate(
             progress.phase,
             progress.step,

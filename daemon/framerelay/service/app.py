@@ -225,6 +225,9 @@ class Daemon:
                 await asyncio.wait_for(self._worker_task, grace)
             except TimeoutError:
                 log.warning("the running job did not stop within %.0f s; leaving it", grace)
+        close = getattr(self.executor, "close", None)
+        if close is not None and self._worker_task is not None:  # a pool's worker processes
+            await asyncio.to_thread(close)
         if self._edits is not None:
             await self._edits.close()
         if self._store is not None:
