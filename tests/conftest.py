@@ -19,6 +19,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 pytest_plugins = ("pytester", "tests.sealing")
 
 
+@pytest.fixture(autouse=True)
+def ample_disk(monkeypatch) -> None:
+    """The pre-flight disk check (jobs/preflight.py) sees 1 PiB free: a real-size estimate of a
+    long test clip (1000 frames: 34 GB) must not meet this machine's free space. Tests of the check
+    set `free_bytes` themselves; the daemon's own full-disk handling reads the real disk."""
+    from framerelay.jobs import preflight
+
+    monkeypatch.setattr(preflight, "free_bytes", lambda _folder: 2**50)
+
+
 @pytest.fixture
 def ray_installed() -> None:
     """Ray is in the lock (the cluster extra): a missing Ray is a broken setup, never a skip."""

@@ -77,10 +77,7 @@ def test_edit_at_a_later_frame_prints_an_estimate_and_a_qc_verdict(
 def test_a_job_that_does_not_fit_the_disk_is_refused_with_exit_2(
     tmp_path, tiny_model_dir, clip, capsys, monkeypatch
 ):
-    class Usage:
-        free = 20_000_000
-
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda _path: Usage)
+    monkeypatch.setattr(preflight, "free_bytes", lambda _folder: 20_000_000)
     source, edited = clip
     status = _edit(
         tiny_model_dir, tmp_path, source, edited, tmp_path / "take", "--at", "5", "--lora-steps",

@@ -80,10 +80,7 @@ def test_a_job_that_cannot_fit_the_gpu_is_refused_with_a_hint(tmp_path, media):
 def test_a_job_without_room_on_disk_is_refused(tmp_path, media, monkeypatch):
     source, edited = media
 
-    class Usage:
-        free = 50_000_000
-
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda _path: Usage)
+    monkeypatch.setattr(preflight, "free_bytes", lambda _folder: 50_000_000)
     refusal = pytest.raises(DiskFullError, match=r"needs .* GB of disk on .*, 50 MB are free")
     with running_daemon(tmp_path) as (_, client), refusal:
         client.submit(clip_spec(source, edited, frames=30))

@@ -206,12 +206,16 @@ def check_disk(estimate: est.Estimate, output_folder: Path, cache_folder: Path |
         key = next((f for f in needs if f.stat().st_dev == device), existing)
         needs[key] = needs.get(key, 0.0) + size
     for folder, need in needs.items():
-        free = shutil.disk_usage(folder).free
+        free = free_bytes(folder)
         if free < FULL_DISK:
             continue  # a full disk: the daemon's own handling names it and holds the queue
         problem = est.disk_problem(need, free, str(folder))
         if problem is not None:
             raise DiskFullError(*problem)
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
 
 
 def _existing(folder: Path) -> Path | None:
