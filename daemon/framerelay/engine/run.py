@@ -551,8 +551,9 @@ def analyse_window(
     autocast: torch.dtype | None,
 ) -> tuple[Inversion, int]:
     """A window's analysis, what its cache entry holds: the motion LoRA (left in the UNet) and the
-    inversion (recorded into `controller.store`); and the LoRA steps run. The job's own windows
-    and a pool's helpers (engine/fanout.py) run this same function."""
+    inversion (recorded into `controller.store`); and the LoRA steps run. A pool's helpers
+    (engine/fanout.py) run this; the job's own windows run the same two calls in `_Job.analysis`,
+    timed apart (tests/test_scale_identity.py: the same frames either way)."""
     steps_run = 0
     if params.lora.steps > 0:
         steps_run = _train_lora(
