@@ -47,8 +47,16 @@ VENVS = (
 )
 
 
+FAST_TIER = "5.3"  # `pytest -m "not slow"` drives the newest bpy only; CI drives all three
+
+
 def venv_params() -> list:
-    return [pytest.param(v, id=f"bpy{v.version}") for v in VENVS]
+    return [
+        pytest.param(
+            v, id=f"bpy{v.version}", marks=() if v.version == FAST_TIER else pytest.mark.slow
+        )
+        for v in VENVS
+    ]
 
 
 def require(venv: BpyVenv) -> BpyVenv:

@@ -65,9 +65,10 @@ def test_two_jobs_run_side_by_side_on_two_workers(tmp_path):
     with running_daemon(tmp_path, fake_pool(tmp_path, gate_path=gate)) as (daemon, client):
         first = client.submit(clip_spec(source, edited))
         second = client.submit(clip_spec(source, edited))
-        both = wait_for(
+        both = wait_for(  # running, and each handed to its process (the pool's map lags a little)
             lambda: (
                 {state_of(client, j.id) for j in (first, second)} == {jobs_pb2.JOB_STATE_RUNNING}
+                and {first.id, second.id} <= set(daemon.daemon.executor.processes())
             ),
             TIMEOUT,
         )
